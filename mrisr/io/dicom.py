@@ -1,0 +1,138 @@
+"""A DICOM series folder (one image per file) through pydicom.
+
+Slices are ordered by their position projected on the slice normal (``row direction x column direction``), never by
+file name or instance number. Spacing: ``PixelSpacing`` is ``[row spacing, column spacing]`` (mm between rows, mm
+between columns); the slice spacing is the measured distance between consecutive slice positions, not the
+``SliceThickness`` tag. ``RescaleSlope`` / ``RescaleIntercept`` are applied. Several images at one position (a cine
+series) load as a time series, ordered by trigger time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from mrisr.errors import InputError
+from mrisr.volume import LPS_TO_RAS, Volume
+
+
+def _series_label(uid: str, headers: list) -> str:
+    h = headers[0]
+    return (f"SeriesInstanceUID {uid} (number {getattr(h, 'SeriesNumber', '?')}, "
+            f"'{getattr(h, 'SeriesDescription', '')}', {len(headers)} images)")
+
+
+def _scan(folder: Path) -> dict[str, list]:
+    """Headers of every DICOM image under ``folder``, grouped by SeriesInstanceUID."""
+    series: dict[str, list] = defaultdict(list)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            continue
+        if "ImagePositionPatient" in ds and "Rows" in ds:
+            ds.filename = str(path)
+            series[str(getattr(ds, "SeriesInstanceUID", ""))].append(ds)
+    return series
+
+
+def _choose(folder: Path, series: dict[str, list], choice) -> list:
+    if not series:
+        raise InputError(folder, "no DICOM images found in this folder")
+    if choice is None:
+        if len(series) == 1:
+            return next(iter(series.values()))
+        found = "; ".join(_series_label(uid, hs) for uid, hs in series.items())
+        raise InputError(folder, f"holds {len(series)} series, choose one with series=<UID, number or "
+                                 f"description> (mrisr info --series): {found}")
+    choice = str(choice)
+    for uid, headers in series.items():
+        h = headers[0]
+        if choice in (uid, str(getattr(h, "SeriesNumber", None)), str(getattr(h, "SeriesDescription", None))):
+            return headers
+    found = "; ".join(_series_label(uid, hs) for uid, hs in series.items())
+    raise InputError(folder, f"no series matches {choice!r}; found: {found}")
+
+
+def _float_list(ds, tag: str, path) -> np.ndarray:
+    if tag not in ds:
+        raise InputError(path, f"DICOM image lacks {tag}, needed to place it in space")
+    return np.array([float(v) for v in ds[tag].value], dtype=np.float64)
+
+
+def read_dicom_series(folder: Path, series=None) -> Volume:
+    """Load one series from ``folder``; ``series`` picks one by UID, SeriesNumber or SeriesDescription."""
+    headers = _choose(folder, _scan(folder), series)
+    first = headers[0]
+    orientation = _float_list(first, "ImageOrientationPatient", first.filename)
+    row_dir, col_dir = orientation[:3], orientation[3:]  # along a row (column index grows), along a column
+    normal = np.cross(row_dir, col_dir)
+    for h in headers:
+        if not np.allclose(_float_list(h, "ImageOrientationPatient", h.filename), orientation, atol=1e-4):
+            raise InputError(h.filename, "slice orientation differs from the rest of the series")
+        if (h.Rows, h.Columns) != (first.Rows, first.Columns):
+            raise InputError(h.filename, f"image size {h.Rows}x{h.Columns} differs from the series' "
+                                         f"{first.Rows}x{first.Columns}")
+
+    by_position: dict[float, list] = defaultdict(list)
+    for h in headers:
+        by_position[round(float(_float_list(h, "ImagePositionPatient", h.filename) @ normal), 3)].append(h)
+    positions = sorted(by_position)
+    n_frames = {len(v) for v in by_position.values()}
+    if len(n_frames) != 1:
+        raise InputError(folder, f"slice positions hold different numbers of images {sorted(n_frames)}: "
+                                 "missing files, or several series mixed under one UID")
+    n_frames = n_frames.pop()
+    stacks = [sorted(by_position[p], key=lambda h: (float(getattr(h, "TriggerTime", 0) or 0),
+                                                    int(getattr(h, "InstanceNumber", 0) or 0)))
+              for p in positions]
+
+    row_spacing, col_spacing = (float(v) for v in first.PixelSpacing)
+    origins = np.array([_float_list(s[0], "ImagePositionPatient", s[0].filename) for s in stacks])
+    if len(positions) > 1:
+        gaps = np.diff(positions)
+        if gaps.max() - gaps.min() > 0.01 * gaps.mean() + 1e-3:
+            raise InputError(folder, f"slice spacing varies from {gaps.min():.4g} to {gaps.max():.4g} mm "
+                                     "(missing slices?)")
+        slice_step = (origins[-1] - origins[0]) / (len(positions) - 1)
+    else:
+        thickness = float(getattr(first, "SpacingBetweenSlices", 0) or getattr(first, "SliceThickness", 0) or 1)
+        slice_step = normal * thickness
+    affine_lps = np.eye(4)
+    affine_lps[:3, 0] = slice_step
+    affine_lps[:3, 1] = col_dir * row_spacing
+    affine_lps[:3, 2] = row_dir * col_spacing
+    affine_lps[:3, 3] = origins[0]
+
+    data = np.empty((n_frames, len(stacks), int(first.Rows), int(first.Columns)), dtype=np.float32)
+    for s, stack in enumerate(stacks):
+        for t, h in enumerate(stack):
+            try:
+                ds = pydicom.dcmread(h.filename)
+                pixels = ds.pixel_array.astype(np.float32)
+            except Exception as err:
+                raise InputError(h.filename, f"pixel data cannot be decoded ({type(err).__name__}: {err})") from None
+            data[t, s] = pixels * float(getattr(ds, "RescaleSlope", 1) or 1) + float(
+                getattr(ds, "RescaleIntercept", 0) or 0)
+
+    phase_axes = {"ROW": (2,), "COL": (1,)}.get(str(getattr(first, "InPlanePhaseEncodingDirection", "")), ())
+    if str(getattr(first, "MRAcquisitionType", "")) == "3D" and phase_axes:
+        phase_axes = (0, *phase_axes)
+    meta = {
+        "source_format": "dicom",
+        "series_description": str(getattr(first, "SeriesDescription", "")) or None,
+        "series_uid": str(getattr(first, "SeriesInstanceUID", "")) or None,
+        "field_strength_t": float(first.MagneticFieldStrength) if "MagneticFieldStrength" in first else None,
+        "phase_encoding_axes": phase_axes or None,
+        "manufacturer": str(getattr(first, "Manufacturer", "")) or None,
+    }
+    if n_frames > 1:
+        times = [float(getattr(h, "TriggerTime", 0) or 0) for h in stacks[0]]
+        if len(times) > 1 and times[-1] > times[0]:
+            meta["frame_time_ms"] = (times[-1] - times[0]) / (len(times) - 1)
+    return Volume(data[0] if n_frames == 1 else data, LPS_TO_RAS @ affine_lps,
+                  {k: v for k, v in meta.items() if v is not None})
