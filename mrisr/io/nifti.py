@@ -7,6 +7,7 @@ axes and affine columns: no resampling, so a round trip is exact.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import numpy as np
 
 from mrisr.errors import InputError
 from mrisr.volume import Volume
+
+_META_TAG = "mrisr-meta:"  # header extension (NIfTI comment) carrying the Volume's meta as JSON
+_NOT_STORED = ("source_format", "source_path")
 
 
 def _reverse_axes(affine: np.ndarray) -> np.ndarray:
@@ -49,6 +53,14 @@ def read_nifti(path: Path) -> Volume:
         if len(zooms) > 3 and zooms[3] > 0:
             unit = header.get_xyzt_units()[1]
             meta["frame_time_ms"] = float(zooms[3]) * {"sec": 1000.0, "msec": 1.0, "usec": 1e-3}.get(unit, 1.0)
+    for ext in header.extensions:
+        content = ext.get_content()
+        content = content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)
+        if content.startswith(_META_TAG):
+            stored = json.loads(content[len(_META_TAG):])
+            if "phase_encoding_axes" in stored:
+                stored["phase_encoding_axes"] = tuple(stored["phase_encoding_axes"])
+            meta.update(stored)
     return Volume(data, _reverse_axes(img.affine), {k: v for k, v in meta.items() if v not in (None, "")})
 
 
@@ -86,6 +98,9 @@ def write_nifti(volume: Volume, path: str | Path, dtype: str = "float32") -> Pat
         img.header.set_dim_info(phase=2 - phase_axes[0])
     description = str(volume.meta.get("series_description") or volume.meta.get("description") or "")
     img.header["descrip"] = description.encode("ascii", "replace")[:79]
+    stored = {k: v for k, v in volume.meta.items() if k not in _NOT_STORED}
+    text = _META_TAG + json.dumps(stored, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+    img.header.extensions.append(nib.nifti1.Nifti1Extension("comment", text.encode()))
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial{suffix}")
