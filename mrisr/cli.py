@@ -26,7 +26,8 @@ def _print_info(info: dict) -> None:
     print(f"  spacing              {' x '.join(f'{s:g}' for s in info['spacing_mm'])} mm")
     lo, hi = info["intensity_range"] or (float("nan"), float("nan"))
     print(f"  intensity            {lo:g} .. {hi:g}")
-    print("  affine               " + "\n                       ".join(" ".join(f"{v:10.4f}" for v in row) for row in info["affine"]))
+    rows = (" ".join(f"{v:10.4f}" for v in row) for row in info["affine"])
+    print("  affine               " + "\n                       ".join(rows))
     for key, value in info["meta"].items():
         print(f"  {key:<20} {value}")
 

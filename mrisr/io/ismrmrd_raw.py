@@ -35,7 +35,7 @@ import numpy as np
 from ismrmrd.hdf5 import acquisition_dtype
 
 from mrisr.errors import InputError
-from mrisr.kspace import center_crop, fftc, ifftc, rss
+from mrisr.kspace import center_crop, fftc, ifftc
 from mrisr.volume import LPS_TO_RAS, Volume
 
 _SKIP = sum(1 << (flag - 1) for flag in (
@@ -142,11 +142,12 @@ def read_ismrmrd(path: Path, contrast: int = 0, repetition: int = 0, chunk_size:
         weight = np.sqrt((1 / rec_std**2) / np.sum(1 / rec_std**2))
         buffer *= weight.astype(np.float32)[None, None, None, :, None]
     rec_y, rec_z = r_mat.y, (r_mat.z if nz > 1 else 1)
-    image = np.empty((n_slices, rec_z, rec_y, rec_x), np.float32)
-    for s in range(n_slices):  # one slice (or the slab) at a time: little memory beyond the buffer
-        coils = ifftc(buffer[s], axes=(0, 1) if nz > 1 else (1,))
-        image[s] = rss(center_crop(center_crop(coils, 0, rec_z), 1, rec_y), axis=2)
-    image = image.reshape(n_slices * rec_z, rec_y, rec_x)
+    image = np.zeros((n_slices, rec_z, rec_y, rec_x), np.float32)
+    for s in range(n_slices):  # one slice (or the slab) and one coil at a time: little memory beyond the buffer
+        for c in range(buffer.shape[3]):
+            coil = ifftc(buffer[s, :, :, c], axes=(0, 1) if nz > 1 else (1,))
+            image[s] += np.abs(center_crop(center_crop(coil, 0, rec_z), 1, rec_y)) ** 2
+    image = np.sqrt(image, out=image).reshape(n_slices * rec_z, rec_y, rec_x)  # root-sum-of-squares
 
     return Volume(image, _affine(enc, directions, positions, n_slices, nz > 1), {
         "source_format": "ismrmrd",

@@ -1,0 +1,43 @@
+"""Shared fixtures. Real samples come from ``../shared/data`` or ``$MRISR_SAMPLE_DATA``; in CI their absence fails."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = Path(os.environ.get("MRISR_SAMPLE_DATA", REPO.parent / "shared" / "data"))
+
+_CACHE = Path(tempfile.gettempdir()) / f"mrisr-test-cache-{os.getuid()}"
+for _var in ("MPLCONFIGDIR", "TORCH_HOME", "IPYTHONDIR", "JUPYTER_RUNTIME_DIR", "TORCHINDUCTOR_CACHE_DIR"):
+    os.environ.setdefault(_var, str(_CACHE / _var.lower()))
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def sample_data() -> Path:
+    """Folder of the real MRI samples; skips locally, fails in CI (CI=true), when missing."""
+    if not (SAMPLE_DATA / "knee_dess_sample").is_dir():
+        message = f"real sample data not found at {SAMPLE_DATA} (set MRISR_SAMPLE_DATA)"
+        if _in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return SAMPLE_DATA
+
+
+@pytest.fixture(scope="session")
+def dess_dir(sample_data) -> Path:
+    return sample_data / "knee_dess_sample"
+
+
+@pytest.fixture(scope="session")
+def dess(dess_dir):
+    from mrisr import load_volume
+
+    return load_volume(dess_dir)
