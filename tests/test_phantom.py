@@ -1,0 +1,47 @@
+"""The built-in phantom: deterministic per seed, with thin structures that a blur destroys."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from mrisr.phantom import Tissue, knee_labels, knee_phantom
+
+
+def test_same_seed_same_volume_different_seed_different_subject():
+    a, b, c = knee_phantom(seed=0), knee_phantom(seed=0), knee_phantom(seed=1)
+    np.testing.assert_array_equal(a.data, b.data)
+    assert np.mean(a.data != c.data) > 0.05
+    assert a.data.shape == (48, 128, 128) and a.spacing == (1.0, 0.5, 0.5)
+
+
+def test_all_tissues_present():
+    labels = knee_labels(seed=2)
+    for tissue in Tissue:
+        assert (labels == tissue).sum() > 0, tissue.name
+
+
+def test_cartilage_and_vessels_are_thin():
+    labels = knee_labels(seed=0)
+    for tissue, max_mm in ((Tissue.CARTILAGE, 2.0), (Tissue.VESSEL, 1.0)):
+        # Largest inscribed half-thickness, in voxels of 0.5 mm in-plane: a thin layer has a small maximum.
+        half_thickness = ndimage.distance_transform_edt(labels == tissue, sampling=(1.0, 0.5, 0.5)).max()
+        assert half_thickness <= max_mm / 2 + 0.5, (tissue.name, half_thickness)
+
+
+def test_blur_destroys_cartilage_contrast():
+    volume, labels = knee_phantom(seed=0), knee_labels(seed=0)
+    cartilage = labels == Tissue.CARTILAGE
+    around = ndimage.binary_dilation(cartilage, iterations=3) & ~cartilage
+    blurred = ndimage.gaussian_filter(volume.data, sigma=(1.0, 2.0, 2.0))  # 1 mm Gaussian
+    contrast = volume.data[cartilage].mean() - volume.data[around].mean()
+    contrast_blurred = blurred[cartilage].mean() - blurred[around].mean()
+    assert contrast > 0.1
+    assert contrast_blurred < 0.6 * contrast
+
+
+def test_geometry_is_in_mm():
+    coarse = knee_labels(shape=(24, 64, 64), spacing=(2.0, 1.0, 1.0), seed=4)
+    fine = knee_labels(shape=(48, 128, 128), spacing=(1.0, 0.5, 0.5), seed=4)
+    bone_fraction = [np.isin(x, [Tissue.MARROW, Tissue.TRABECULA, Tissue.CORTEX]).mean() for x in (coarse, fine)]
+    assert abs(bone_fraction[0] - bone_fraction[1]) < 0.02
