@@ -77,7 +77,7 @@ def knee_labels(shape=(48, 128, 128), spacing=(1.0, 0.5, 0.5), seed: int = 0) ->
     trabecula = np.abs(noise) < 0.12 * noise.std() * 2.5
     labels[bone] = Tissue.MARROW
     labels[bone & trabecula] = Tissue.TRABECULA
-    inner = ndimage.binary_erosion(bone, iterations=max(1, int(round(1.0 / spacing.min()))))
+    inner = ndimage.binary_erosion(bone, iterations=max(1, round(1.0 / spacing.min())))
     labels[bone & ~inner] = Tissue.CORTEX
     labels[fluid] = Tissue.FLUID
     labels[femoral_cartilage | tibial_cartilage] = Tissue.CARTILAGE

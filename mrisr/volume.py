@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ class Volume:
         self.meta = dict(self.meta)
 
     @classmethod
-    def from_spacing(cls, data: np.ndarray, spacing=(1.0, 1.0, 1.0), meta: dict | None = None) -> "Volume":
+    def from_spacing(cls, data: np.ndarray, spacing=(1.0, 1.0, 1.0), meta: dict | None = None) -> Volume:
         """A volume whose orientation is unknown: axis k maps to scanner axis k with ``spacing[k]`` mm steps."""
         spacing = tuple(float(s) for s in spacing)
         if len(spacing) != 3 or min(spacing) <= 0:
@@ -76,7 +77,7 @@ class Volume:
         """Number of time frames: 1 for a plain volume."""
         return self.data.shape[0] if self.data.ndim == 4 else 1
 
-    def frames(self) -> Iterator["Volume"]:
+    def frames(self) -> Iterator[Volume]:
         """The 3D volumes of a time series, in time order (a plain volume yields itself)."""
         if self.data.ndim == 3:
             yield self
@@ -84,7 +85,7 @@ class Volume:
         for t in range(self.n_frames):
             yield self.with_data(self.data[t], frame=t)
 
-    def with_data(self, data: np.ndarray, **meta) -> "Volume":
+    def with_data(self, data: np.ndarray, **meta) -> Volume:
         """Same geometry, new voxel values (same spatial shape), metadata updated by ``meta``."""
         if tuple(np.shape(data)[-3:]) != self.shape:
             raise ValueError(f"new data shape {np.shape(data)} does not match the volume's grid {self.shape}")

@@ -13,14 +13,14 @@ from mrisr.phantom import knee_phantom
 
 def _write_fastmri(path, image, n_coils=4, readout_oversampling=2):
     """Slices (S, R, C) -> a fastMRI-style file: rows oversampled, coils with sum |s|^2 = 1."""
-    s, r, c = image.shape
+    _, r, c = image.shape
     rows = np.linspace(-1, 1, r * readout_oversampling)[:, None]
     sens = np.stack([np.exp(-((rows - np.cos(a)) ** 2) - (np.linspace(-1, 1, c)[None] - np.sin(a)) ** 2)
                      for a in np.linspace(0, 2 * np.pi, n_coils, endpoint=False)]).astype(np.complex64)
     sens /= np.sqrt((np.abs(sens) ** 2).sum(0, keepdims=True))
     wide = center_pad(image.astype(np.complex64), 1, r * readout_oversampling)
     kspace = fftc(wide[:, None] * sens[None], axes=(-2, -1)).astype(np.complex64)
-    space = lambda nx, ny, fx, fy: ismrmrd.xsd.encodingSpaceType(  # noqa: E731
+    space = lambda nx, ny, fx, fy: ismrmrd.xsd.encodingSpaceType(
         matrixSize=ismrmrd.xsd.matrixSizeType(x=nx, y=ny, z=1),
         fieldOfView_mm=ismrmrd.xsd.fieldOfViewMm(x=fx, y=fy, z=3.0))
     header = ismrmrd.xsd.ismrmrdHeader(

@@ -122,22 +122,3 @@ def test_unknown_format(tmp_path):
     path.write_text("?")
     assert "unknown format" in _error(path)
 
-
-def test_dicom_cine_series_loads_as_time_series(dess_dir, tmp_path):
-    """Two slice positions x three trigger times (made from real DESS files) -> (3, 2, 512, 512)."""
-    files = sorted(dess_dir.glob("*.dcm"))[:6]
-    sources = [pydicom.dcmread(f) for f in files]
-    positions = [sources[0].ImagePositionPatient, sources[1].ImagePositionPatient]
-    for i, ds in enumerate(sources):
-        ds.ImagePositionPatient = positions[i % 2]
-        ds.TriggerTime = 40.0 * (i // 2)
-        ds.save_as(tmp_path / f"frame{5 - i}.dcm")  # file names in reverse order on purpose
-    volume = load_volume(tmp_path)
-    assert volume.data.shape == (3, 2, 512, 512)
-    assert volume.meta["frame_time_ms"] == 40.0
-    iop = np.array(sources[0].ImageOrientationPatient, float)
-    along_normal = [float(np.array(p, float) @ np.cross(iop[:3], iop[3:])) for p in positions]
-    first, second = np.argsort(along_normal)  # slice 0 is the position lower along the normal
-    last_frame = sources[4:6]  # trigger time 80 ms, at positions 0 and 1
-    np.testing.assert_array_equal(volume.data[2, 0], last_frame[first].pixel_array)
-    np.testing.assert_array_equal(volume.data[2, 1], last_frame[second].pixel_array)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pydicom
-import pytest
 
 from mrisr import load_volume, save_volume
 from mrisr.volume import LPS_TO_RAS
@@ -96,3 +95,23 @@ def test_nifti_from_other_tools_is_read_with_nibabel_affine(dess, tmp_path):
     i, j, k = 7, 100, 33
     np.testing.assert_allclose(img.affine @ [i, j, k, 1], dess.affine @ [k, j, i, 1], atol=1e-4)
     assert np.asarray(img.dataobj)[i, j, k] == dess.data[k, j, i]
+
+
+def test_dicom_cine_series_loads_as_time_series(dess_dir, tmp_path):
+    """Two slice positions x three trigger times (made from real DESS files) -> (3, 2, 512, 512)."""
+    files = sorted(dess_dir.glob("*.dcm"))[:6]
+    sources = [pydicom.dcmread(f) for f in files]
+    positions = [sources[0].ImagePositionPatient, sources[1].ImagePositionPatient]
+    for i, ds in enumerate(sources):
+        ds.ImagePositionPatient = positions[i % 2]
+        ds.TriggerTime = 40.0 * (i // 2)
+        ds.save_as(tmp_path / f"frame{5 - i}.dcm")  # file names in reverse order on purpose
+    volume = load_volume(tmp_path)
+    assert volume.data.shape == (3, 2, 512, 512)
+    assert volume.meta["frame_time_ms"] == 40.0
+    iop = np.array(sources[0].ImageOrientationPatient, float)
+    along_normal = [float(np.array(p, float) @ np.cross(iop[:3], iop[3:])) for p in positions]
+    first, second = np.argsort(along_normal)  # slice 0 is the position lower along the normal
+    last_frame = sources[4:6]  # trigger time 80 ms, at positions 0 and 1
+    np.testing.assert_array_equal(volume.data[2, 0], last_frame[first].pixel_array)
+    np.testing.assert_array_equal(volume.data[2, 1], last_frame[second].pixel_array)

@@ -27,14 +27,14 @@ from mrisr.io.ismrmrd_raw import is_ismrmrd, read_ismrmrd, write_ismrmrd
 from mrisr.io.nifti import read_nifti, write_nifti
 from mrisr.volume import Volume
 
-__all__ = ["load_volume", "save_volume", "write_ismrmrd", "Volume"]
+__all__ = ["Volume", "load_volume", "save_volume", "write_ismrmrd"]
 
 
 def _reader(path: Path):
     if path.is_dir():
         return read_dicom_series
     name = path.name.lower()
-    if name.endswith(".nii") or name.endswith(".nii.gz"):
+    if name.endswith((".nii", ".nii.gz")):
         return read_nifti
     if name.endswith((".mat", ".npy")):
         return read_array

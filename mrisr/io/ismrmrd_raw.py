@@ -61,7 +61,7 @@ def read_header(path: Path, f: h5py.File):
 def _grid(encoded: int, recon: int, fov_encoded: float, fov_recon: float) -> int:
     """Length of the k-space line whose inverse FFT has the recon grid's spacing (then crop to ``recon``)."""
     if fov_encoded > 0 and fov_recon > 0:
-        return max(recon, int(round(recon * fov_encoded / fov_recon)))
+        return max(recon, round(recon * fov_encoded / fov_recon))
     return max(recon, encoded)
 
 
