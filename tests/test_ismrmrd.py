@@ -77,3 +77,19 @@ def test_peak_memory_is_a_small_multiple_of_the_kspace(tmp_path):
 def test_partition_stored_as_slices_can_declare_3d_phase_encoding(tmp_path, phantom):
     path = write_ismrmrd(tmp_path / "knee.h5", phantom, spacing=SPACING, n_coils=2, layout="slices")
     assert load_volume(path, phase_encoding_axes=(0, 1)).meta["phase_encoding_axes"] == (0, 1)
+
+
+def test_rec_std_weights_coils_by_inverse_noise_variance(tmp_path, phantom):
+    """mridata.org knees carry per-coil noise std in /dataset/rec_std; coils are weighted sqrt(w / sum w), w = 1/std^2."""
+    import h5py
+
+    n_coils = 4
+    path = write_ismrmrd(tmp_path / "knee.h5", phantom, spacing=SPACING, n_coils=n_coils)
+    plain = load_volume(path).data
+    with h5py.File(path, "a") as f:
+        f["dataset"].create_dataset("rec_std", data=np.full((1, n_coils), 3.0, np.float32))
+    np.testing.assert_allclose(load_volume(path).data, plain / np.sqrt(n_coils), rtol=1e-5, atol=1e-7)
+    with h5py.File(path, "a") as f:
+        f["dataset"]["rec_std"][0, 0] = 1e6  # a coil that is all noise no longer contributes
+    weighted = load_volume(path).data
+    assert not np.allclose(weighted, plain / np.sqrt(n_coils), rtol=1e-3)
