@@ -56,10 +56,11 @@ def read_nifti(path: Path) -> Volume:
     for ext in header.extensions:
         content = ext.get_content()
         content = content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)
-        if content.startswith(_META_TAG):
+        if content.startswith(_META_TAG):  # written by mrisr: its stored meta replaces the header's description
             stored = json.loads(content[len(_META_TAG):])
             if "phase_encoding_axes" in stored:
                 stored["phase_encoding_axes"] = tuple(stored["phase_encoding_axes"])
+            meta.pop("description", None)
             meta.update(stored)
     return Volume(data, _reverse_axes(img.affine), {k: v for k, v in meta.items() if v not in (None, "")})
 
