@@ -122,3 +122,13 @@ def test_unknown_format(tmp_path):
     path.write_text("?")
     assert "unknown format" in _error(path)
 
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    from mrisr.io.atomic import atomic_path
+
+    target = tmp_path / "out.nii.gz"
+    with pytest.raises(RuntimeError), atomic_path(target, suffix=".nii.gz") as tmp:
+        tmp.write_bytes(b"half a file")
+        raise RuntimeError("writer died")
+    assert list(tmp_path.iterdir()) == []

@@ -35,6 +35,7 @@ import numpy as np
 from ismrmrd.hdf5 import acquisition_dtype
 
 from mrisr.errors import InputError
+from mrisr.io.atomic import atomic_path
 from mrisr.kspace import center_crop, fftc, ifftc
 from mrisr.volume import LPS_TO_RAS, Volume
 
@@ -263,15 +264,12 @@ def write_ismrmrd(path: str | Path, image: np.ndarray, spacing=(1.0, 1.0, 1.0), 
             records["data"][i], records["traj"][i] = np.ascontiguousarray(line).view(np.float32).ravel(), empty
             i += 1
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         group = f.create_group("dataset")
         xml = group.create_dataset("xml", shape=(1,), dtype=h5py.special_dtype(vlen=bytes))
         text = ismrmrd.xsd.ToXML(header)
         xml[0] = text.encode() if isinstance(text, str) else text
         group.create_dataset("data", data=records, maxshape=(None,), chunks=(min(n_lines, 256),))
-    tmp.replace(path)
     return path
 
 

@@ -8,13 +8,13 @@ axes and affine columns: no resampling, so a round trip is exact.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from mrisr.errors import InputError
+from mrisr.io.atomic import atomic_path
 from mrisr.volume import Volume
 
 _META_TAG = "mrisr-meta:"  # header extension (NIfTI comment) carrying the Volume's meta as JSON
@@ -102,12 +102,6 @@ def write_nifti(volume: Volume, path: str | Path, dtype: str = "float32") -> Pat
     stored = {k: v for k, v in volume.meta.items() if k not in _NOT_STORED}
     text = _META_TAG + json.dumps(stored, default=lambda v: v.item() if hasattr(v, "item") else str(v))
     img.header.extensions.append(nib.nifti1.Nifti1Extension("comment", text.encode()))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial{suffix}")
-    try:
+    with atomic_path(path, suffix=".nii.gz" if path.name.endswith(".gz") else ".nii") as tmp:
         nib.save(img, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
