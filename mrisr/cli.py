@@ -37,7 +37,10 @@ def cmd_info(args) -> int:
 
     volume = load_volume(args.path, **_load_options(args))
     info = volume.describe()
-    print(json.dumps(info, indent=2, default=str)) if args.json else _print_info(info)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        _print_info(info)
     return 0
 
 

@@ -108,7 +108,7 @@ def download_file(url: str, dest: str | Path, *, expected_size: int | None = Non
         try:
             _transfer(url, part, chunk_bytes, timeout_s, quiet)
             break
-        except (urllib.error.URLError, OSError, _Incomplete) as err:
+        except (OSError, _Incomplete) as err:  # URLError and HTTPError are OSErrors
             if attempt == retries:
                 have = part.stat().st_size if part.exists() else 0
                 raise DownloadError(f"{url}: transfer failed ({err}); {have:,} bytes kept in {part}, run again to "
