@@ -9,6 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mrisr.degrade import PRESETS
 from mrisr.download import DEFAULT_KNEE_URL, DownloadError, download_knees, parse_cases
 from mrisr.errors import InputError
 
@@ -51,6 +52,38 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_baselines(args) -> int:
+    """Degrade a scan with each preset and print the interpolation baselines' scores against the original."""
+    import pandas as pd
+
+    from mrisr.degrade import preset
+    from mrisr.evaluate import baseline_table
+    from mrisr.io import load_volume
+    from mrisr.io.atomic import atomic_path
+
+    volume = load_volume(args.path, **_load_options(args))
+    tables = []
+    for name in args.preset:
+        degradation = preset(name)
+        start = time.perf_counter()
+        degradation(volume, seed=args.seed)
+        seconds = time.perf_counter() - start
+        table = baseline_table(volume, degradation, seed=args.seed).reset_index()
+        table.insert(0, "preset", name)
+        tables.append(table)
+        if not args.json:
+            print(f"{name}: {volume.data.shape} degraded in {seconds:.2f} s; scores against the original "
+                  f"(data range = max - min of the original)")
+            print(table.drop(columns="preset").to_string(index=False, float_format="%.4f"), end="\n\n")
+    result = pd.concat(tables, ignore_index=True)
+    if args.json:
+        print(result.to_json(orient="records", indent=2))
+    if args.csv:
+        with atomic_path(Path(args.csv), ".csv") as tmp:
+            result.to_csv(tmp, index=False)
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Interim demo: build phantom subjects, write and read them back through the loaders, report."""
     from mrisr.io import load_volume, save_volume
@@ -69,6 +102,15 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _add_load_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--series", help="DICOM: which series (UID, number or description) when a folder has several")
+    parser.add_argument("--variable", help=".mat: which variable holds the image")
+    parser.add_argument("--axes", help="arrays: one letter per axis from S (slice), R (row), C (column), T (time)")
+    parser.add_argument("--spacing", type=float, nargs=3, metavar=("S", "R", "C"), help="arrays: voxel size in mm")
+    parser.add_argument("--kspace", action="store_true", help="fastMRI: reconstruct from kspace (RSS)")
+    parser.add_argument("--nan", type=float, help="replace NaN/infinite voxels with this value instead of failing")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mrisr", description="MRI super-resolution experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,12 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print what a scan loads as: format, shape, spacing, affine, intensities")
     info.add_argument("path", help="DICOM folder, .nii/.nii.gz, ISMRMRD or fastMRI .h5, .mat or .npy")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
-    info.add_argument("--series", help="DICOM: which series (UID, number or description) when a folder has several")
-    info.add_argument("--variable", help=".mat: which variable holds the image")
-    info.add_argument("--axes", help="arrays: one letter per axis from S (slice), R (row), C (column), T (time)")
-    info.add_argument("--spacing", type=float, nargs=3, metavar=("S", "R", "C"), help="arrays: voxel size in mm")
-    info.add_argument("--kspace", action="store_true", help="fastMRI: reconstruct from kspace (RSS)")
-    info.add_argument("--nan", type=float, help="replace NaN/infinite voxels with this value instead of failing")
+    _add_load_options(info)
     info.set_defaults(func=cmd_info)
 
     download = sub.add_parser("download", help="download and reconstruct the mridata.org knees")
@@ -92,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--delete-raw", action="store_true", help="delete each 1.7 GB raw file once converted")
     download.add_argument("--quiet", action="store_true", help="no progress output")
     download.set_defaults(func=cmd_download)
+
+    base = sub.add_parser("baselines", help="score nearest/linear/cubic interpolation of a degraded scan")
+    base.add_argument("path", help="any scan `mrisr info` reads")
+    base.add_argument("--preset", nargs="+", default=list(PRESETS), choices=list(PRESETS),
+                      help="degradation presets (default: all)")
+    base.add_argument("--seed", type=int, default=0, help="random seed of the degradation (default 0)")
+    base.add_argument("--csv", help="also write the table to this CSV file")
+    base.add_argument("--json", action="store_true", help="print JSON records instead of text tables")
+    _add_load_options(base)
+    base.set_defaults(func=cmd_baselines)
 
     demo = sub.add_parser("demo", help="run the built-in phantom end to end (no download)")
     demo.add_argument("--subjects", type=int, default=3, help="number of phantom subjects (default 3)")

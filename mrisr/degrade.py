@@ -1,0 +1,507 @@
+"""Simulated low-resolution acquisitions: degradation steps, a serialisable `Degradation` spec, and presets.
+
+A `Degradation` is an ordered list of steps applied to the last ``ndim`` axes (the image axes) of a `Volume`, a numpy
+array or a torch tensor (CPU or GPU, any leading batch axes). Spatial axes are numbered ``0 .. ndim - 1`` in the order
+of the array; for a 3D degradation axis 0 is the slice axis of `mrisr.volume`. A 2D degradation applied to a
+`Volume` works slice by slice on (row, column).
+
+Physics of each step, in k-space terms:
+
+* `KSpaceTruncation`: an acquisition that samples only the central part of k-space (fewer phase-encoding lines,
+  hence shorter): resolution drops and sharp edges ring (Gibbs). A window trades the ringing for blur.
+* `GaussianBlur`: a smooth point-spread function, e.g. the effect of T2 decay or a deliberately soft kernel.
+* `Downsample` / `Upsample`: a coarser voxel grid (with anti-aliasing) and the way back to the fine grid.
+* `SliceThickness`: thick slices: each acquired slice averages a slab of the fine slices.
+* `RicianNoise`: thermal noise on the complex signal, seen in a magnitude image (Gudbjartsson and Patz 1995).
+
+``Degradation.to_json()`` / ``Degradation.from_json()`` round-trip a spec exactly; a given ``seed`` gives the same
+output every time (noise is the only random step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.signal import windows
+
+from mrisr.errors import InputError
+from mrisr.filtering import gaussian_filter
+from mrisr.foreground import otsu_threshold
+from mrisr.volume import Volume
+
+PHASE_ENCODING = "phase_encoding"
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))  # 2.3548: full width at half maximum of a Gaussian, in sigmas
+SINC_FWHM = 1.2067  # FWHM of the point response of a k-space band of width 1/d, in units of d
+
+
+@dataclass
+class Context:
+    """What a step may need besides the tensor: voxel size (mm per spatial axis), phase-encoding axes, random source."""
+
+    spacing: tuple[float, ...] | None
+    phase_encoding_axes: tuple[int, ...] | None
+    generator: torch.Generator | None
+
+
+def _per_axis(value, n: int, what: str) -> tuple:
+    values = tuple(value) if isinstance(value, (list, tuple)) else (value,) * n
+    if len(values) != n:
+        raise ValueError(f"{what} has {len(values)} values for {n} axes")
+    return values
+
+
+class Step:
+    """One degradation step. Subclasses are dataclasses; their fields are their whole JSON description."""
+
+    min_ndim: ClassVar[int] = 1
+    axes = None  # None: all spatial axes; "phase_encoding": the scan's phase-encoding axes; or a tuple of axes
+
+    def resolve_axes(self, ndim: int, ctx: Context) -> tuple[int, ...]:
+        if self.axes is None:
+            return tuple(range(ndim))
+        if self.axes == PHASE_ENCODING:
+            if ctx.phase_encoding_axes is None:
+                raise ValueError(f"{type(self).__name__} acts along the phase-encoding axes, which this input does "
+                                 "not record: pass phase_encoding_axes=(...) or set axes= explicitly")
+            return tuple(ctx.phase_encoding_axes)
+        return tuple(self.axes)
+
+    def apply(self, x: torch.Tensor, ctx: Context, ndim: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def index_map(self, axis: int, n_in: int, n_out: int, ctx: Context, ndim: int) -> tuple[float, float]:
+        """``(a, b)``: output index ``i`` along spatial ``axis`` sits at input index ``a * i + b``."""
+        return 1.0, 0.0
+
+    def to_dict(self) -> dict:
+        return {"step": type(self).__name__, **dataclasses.asdict(self)}
+
+    def _check_axes(self, ndim: int):
+        if isinstance(self.axes, tuple) and any(not 0 <= a < ndim for a in self.axes):
+            raise ValueError(f"{type(self).__name__}: axes {self.axes} outside the {ndim} spatial axes 0..{ndim - 1}")
+
+
+def _tuple_or_keyword(axes):
+    return axes if axes is None or axes == PHASE_ENCODING else tuple(int(a) for a in np.atleast_1d(axes))
+
+
+@dataclass
+class KSpaceTruncation(Step):
+    """Keep the central ``fraction`` of k-space along ``axes``: a lower-resolution (faster) Cartesian acquisition.
+
+    Along each axis the central ``m = round(fraction * n)`` k-space samples are kept (index ``n // 2`` is k = 0),
+    optionally tapered by a ``"hann"`` or ``"tukey"`` window (``tukey_alpha``: tapered fraction), which lowers the
+    Gibbs ringing at the cost of more blur. ``same_grid=True`` zero-fills back to ``n`` samples (the image keeps its
+    grid; the seed-000 knee setting); ``False`` returns the ``m``-sample image (voxels ``n / m`` times larger, same
+    intensity scale). The image is a magnitude image (``output="magnitude"``) unless ``output="complex"``.
+    """
+
+    fraction: float | tuple[float, ...] = 0.5
+    axes: str | tuple[int, ...] = PHASE_ENCODING
+    window: str | None = None
+    tukey_alpha: float = 0.5
+    same_grid: bool = True
+    output: str = "magnitude"
+
+    def __post_init__(self):
+        self.axes = _tuple_or_keyword(self.axes)
+        self.fraction = tuple(self.fraction) if isinstance(self.fraction, (list, tuple)) else float(self.fraction)
+        if any(not 0 < f <= 1 for f in np.atleast_1d(self.fraction)):
+            raise ValueError(f"KSpaceTruncation: fraction must be in (0, 1], got {self.fraction}")
+        if self.window not in (None, "hann", "tukey"):
+            raise ValueError(f"KSpaceTruncation: window must be None, 'hann' or 'tukey', got {self.window!r}")
+        if self.output not in ("magnitude", "complex"):
+            raise ValueError(f"KSpaceTruncation: output must be 'magnitude' or 'complex', got {self.output!r}")
+
+    def kept(self, axis: int, n: int, ndim: int, ctx: Context) -> int:
+        axes = self.resolve_axes(ndim, ctx)
+        return max(1, round(_per_axis(self.fraction, len(axes), "fraction")[axes.index(axis)] * n))
+
+    def _window(self, m: int) -> np.ndarray:
+        if self.window == "hann":
+            return windows.hann(m, sym=True) if m > 2 else np.ones(m)
+        if self.window == "tukey":
+            return windows.tukey(m, self.tukey_alpha, sym=True)
+        return np.ones(m)
+
+    def apply(self, x, ctx, ndim):
+        axes = self.resolve_axes(ndim, ctx)
+        dims = [x.ndim - ndim + a for a in axes]
+        k = torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(x, dim=dims), dim=dims, norm="ortho"), dim=dims)
+        scale = 1.0
+        for axis, dim in zip(axes, dims):
+            n = x.shape[dim]
+            m = self.kept(axis, n, ndim, ctx)
+            start = n // 2 - m // 2
+            if self.same_grid:
+                profile = np.zeros(n)
+                profile[start:start + m] = self._window(m)
+            else:
+                k = k.narrow(dim, start, m)
+                profile, scale = self._window(m), scale * np.sqrt(m / n)
+            shape = [1] * k.ndim
+            shape[dim] = -1
+            k = k * torch.as_tensor(profile, dtype=k.real.dtype, device=k.device).view(shape)
+        image = torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(k, dim=dims), dim=dims, norm="ortho"), dim=dims)
+        image = image * scale
+        return image.abs() if self.output == "magnitude" else image
+
+    def index_map(self, axis, n_in, n_out, ctx, ndim):
+        if n_in == n_out:
+            return 1.0, 0.0
+        a = n_in / n_out  # the centre voxel (n // 2) stays where it is
+        return a, n_in // 2 - a * (n_out // 2)
+
+
+@dataclass
+class GaussianBlur(Step):
+    """Convolve with a Gaussian point-spread function of width ``sigma`` along ``axes``.
+
+    ``sigma`` (one value, or one per axis in ``axes``) is in ``units`` of ``"voxel"`` or ``"mm"`` (the latter needs the
+    voxel spacing). Its full width at half maximum is ``2.3548 * sigma``. Borders are mirrored (scipy's "reflect").
+    """
+
+    sigma: float | tuple[float, ...] = 1.0
+    units: str = "voxel"
+    axes: str | tuple[int, ...] | None = None
+    truncate: float = 4.0
+
+    def __post_init__(self):
+        self.axes = _tuple_or_keyword(self.axes)
+        self.sigma = tuple(self.sigma) if isinstance(self.sigma, (list, tuple)) else float(self.sigma)
+        if any(s < 0 for s in np.atleast_1d(self.sigma)):
+            raise ValueError(f"GaussianBlur: sigma must be >= 0, got {self.sigma}")
+        if self.units not in ("voxel", "mm"):
+            raise ValueError(f"GaussianBlur: units must be 'voxel' or 'mm', got {self.units!r}")
+
+    def apply(self, x, ctx, ndim):
+        axes = self.resolve_axes(ndim, ctx)
+        sigma = [0.0] * ndim
+        for axis, s in zip(axes, _per_axis(self.sigma, len(axes), "sigma")):
+            if self.units == "mm":
+                if ctx.spacing is None:
+                    raise ValueError("GaussianBlur: sigma is in mm but the input has no spacing; pass spacing=(...)")
+                s = s / ctx.spacing[axis]
+            sigma[axis] = s
+        return gaussian_filter(x, sigma, self.truncate)
+
+
+@dataclass
+class Downsample(Step):
+    """Anti-aliased downsampling by an integer ``factor`` along ``axes`` (the size must be a multiple of it).
+
+    ``method="area"``: each output voxel is the mean of a ``factor``-long block (a bigger voxel, what a scanner with
+    coarser voxels would measure). ``method="bicubic"``: the Keys cubic (a = -0.5) widened by ``factor``, the
+    anti-aliased bicubic of PIL, MATLAB ``imresize`` and ``torch`` (``antialias=True``), applied axis by axis.
+    Output voxel ``i`` is centred at input position ``factor * i + (factor - 1) / 2``.
+    """
+
+    factor: int | tuple[int, ...] = 2
+    method: str = "area"
+    axes: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        self.axes = _tuple_or_keyword(self.axes)
+        self.factor = _int_factor(self.factor, "Downsample")
+        if self.method not in ("area", "bicubic"):
+            raise ValueError(f"Downsample: method must be 'area' or 'bicubic', got {self.method!r}")
+
+    def factors(self, ndim, ctx) -> dict[int, int]:
+        axes = self.resolve_axes(ndim, ctx)
+        return dict(zip(axes, _per_axis(self.factor, len(axes), "factor")))
+
+    def apply(self, x, ctx, ndim):
+        for axis, f in self.factors(ndim, ctx).items():
+            dim = x.ndim - ndim + axis
+            n = x.shape[dim]
+            if n % f:
+                raise ValueError(f"Downsample: spatial axis {axis} has {n} voxels, not a multiple of the factor {f}; "
+                                 f"crop or pad the input to a multiple of {f}")
+            if self.method == "area":
+                x = x.unflatten(dim, (n // f, f)).mean(dim + 1)
+            else:
+                x = _resize_axis(x, dim, n // f, "bicubic", antialias=True)
+        return x
+
+    def index_map(self, axis, n_in, n_out, ctx, ndim):
+        f = self.factors(ndim, ctx).get(axis, 1)
+        return float(f), (f - 1) / 2
+
+
+@dataclass
+class Upsample(Step):
+    """Back to a finer grid: ``factor`` times more voxels along ``axes``, the inverse geometry of `Downsample`.
+
+    ``method``: ``"nearest"`` (each voxel repeated), ``"linear"`` or ``"bicubic"`` (Keys, a = -0.75, as
+    ``torch.nn.functional.interpolate``), with voxel areas aligned (``align_corners=False``).
+    """
+
+    factor: int | tuple[int, ...] = 2
+    method: str = "linear"
+    axes: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        self.axes = _tuple_or_keyword(self.axes)
+        self.factor = _int_factor(self.factor, "Upsample")
+        if self.method not in ("nearest", "linear", "bicubic"):
+            raise ValueError(f"Upsample: method must be 'nearest', 'linear' or 'bicubic', got {self.method!r}")
+
+    def factors(self, ndim, ctx) -> dict[int, int]:
+        axes = self.resolve_axes(ndim, ctx)
+        return dict(zip(axes, _per_axis(self.factor, len(axes), "factor")))
+
+    def apply(self, x, ctx, ndim):
+        for axis, f in self.factors(ndim, ctx).items():
+            dim = x.ndim - ndim + axis
+            if self.method == "nearest":
+                x = x.repeat_interleave(f, dim=dim)
+            else:
+                x = _resize_axis(x, dim, x.shape[dim] * f, self.method, antialias=False)
+        return x
+
+    def index_map(self, axis, n_in, n_out, ctx, ndim):
+        f = self.factors(ndim, ctx).get(axis, 1)
+        return 1.0 / f, (1.0 / f - 1) / 2
+
+
+@dataclass
+class SliceThickness(Step):
+    """Thick slices: each output slice averages ``thickness`` consecutive input slices (a rectangular slice profile),
+    and slices are ``step`` input slices apart (default ``thickness``: contiguous slices, no gap or overlap).
+
+    Acts on spatial axis 0, the slice axis; 3D only. Output slice ``i`` is centred on input slice
+    ``step * i + (thickness - 1) / 2``.
+    """
+
+    min_ndim: ClassVar[int] = 3
+    thickness: int = 2
+    step: int | None = None
+
+    def __post_init__(self):
+        self.thickness = _int_factor(self.thickness, "SliceThickness")
+        self.step = self.thickness if self.step is None else _int_factor(self.step, "SliceThickness")
+
+    def apply(self, x, ctx, ndim):
+        dim = x.ndim - ndim
+        if x.shape[dim] < self.thickness:
+            raise ValueError(f"SliceThickness: {x.shape[dim]} slices cannot make a {self.thickness}-slice slab")
+        return x.unfold(dim, self.thickness, self.step).mean(-1)
+
+    def index_map(self, axis, n_in, n_out, ctx, ndim):
+        return (float(self.step), (self.thickness - 1) / 2) if axis == 0 else (1.0, 0.0)
+
+
+@dataclass
+class RicianNoise(Step):
+    """Thermal noise at a signal-to-noise ratio ``snr`` = (mean foreground signal) / (noise standard deviation).
+
+    Independent Gaussian noise of standard deviation ``sigma`` is added to the real and imaginary channels of the
+    (real) image and the magnitude is taken, so the noise is Rician (Rayleigh in air). The foreground signal is the
+    mean of the voxels above each image's Otsu threshold, measured on the input of this step.
+    """
+
+    snr: float = 20.0
+
+    def __post_init__(self):
+        self.snr = float(self.snr)
+        if not self.snr > 0:
+            raise ValueError(f"RicianNoise: snr must be > 0, got {self.snr}")
+
+    def apply(self, x, ctx, ndim):
+        x = x.real if x.is_complex() else x
+        threshold = otsu_threshold(x, ndim)
+        above = x > threshold.view(*threshold.shape, *[1] * ndim)
+        dims = tuple(range(x.ndim - ndim, x.ndim))
+        signal = (x * above).sum(dims, keepdim=True) / above.sum(dims, keepdim=True).clamp_min(1)
+        sigma = signal / self.snr
+        noise = torch.randn((2, *x.shape), generator=ctx.generator, device=x.device, dtype=x.dtype)
+        return torch.sqrt((x + sigma * noise[0]) ** 2 + (sigma * noise[1]) ** 2)
+
+
+def _int_factor(value, name: str):
+    values = np.atleast_1d(value)
+    if any(int(v) != v or v < 1 for v in values):
+        raise ValueError(f"{name}: factors must be positive integers, got {value}")
+    return tuple(int(v) for v in values) if isinstance(value, (list, tuple)) else int(value)
+
+
+def _resize_axis(x: torch.Tensor, dim: int, size: int, mode: str, antialias: bool) -> torch.Tensor:
+    """Resize one axis with ``torch.nn.functional.interpolate`` (``align_corners=False``)."""
+    moved = x.movedim(dim, -1)
+    lines = moved.reshape(-1, 1, 1, moved.shape[-1])
+    out = F.interpolate(lines, size=(1, size), mode="bilinear" if mode == "linear" else mode,
+                        align_corners=False, antialias=antialias)
+    return out.reshape(*moved.shape[:-1], size).movedim(-1, dim)
+
+
+STEPS = {cls.__name__: cls for cls in (KSpaceTruncation, GaussianBlur, Downsample, Upsample, SliceThickness,
+                                       RicianNoise)}
+
+
+@dataclass
+class Degradation:
+    """An ordered list of `Step` s acting on the last ``ndim`` (2 or 3) axes: a simulated low-resolution scan.
+
+    Call it on a `Volume` (returns a `Volume` whose affine follows any change of grid, with the spec recorded in
+    ``meta["degradation"]``), a numpy array (returns float32 numpy) or a torch tensor (returns a tensor of the same
+    dtype on the same device; computed in float32). Leading axes are a batch.
+
+    Example: ``Degradation([Downsample(4, "bicubic"), GaussianBlur(1.0)], ndim=2)`` is the `cardiac_x4` preset.
+    """
+
+    steps: list[Step]
+    ndim: int = 3
+    name: str = "custom"
+
+    def __post_init__(self):
+        if self.ndim not in (2, 3):
+            raise ValueError(f"a Degradation acts on 2 or 3 spatial axes, not {self.ndim}")
+        self.steps = [STEPS[s.pop("step")](**s) if isinstance(s, dict) else s for s in map(_copy, self.steps)]
+        for step in self.steps:
+            if step.min_ndim > self.ndim:
+                raise ValueError(f"{type(step).__name__} needs {step.min_ndim} spatial axes; this Degradation has "
+                                 f"ndim={self.ndim}")
+            step._check_axes(self.ndim)
+
+    # -- serialisation ------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"name": self.name, "ndim": self.ndim, "steps": [s.to_dict() for s in self.steps]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> Degradation:
+        unknown = [s.get("step") for s in spec["steps"] if s.get("step") not in STEPS]
+        if unknown:
+            raise ValueError(f"unknown degradation step(s) {unknown}; known: {', '.join(STEPS)}")
+        return cls(spec["steps"], spec.get("ndim", 3), spec.get("name", "custom"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Degradation:
+        return cls.from_dict(json.loads(text))
+
+    # -- application --------------------------------------------------------------------------------------------
+    def __call__(self, x, *, spacing: Sequence[float] | None = None,
+                 phase_encoding_axes: Sequence[int] | None = None, seed: int | torch.Generator | None = None):
+        """Degrade ``x``. ``spacing``: mm per spatial axis (arrays; a Volume brings its own). ``phase_encoding_axes``:
+        spatial axes that were phase encoded (a Volume takes them from its metadata). ``seed``: an int or a
+        ``torch.Generator`` for reproducible noise; ``None`` draws from torch's global generator."""
+        if isinstance(x, Volume):
+            return self._apply_volume(x, seed)
+        if isinstance(x, np.ndarray):
+            out, _ = self.apply_tensor(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), spacing,
+                                       phase_encoding_axes, seed)
+            return out.numpy()
+        if isinstance(x, torch.Tensor):
+            return self.apply_tensor(x, spacing, phase_encoding_axes, seed)[0]
+        raise TypeError(f"cannot degrade a {type(x).__name__}; give a Volume, numpy array or torch tensor")
+
+    def apply_tensor(self, x: torch.Tensor, spacing=None, phase_encoding_axes=None, seed=None):
+        """Degrade a tensor ``(..., *spatial)``; returns it and the per-axis index maps ``[(a, b), ...]`` (output
+        index ``i`` along a spatial axis lies at input index ``a * i + b``)."""
+        if x.ndim < self.ndim:
+            raise ValueError(f"this Degradation acts on the last {self.ndim} axes ({_axis_names(self.ndim)}), but got "
+                             f"a {x.ndim}D array of shape {tuple(x.shape)}")
+        if isinstance(seed, torch.Generator) or seed is None:
+            generator = seed
+        else:
+            generator = torch.Generator(device=x.device).manual_seed(int(seed))
+        if spacing is not None:
+            spacing = tuple(float(s) for s in _per_axis(tuple(spacing), self.ndim, "spacing"))
+        pe = tuple(int(a) for a in phase_encoding_axes) if phase_encoding_axes is not None else None
+        if pe is not None and any(not 0 <= a < self.ndim for a in pe):
+            raise ValueError(f"phase_encoding_axes {pe} outside the {self.ndim} spatial axes")
+        ctx = Context(spacing, pe, generator)
+        dtype = x.dtype
+        y = x.float() if not (x.is_complex() or x.dtype == torch.float64) else x
+        maps = [(1.0, 0.0)] * self.ndim
+        for step in self.steps:
+            shape_in = y.shape[-self.ndim:]
+            y = step.apply(y, ctx, self.ndim)
+            for axis in range(self.ndim):
+                a, b = step.index_map(axis, shape_in[axis], y.shape[y.ndim - self.ndim + axis], ctx, self.ndim)
+                a0, b0 = maps[axis]
+                maps[axis] = (a0 * a, a0 * b + b0)
+                if ctx.spacing is not None and a != 1:
+                    ctx.spacing = tuple(s * a if k == axis else s for k, s in enumerate(ctx.spacing))
+        if not y.is_complex():
+            y = y.to(dtype)
+        return y, maps
+
+    def _apply_volume(self, volume: Volume, seed) -> Volume:
+        first = 3 - self.ndim  # first volume axis the degradation acts on
+        pe = volume.meta.get("phase_encoding_axes")
+        pe = None if pe is None else tuple(int(a) - first for a in pe if int(a) >= first)
+        try:
+            data, maps = self.apply_tensor(torch.from_numpy(volume.data), volume.spacing[first:], pe, seed)
+        except ValueError as err:
+            raise InputError(volume.meta.get("source_path"), f"{self.name} degradation: {err}") from None
+        affine = volume.affine.copy()
+        for axis, (a, b) in enumerate(maps):
+            column = volume.affine[:3, first + axis]
+            affine[:3, 3] += b * column
+            affine[:3, first + axis] = a * column
+        data = data.abs() if data.is_complex() else data
+        return Volume(data.numpy(), affine, {**volume.meta, "degradation": self.to_json()})
+
+
+def _copy(step):
+    return dict(step) if isinstance(step, dict) else step
+
+
+def _axis_names(ndim: int) -> str:
+    return "slice, row, column" if ndim == 3 else "row, column"
+
+
+# -- presets --------------------------------------------------------------------------------------------------------
+
+def knee_fast_acquisition(fraction: float = 0.5) -> Degradation:
+    """Seed 000: the same 3D knee scan acquired faster at lower resolution.
+
+    Only the central ``fraction`` of k-space is sampled along both phase-encoding axes (half by default: a quarter
+    of the phase-encoding lines, so about 4x shorter), and the image is zero-filled back to the original grid, as a
+    scanner does for display. The frequency-encoding (readout) axis is untouched: it costs no scan time. The result
+    is blurred along the phase-encoding axes and rings at sharp edges (Gibbs), like a real low-resolution scan.
+    """
+    return Degradation([KSpaceTruncation(fraction=fraction, axes=PHASE_ENCODING, same_grid=True)], ndim=3,
+                       name="knee_fast_acquisition")
+
+
+def knee_fast_acquisition_blur(fraction: float = 0.5) -> Degradation:
+    """The Gaussian-blur counterpart of `knee_fast_acquisition`: no ringing, the same loss of resolution.
+
+    A Gaussian along the phase-encoding axes whose FWHM equals that of the truncated acquisition's sinc point
+    response, ``1.2067 / fraction`` voxels (sigma = 1.025 voxels for half of k-space). This is the degradation many
+    super-resolution papers use; comparing the two shows what a network learns from Gibbs ringing.
+    """
+    sigma = SINC_FWHM / fraction / FWHM_PER_SIGMA
+    return Degradation([GaussianBlur(sigma=sigma, units="voxel", axes=PHASE_ENCODING)], ndim=3,
+                       name="knee_fast_acquisition_blur")
+
+
+def cardiac_x4() -> Degradation:
+    """Seed 001: 2D x4 super-resolution of cine slices, on a reduced grid.
+
+    Each (row, column) slice is downsampled x4 with anti-aliased bicubic (the image-library definition), then blurred
+    with a Gaussian of sigma 1.0 low-resolution pixel, for a softer input than bicubic alone.
+    """
+    return Degradation([Downsample(factor=4, method="bicubic"), GaussianBlur(sigma=1.0, units="voxel")], ndim=2,
+                       name="cardiac_x4")
+
+
+PRESETS = {f.__name__: f for f in (knee_fast_acquisition, knee_fast_acquisition_blur, cardiac_x4)}
+
+
+def preset(name: str) -> Degradation:
+    """The named preset: ``knee_fast_acquisition``, ``knee_fast_acquisition_blur`` or ``cardiac_x4``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown degradation preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,56 @@
+"""Scores of volumes against a reference, as tables: the numbers every experiment reports.
+
+A score is computed over the image axes of the experiment (``ndim=3`` for the knee; ``ndim=2`` for slice-wise 2D
+super-resolution, every slice and frame pooled into one number per volume), on the subject's foreground
+(`mrisr.foreground.foreground_mask`) and on the whole volume.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mrisr import metrics
+from mrisr.baselines import baselines
+from mrisr.degrade import Degradation
+from mrisr.foreground import foreground_mask
+from mrisr.volume import Volume
+
+COLUMNS = ["psnr_db", "ssim", "nrmse", "hfen"]
+
+
+def subject_mask(volume: Volume) -> np.ndarray:
+    """The foreground mask of a volume (of its time average, for a time series), shape ``volume.shape``."""
+    data = volume.data if volume.data.ndim == 3 else volume.data.mean(0)
+    return foreground_mask(Volume(data, volume.affine))
+
+
+def score(pred: Volume, target: Volume, data_range: float, mask: np.ndarray | None = None, ndim: int = 3) -> dict:
+    """PSNR (dB), SSIM, NRMSE and HFEN of ``pred`` against ``target`` (same grid), pooled over the whole volume."""
+    if pred.data.shape != target.data.shape:
+        raise ValueError(f"cannot score a {pred.data.shape} volume against a {target.data.shape} reference")
+    p, t = pred.data, target.data
+    return {"psnr_db": metrics.psnr(p, t, data_range, mask, ndim, pooled=True),
+            "ssim": metrics.ssim(p, t, data_range, mask, ndim, pooled=True),
+            "nrmse": metrics.nrmse(p, t, mask, ndim, pooled=True),
+            "hfen": metrics.hfen(p, t, mask, ndim, pooled=True)}
+
+
+def score_table(methods: dict[str, Volume], target: Volume, data_range: float | None = None,
+                mask: np.ndarray | None = None, ndim: int = 3) -> pd.DataFrame:
+    """One row per (method, region), region ``"foreground"`` and ``"whole"``; columns `COLUMNS`.
+
+    ``data_range`` defaults to the reference's max minus min; ``mask`` defaults to `subject_mask` of the target.
+    """
+    data_range = float(target.data.max() - target.data.min()) if data_range is None else data_range
+    mask = subject_mask(target) if mask is None else mask
+    rows = [{"method": name, "region": region, **score(vol, target, data_range, m, ndim)}
+            for name, vol in methods.items() for region, m in (("foreground", mask), ("whole", None))]
+    return pd.DataFrame(rows).set_index(["method", "region"])
+
+
+def baseline_table(hr: Volume, degradation: Degradation, seed: int = 0, data_range: float | None = None,
+                   mask: np.ndarray | None = None) -> pd.DataFrame:
+    """Degrade ``hr`` and score every interpolation baseline against it (see `score_table`)."""
+    lr = degradation(hr, seed=seed)
+    return score_table(baselines(lr, hr), hr, data_range, mask, degradation.ndim)
