@@ -274,28 +274,28 @@ class Upsample(Step):
 @dataclass
 class SliceThickness(Step):
     """Thick slices: each output slice averages ``thickness`` consecutive input slices (a rectangular slice profile),
-    and slices are ``step`` input slices apart (default ``thickness``: contiguous slices, no gap or overlap).
+    and slices are ``stride`` input slices apart (default ``thickness``: contiguous slices, no gap or overlap).
 
     Acts on spatial axis 0, the slice axis; 3D only. Output slice ``i`` is centred on input slice
-    ``step * i + (thickness - 1) / 2``.
+    ``stride * i + (thickness - 1) / 2``.
     """
 
     min_ndim: ClassVar[int] = 3
     thickness: int = 2
-    step: int | None = None
+    stride: int | None = None
 
     def __post_init__(self):
         self.thickness = _int_factor(self.thickness, "SliceThickness")
-        self.step = self.thickness if self.step is None else _int_factor(self.step, "SliceThickness")
+        self.stride = self.thickness if self.stride is None else _int_factor(self.stride, "SliceThickness")
 
     def apply(self, x, ctx, ndim):
         dim = x.ndim - ndim
         if x.shape[dim] < self.thickness:
             raise ValueError(f"SliceThickness: {x.shape[dim]} slices cannot make a {self.thickness}-slice slab")
-        return x.unfold(dim, self.thickness, self.step).mean(-1)
+        return x.unfold(dim, self.thickness, self.stride).mean(-1)
 
     def index_map(self, axis, n_in, n_out, ctx, ndim):
-        return (float(self.step), (self.thickness - 1) / 2) if axis == 0 else (1.0, 0.0)
+        return (float(self.stride), (self.thickness - 1) / 2) if axis == 0 else (1.0, 0.0)
 
 
 @dataclass

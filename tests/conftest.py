@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,3 +42,22 @@ def dess(dess_dir):
     from mrisr import load_volume
 
     return load_volume(dess_dir)
+
+
+@pytest.fixture(scope="session")
+def dess_block(dess):
+    """A 24 x 160 x 160 block of the real DESS knee (bone, cartilage, fat and some air), with its geometry."""
+    from mrisr import Volume
+
+    start = np.array([20, 160, 150])
+    affine = dess.affine.copy()
+    affine[:3, 3] += dess.affine[:3, :3] @ start
+    return Volume(dess.data[20:44, 160:320, 150:310], affine, dess.meta)
+
+
+@pytest.fixture(scope="session")
+def cardiac(sample_data):
+    """The real ACDC cine slice: (30 frames, 1 slice, 184, 256)."""
+    from mrisr import load_volume
+
+    return load_volume(sample_data / "cardiac_acdc_cine_slice" / "demo_data.mat", axes="RCT")

@@ -1,0 +1,233 @@
+"""Degradation steps: exact physical properties on synthetic data, and the same checks on the real knee."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from mrisr import Volume
+from mrisr.degrade import (PRESETS, Degradation, Downsample, GaussianBlur, KSpaceTruncation, RicianNoise,
+                           SliceThickness, Upsample, knee_fast_acquisition_blur, preset)
+from mrisr.errors import InputError
+from mrisr.kspace import fftc
+
+
+def _band_check(image: np.ndarray, out: np.ndarray, axes, fraction: float):
+    """Energy outside the kept band is ~0 and the band is unchanged (complex spectra along ``axes``)."""
+    k_in, k_out = fftc(image, axes), fftc(out, axes)
+    inside = np.zeros(image.shape, bool)
+    band = [slice(None)] * image.ndim
+    for a in axes:
+        n = image.shape[a]
+        m = round(fraction * n)
+        band[a] = slice(n // 2 - m // 2, n // 2 - m // 2 + m)
+    inside[tuple(band)] = True
+    energy = np.sum(np.abs(k_in) ** 2)
+    assert np.sum(np.abs(k_out[~inside]) ** 2) < 1e-10 * energy
+    np.testing.assert_allclose(k_out[inside], k_in[inside], atol=1e-5 * np.abs(k_in).max())
+    assert np.sum(np.abs(k_in[~inside]) ** 2) > 1e-4 * energy  # the test image did have energy out there
+
+
+@pytest.mark.parametrize("shape, axes", [((16, 30, 24), (0, 1)), ((9, 17, 20), (2,))])
+def test_kspace_truncation_keeps_band_exactly_and_nothing_outside(shape, axes):
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    step = KSpaceTruncation(fraction=0.5, axes=axes, output="complex")
+    _band_check(image.astype(np.float64), _complex(step, image), axes, 0.5)
+
+
+def _complex(step, image, **kwargs):
+    """The complex image of a k-space step (a Volume or ``Degradation.__call__`` on arrays keeps magnitudes only)."""
+    ndim = 2 if image.ndim == 2 else 3
+    return Degradation([step], ndim).apply_tensor(torch.from_numpy(image), **kwargs)[0].numpy().astype(np.complex128)
+
+
+def test_kspace_truncation_on_real_knee_along_its_phase_encoding_axes(dess_block):
+    axes = dess_block.meta["phase_encoding_axes"]
+    assert axes == (0, 2)
+    out = _complex(KSpaceTruncation(0.5, axes="phase_encoding", output="complex"), dess_block.data,
+                   phase_encoding_axes=axes)
+    _band_check(dess_block.data.astype(np.float64), out, axes, 0.5)
+    lr = preset("knee_fast_acquisition")(dess_block)
+    assert lr.shape == dess_block.shape and np.allclose(lr.affine, dess_block.affine)
+    np.testing.assert_allclose(lr.data, np.abs(out), rtol=1e-4, atol=1e-3)
+    assert json.loads(lr.meta["degradation"])["name"] == "knee_fast_acquisition"
+
+
+def test_kspace_window_tapers_the_band():
+    image = np.random.default_rng(1).random((40, 36)).astype(np.float32)
+    out = _complex(KSpaceTruncation(0.5, axes=(0,), window="hann", output="complex"), image)
+    k_in, k_out = fftc(image.astype(np.float64), (0,)), fftc(out, (0,))
+    from scipy.signal import windows
+    np.testing.assert_allclose(k_out[10:30], k_in[10:30] * windows.hann(20)[:, None], atol=1e-5)
+
+
+def test_kspace_reduced_grid_keeps_intensity_and_centre():
+    image = np.zeros((1, 64, 64), np.float32)
+    image[0, 20:44, 24:40] = 7.0
+    vol = Volume.from_spacing(image, (2.0, 0.5, 0.5))
+    lr = Degradation([KSpaceTruncation(0.25, axes=(1, 2), same_grid=False)])(vol)
+    assert lr.shape == (1, 16, 16) and lr.spacing == (2.0, 2.0, 2.0)
+    complex_lr = _complex(KSpaceTruncation(0.25, axes=(1, 2), same_grid=False, output="complex"), image)
+    assert abs(complex_lr.mean() - image.mean()) < 1e-5 * image.mean()  # k = 0 kept: same mean intensity
+    np.testing.assert_allclose(lr.data, np.abs(complex_lr), atol=1e-6)
+    centre_hr = vol.affine @ [0, 32, 32, 1]
+    centre_lr = lr.affine @ [0, 8, 8, 1]
+    np.testing.assert_allclose(centre_lr, centre_hr)
+
+
+def test_blur_point_response_has_requested_fwhm_and_matches_scipy():
+    delta = np.zeros((1, 1, 201), np.float32)
+    delta[0, 0, 100] = 1.0
+    sigma_mm, spacing = 1.5, (1.0, 1.0, 0.25)
+    out = Degradation([GaussianBlur(sigma_mm, units="mm")])(delta, spacing=spacing)[0, 0]
+    half = out.max() / 2
+    above = np.flatnonzero(out >= half)
+    lo, hi = above[0], above[-1]
+    left = lo - 1 + (half - out[lo - 1]) / (out[lo] - out[lo - 1])   # linear interpolation of the crossings
+    right = hi + (out[hi] - half) / (out[hi] - out[hi + 1])
+    fwhm_mm = (right - left) * spacing[2]
+    assert abs(fwhm_mm - 2.3548 * sigma_mm) < 0.01 * 2.3548 * sigma_mm
+    image = np.random.default_rng(2).random((12, 20, 24)).astype(np.float32)
+    out = Degradation([GaussianBlur((0.0, 1.2, 0.7), units="voxel")])(image)
+    np.testing.assert_allclose(out, ndimage.gaussian_filter(image, (0, 1.2, 0.7)), atol=1e-6)
+
+
+def test_blur_variant_has_the_sinc_fwhm_of_half_kspace():
+    """Both knee presets widen a point along a phase-encoding axis to the same FWHM (1.2067 / fraction voxels)."""
+    delta = np.zeros((1, 256), np.float32)
+    delta[0, 128] = 1.0
+    blur = Degradation(knee_fast_acquisition_blur().steps, ndim=2)(delta, phase_encoding_axes=(1,))[0]
+    sinc = _complex(KSpaceTruncation(0.5, output="complex"), delta, phase_encoding_axes=(1,)).real[0]
+    widths = []
+    for profile in (blur, sinc):  # band-limited (Fourier) interpolation to 1/16 voxel, then count samples above half
+        fine = np.fft.irfft(np.fft.rfft(profile), 16 * profile.size)
+        widths.append(np.count_nonzero(fine >= fine.max() / 2) / 16)
+    assert abs(widths[0] - widths[1]) < 0.03 * widths[1]
+    assert abs(widths[1] - 2 * 1.2067) < 0.05
+
+
+def test_downsampler_does_not_alias_stripes_that_decimation_aliases():
+    x = np.arange(96)
+    for freq, area_gain in ((0.5, 0.0), (0.4, np.cos(0.4 * np.pi))):  # cycles per voxel; box response |cos(pi f)|
+        stripes = np.tile(np.cos(2 * np.pi * freq * x), (8, 1)).astype(np.float32)
+        decimated = stripes[:, ::2]
+        assert np.abs(decimated).max() > 0.99  # plain decimation folds the stripes to a full-contrast pattern
+        area = Degradation([Downsample(2, "area", axes=(1,))], ndim=2)(stripes)
+        bicubic = Degradation([Downsample(2, "bicubic", axes=(1,))], ndim=2)(stripes)
+        assert abs(np.abs(area).max() - area_gain) < 1e-5
+        assert np.abs(bicubic[:, 4:-4]).max() < 0.05
+
+
+def test_bicubic_matches_pil_and_area_is_the_block_mean():
+    image = np.random.default_rng(3).random((64, 96)).astype(np.float32)
+    ours = Degradation([Downsample(4, "bicubic")], ndim=2)(image)
+    pil = np.asarray(Image.fromarray(image, mode="F").resize((24, 16), Image.BICUBIC, reducing_gap=None))
+    np.testing.assert_allclose(ours, pil, atol=1e-5)
+    volume = np.random.default_rng(4).random((6, 8, 10)).astype(np.float32)
+    area = Degradation([Downsample((3, 2, 5), "area")])(volume)
+    np.testing.assert_allclose(area, volume.reshape(2, 3, 4, 2, 2, 5).mean((1, 3, 5)), rtol=1e-6)
+
+
+def test_down_then_up_returns_to_the_fine_grid():
+    vol = Volume(np.random.default_rng(5).random((8, 12, 16)),
+                 np.array([[0, 0, -0.4, 10], [0, 0.4, 0, -3], [1.2, 0, 0, 7], [0, 0, 0, 1]]))
+    down = Degradation([Downsample((2, 4), "area", axes=(1, 2))])(vol)
+    assert down.shape == (8, 6, 4)
+    np.testing.assert_allclose(down.spacing, (1.2, 0.8, 1.6))
+    up = Degradation([Upsample((2, 4), "nearest", axes=(1, 2))])(down)
+    np.testing.assert_allclose(up.affine, vol.affine, atol=1e-12)
+    np.testing.assert_array_equal(up.data, np.repeat(np.repeat(down.data, 2, 1), 4, 2))
+    linear = Degradation([Upsample(2, "linear")])(np.ones((4, 5, 6), np.float32))
+    np.testing.assert_allclose(linear, 1.0)
+
+
+def test_slice_thickness_averages_slabs_along_the_slice_axis():
+    vol = Volume.from_spacing(np.random.default_rng(6).random((10, 4, 4)), (0.5, 1, 1))
+    thick = Degradation([SliceThickness(thickness=3, stride=2)])(vol)
+    assert thick.shape == (4, 4, 4) and thick.spacing == (1.0, 1.0, 1.0)
+    np.testing.assert_allclose(thick.data[1], vol.data[2:5].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(thick.affine[:3, 3], [0.5, 0, 0])  # centred on input slice 1
+
+
+@pytest.mark.parametrize("snr", [5.0, 20.0])
+def test_rician_noise_hits_the_snr_measured_in_the_foreground(snr):
+    """Two-region SNR: the foreground mean over the noise sigma estimated from air (Rayleigh mean = sigma sqrt(pi/2))."""
+    image = np.zeros((4, 128, 128), np.float32)
+    image[:, 32:96, 32:96] = 100.0
+    image[:, 40:60, 40:60] = 300.0
+    noisy = Degradation([RicianNoise(snr)])(image, seed=0)
+    fg = image > 50
+    sigma = noisy[:, :16, :].mean() / np.sqrt(np.pi / 2)
+    assert abs(image[fg].mean() / sigma / snr - 1) < 0.05
+
+
+def test_rician_noise_on_real_knee(dess_block):
+    noisy = Degradation([RicianNoise(30.0)])(dess_block, seed=1)
+    from mrisr.foreground import otsu_threshold
+    bright = dess_block.data > float(otsu_threshold(torch.from_numpy(dess_block.data), 3))
+    target_sigma = dess_block.data[bright].mean() / 30.0
+    strong = dess_block.data > 10 * target_sigma  # Rician is Gaussian where signal >> sigma
+    sigma = np.std(noisy.data[strong] - dess_block.data[strong])
+    assert abs(sigma / target_sigma - 1) < 0.05
+
+
+def test_same_seed_same_output_and_batches_on_tensors():
+    spec = Degradation([KSpaceTruncation(0.5, axes=(1, 2)), RicianNoise(10.0)])
+    x = torch.rand(3, 1, 8, 16, 16)
+    a, b, c = spec(x, seed=7), spec(x, seed=7), spec(x, seed=8)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == x.shape and a.dtype == x.dtype and a.device == x.device
+    deterministic = Degradation(spec.steps[:1])
+    np.testing.assert_allclose(deterministic(x)[1, 0], deterministic(x[1, 0].numpy()), atol=1e-6)
+    half = deterministic(x.half())
+    assert half.dtype == torch.float16
+
+
+def test_spec_json_round_trip():
+    custom = Degradation([KSpaceTruncation((0.5, 0.75), axes=(0, 2), window="tukey", tukey_alpha=0.3),
+                          GaussianBlur((0.5, 1.0, 0.0), units="mm"), Downsample((1, 2, 2), "area"),
+                          Upsample(2, "bicubic", axes=(1, 2)), SliceThickness(2), RicianNoise(25.0)],
+                         ndim=3, name="mine")
+    for spec in [custom, *(preset(name) for name in PRESETS)]:
+        again = Degradation.from_json(spec.to_json())
+        assert again == spec and again.to_json() == spec.to_json()
+    image = np.random.default_rng(8).random((8, 16, 16)).astype(np.float32)
+    np.testing.assert_array_equal(custom(image, spacing=(1, 1, 1), seed=3),
+                                  Degradation.from_json(custom.to_json())(image, spacing=(1, 1, 1), seed=3))
+
+
+def test_cardiac_preset_on_real_cine(cardiac):
+    lr = preset("cardiac_x4")(cardiac)
+    assert lr.data.shape == (30, 1, 46, 64)
+    np.testing.assert_allclose(lr.spacing, (cardiac.spacing[0], 4 * cardiac.spacing[1], 4 * cardiac.spacing[2]))
+    assert abs(lr.data.mean() / cardiac.data.mean() - 1) < 0.01  # resampling keeps the mean intensity
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Degradation([Downsample(4)], ndim=2)(np.zeros((30, 32), np.float32)), "multiple of the factor 4"),
+    (lambda: KSpaceTruncation(fraction=0.0), r"fraction must be in \(0, 1\]"),
+    (lambda: KSpaceTruncation(fraction=1.5), r"fraction must be in \(0, 1\]"),
+    (lambda: GaussianBlur(sigma=-1.0), "sigma must be >= 0"),
+    (lambda: Downsample(factor=1.5), "positive integers"),
+    (lambda: RicianNoise(snr=0), "snr must be > 0"),
+    (lambda: Degradation([SliceThickness(2)], ndim=2), "SliceThickness needs 3 spatial axes"),
+    (lambda: preset("knee_fast_acquisition")(np.zeros((32, 32), np.float32)), "got a 2D array"),
+    (lambda: Degradation([GaussianBlur(1.0, units="mm")])(np.zeros((4, 4, 4), np.float32)), "pass spacing"),
+    (lambda: preset("knee_fast_acquisition")(np.zeros((4, 4, 4), np.float32)), "phase_encoding_axes"),
+    (lambda: Degradation([Downsample(2, axes=(3,))]), "outside the 3 spatial axes"),
+    (lambda: preset("knee"), "unknown degradation preset 'knee'"),
+])
+def test_bad_input_gets_a_clear_error(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_volume_errors_name_the_file():
+    vol = Volume.from_spacing(np.zeros((4, 6, 6)), meta={"source_path": "scans/knee.nii.gz"})
+    with pytest.raises(InputError, match=r"^scans/knee.nii.gz: knee_fast_acquisition degradation: .*phase"):
+        preset("knee_fast_acquisition")(vol)
