@@ -33,7 +33,7 @@ from scipy.signal import windows
 
 from mrisr.errors import InputError
 from mrisr.filtering import gaussian_filter
-from mrisr.foreground import otsu_threshold
+from mrisr.foreground import tissue_threshold
 from mrisr.volume import Volume
 
 PHASE_ENCODING = "phase_encoding"
@@ -304,7 +304,7 @@ class RicianNoise(Step):
 
     Independent Gaussian noise of standard deviation ``sigma`` is added to the real and imaginary channels of the
     (real) image and the magnitude is taken, so the noise is Rician (Rayleigh in air). The foreground signal is the
-    mean of the voxels above each image's Otsu threshold, measured on the input of this step.
+    mean of the voxels above each image's `tissue_threshold`, measured on the input of this step.
     """
 
     snr: float = 20.0
@@ -316,7 +316,7 @@ class RicianNoise(Step):
 
     def apply(self, x, ctx, ndim):
         x = x.real if x.is_complex() else x
-        threshold = otsu_threshold(x, ndim)
+        threshold = tissue_threshold(x, ndim)
         above = x > threshold.view(*threshold.shape, *[1] * ndim)
         dims = tuple(range(x.ndim - ndim, x.ndim))
         signal = (x * above).sum(dims, keepdim=True) / above.sum(dims, keepdim=True).clamp_min(1)

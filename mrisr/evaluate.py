@@ -26,7 +26,10 @@ def subject_mask(volume: Volume) -> np.ndarray:
 
 
 def score(pred: Volume, target: Volume, data_range: float, mask: np.ndarray | None = None, ndim: int = 3) -> dict:
-    """PSNR (dB), SSIM, NRMSE and HFEN of ``pred`` against ``target`` (same grid), pooled over the whole volume."""
+    """PSNR (dB), SSIM, NRMSE and HFEN of ``pred`` against ``target`` (same grid), pooled over the whole volume.
+
+    ``mask`` may stack several regions along a leading axis; each score is then an array, one value per region.
+    """
     if pred.data.shape != target.data.shape:
         raise ValueError(f"cannot score a {pred.data.shape} volume against a {target.data.shape} reference")
     p, t = pred.data, target.data
@@ -44,8 +47,13 @@ def score_table(methods: dict[str, Volume], target: Volume, data_range: float | 
     """
     data_range = float(target.data.max() - target.data.min()) if data_range is None else data_range
     mask = subject_mask(target) if mask is None else mask
-    rows = [{"method": name, "region": region, **score(vol, target, data_range, m, ndim)}
-            for name, vol in methods.items() for region, m in (("foreground", mask), ("whole", None))]
+    regions = {"foreground": mask, "whole": np.ones_like(mask)}
+    stacked = np.stack([np.broadcast_to(m, target.data.shape) for m in regions.values()])
+    rows = []
+    for name, volume in methods.items():
+        scores = score(volume, target, data_range, stacked, ndim)
+        rows += [{"method": name, "region": region, **{k: float(v[i]) for k, v in scores.items()}}
+                 for i, region in enumerate(regions)]
     return pd.DataFrame(rows).set_index(["method", "region"])
 
 

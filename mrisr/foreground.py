@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy import ndimage
-from skimage.filters import threshold_otsu
 
 from mrisr.volume import Volume
 
@@ -31,10 +30,23 @@ def otsu_threshold(x: torch.Tensor, ndim: int, bins: int = 256) -> torch.Tensor:
     return centres.gather(1, best).reshape(x.shape[:-ndim]).to(x.dtype)
 
 
+def tissue_threshold(x: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Intensity separating tissue from air in each image of a batch (shape ``x.shape[:-ndim]``).
+
+    Otsu's threshold on log intensity: air (a Rayleigh noise floor) and tissue differ by an order of magnitude, and
+    on a log scale the two histogram modes are comparably wide, so the threshold falls in the valley between them
+    instead of splitting bright from dark tissue (as plain Otsu does on, say, a DESS knee).
+    """
+    dims = tuple(range(x.ndim - ndim, x.ndim))
+    lowest = x.amin(dims, keepdim=True)
+    log_threshold = otsu_threshold(torch.log1p(x - lowest), ndim)
+    return torch.expm1(log_threshold) + lowest.reshape(log_threshold.shape)
+
+
 def foreground_mask(volume: Volume | np.ndarray, closing_mm: float = 2.0) -> np.ndarray:
     """Boolean mask of the subject (tissue, not air) of a 3D volume, so that scores are not dominated by background.
 
-    Otsu's threshold on a lightly smoothed copy, then: the largest connected component, a morphological closing
+    `tissue_threshold` on a lightly smoothed copy, then: the largest connected component, a morphological closing
     of about ``closing_mm`` (in voxels along each axis from the spacing; 1 mm voxels for a bare array), and holes filled
     slice by slice (dark tissue inside the subject, such as cortical bone or a tendon, counts as subject).
     """
@@ -43,7 +55,7 @@ def foreground_mask(volume: Volume | np.ndarray, closing_mm: float = 2.0) -> np.
     if data.ndim != 3:
         raise ValueError(f"foreground_mask takes a 3D (S, R, C) volume, got shape {data.shape}")
     smooth = ndimage.gaussian_filter(data, sigma=[0.5 / s for s in spacing])
-    mask = smooth > threshold_otsu(smooth)
+    mask = smooth > float(tissue_threshold(torch.from_numpy(smooth), 3))
     labels, n = ndimage.label(mask)
     if n > 1:
         mask = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)

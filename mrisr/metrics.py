@@ -3,7 +3,8 @@
 Every function compares ``pred`` with ``target`` over their last ``ndim`` axes (the image; 2 or 3 for SSIM and
 HFEN) and returns one score per leading index: a float for a single numpy image, an array or a tensor (same device)
 for a batch. ``ndim`` defaults to all axes of the input. ``pooled=True`` returns one score for the whole batch
-instead (every voxel of every image counted once: the score of a volume scored slice by slice in 2D). ``data_range`` (max minus min of the intensity scale that
+instead (every voxel of every image counted once: the score of a volume scored slice by slice in 2D). A mask with extra
+leading axes scores several regions from one computation (one score per region). ``data_range`` (max minus min of the intensity scale that
 the images live on) is always explicit: guessing it from the data makes scores incomparable. ``mask`` (boolean,
 broadcastable to the images) restricts a score to a region, typically `foreground_mask`. Scores are computed in
 float32 (float64 for float64 tensors); they agree with float64 references to about 1e-5.
@@ -36,17 +37,18 @@ def _prepare(pred, target, mask, ndim):
         raise ValueError(f"ndim={ndim} image axes requested from a {p.ndim}D input")
     m = None if mask is None else torch.as_tensor(np.asarray(mask) if is_numpy else mask, device=p.device)
     if m is not None:
-        m = torch.broadcast_to(m.bool(), p.shape)
+        m = torch.broadcast_to(m.bool(), torch.broadcast_shapes(m.shape, p.shape))
     return p, t, m, ndim, is_numpy
 
 
-def _reduced(ndim: int, pooled: bool) -> int:
-    return -1 if pooled else ndim
+def _reduced(p: torch.Tensor, ndim: int, pooled: bool) -> int:
+    return p.ndim if pooled else ndim
 
 
 def _mean(x: torch.Tensor, mask: torch.Tensor | None, ndim: int) -> torch.Tensor:
-    """Mean over the last ``ndim`` axes (inside ``mask``); ``ndim=-1`` pools every axis into one number."""
-    dims = tuple(range(x.ndim - ndim, x.ndim)) if ndim > 0 else tuple(range(x.ndim))
+    """Mean over the last ``ndim`` axes of ``x`` (inside ``mask``, which may add leading axes: several regions)."""
+    x = x if mask is None else torch.broadcast_to(x, mask.shape)
+    dims = tuple(range(x.ndim - ndim, x.ndim))
     if mask is None:
         return x.mean(dims)
     count = mask.sum(dims)
@@ -71,7 +73,7 @@ def psnr(pred, target, data_range: float, mask=None, ndim: int | None = None, po
     """Peak signal-to-noise ratio in dB: ``10 log10(data_range^2 / MSE)``."""
     _check_range(data_range)
     p, t, m, ndim, is_numpy = _prepare(pred, target, mask, ndim)
-    over = _reduced(ndim, pooled)
+    over = _reduced(p, ndim, pooled)
     mse = _mean((p - t) ** 2, m, over)
     return _out(10 * torch.log10(data_range**2 / mse), is_numpy)
 
@@ -79,7 +81,7 @@ def psnr(pred, target, data_range: float, mask=None, ndim: int | None = None, po
 def nrmse(pred, target, mask=None, ndim: int | None = None, pooled: bool = False):
     """Normalised root-mean-square error, ``||pred - target|| / ||target||`` (unitless; 0 is perfect)."""
     p, t, m, ndim, is_numpy = _prepare(pred, target, mask, ndim)
-    over = _reduced(ndim, pooled)
+    over = _reduced(p, ndim, pooled)
     return _out(torch.sqrt(_mean((p - t) ** 2, m, over) / _mean(t**2, m, over)), is_numpy)
 
 
@@ -92,7 +94,7 @@ def ssim(pred, target, data_range: float, mask=None, ndim: int | None = None, po
     """
     _check_range(data_range)
     p, t, m, ndim, is_numpy = _prepare(pred, target, mask, ndim)
-    over = _reduced(ndim, pooled)
+    over = _reduced(p, ndim, pooled)
     if ndim not in (2, 3):
         raise ValueError(f"ssim works on 2 or 3 image axes, not {ndim}")
     radius = int(truncate * sigma + 0.5)
@@ -120,7 +122,7 @@ def hfen(pred, target, mask=None, ndim: int | None = None, pooled: bool = False,
     mirrored borders. Sensitive to edges and fine texture that PSNR averages away; 0 is perfect.
     """
     p, t, m, ndim, is_numpy = _prepare(pred, target, mask, ndim)
-    over = _reduced(ndim, pooled)
+    over = _reduced(p, ndim, pooled)
     if ndim not in (2, 3):
         raise ValueError(f"hfen works on 2 or 3 image axes, not {ndim}")
     log_err, log_t = gaussian_laplace(torch.stack([p - t, t]), sigma, ndim, radius)

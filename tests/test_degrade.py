@@ -168,8 +168,8 @@ def test_rician_noise_hits_the_snr_measured_in_the_foreground(snr):
 
 def test_rician_noise_on_real_knee(dess_block):
     noisy = Degradation([RicianNoise(30.0)])(dess_block, seed=1)
-    from mrisr.foreground import otsu_threshold
-    bright = dess_block.data > float(otsu_threshold(torch.from_numpy(dess_block.data), 3))
+    from mrisr.foreground import tissue_threshold
+    bright = dess_block.data > float(tissue_threshold(torch.from_numpy(dess_block.data), 3))
     target_sigma = dess_block.data[bright].mean() / 30.0
     strong = dess_block.data > 10 * target_sigma  # Rician is Gaussian where signal >> sigma
     sigma = np.std(noisy.data[strong] - dess_block.data[strong])
