@@ -1,0 +1,403 @@
+"""A fastai data pipeline for super-resolution of volumes (3D patches) and of slices (2D), built on ``DataBlock``.
+
+The pieces, each one idea:
+
+* `Subject`: one scan ready to train on: the high-resolution (HR) images, their degraded low-resolution (LR)
+  version, both normalised by the subject's own intensity scale and held in memory as float16, and where its
+  foreground is. `prepare_subject` makes one from a `Volume` and a `Degradation`.
+* `split_slabs`: when only one subject exists, a spatially disjoint hold-out: a slab of the volume, separated from the
+  training part by a margin.
+* `PatchSampler`: where each training patch is cut: at the same place in LR and HR, mostly on tissue, new places
+  every epoch, fixed places for validation.
+* `LRVolume` / `HRVolume`: fastai tensor types whose ``show`` draws three orthogonal slices (or the image in 2D), and
+  `VolumeBlock`, the ``TransformBlock`` that makes ``DataBlock`` work for them (``show_batch``, ``show_results``).
+* Batch transforms on the device: `DegradeBatch` (degrade HR patches on the fly instead of precomputing LR),
+  `RandomFlipPermute` and `RandomIntensityScale` (augmentation applied identically to input and target).
+
+`sr_dataloaders` wires them into ``DataLoaders``. Tensors are ``(batch, 1, D, H, W)`` in 3D (axes: slice, row, column
+of `mrisr.volume`) and ``(batch, 1, H, W)`` in 2D.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from fastai.data.block import DataBlock, TransformBlock
+from fastai.data.transforms import FuncSplitter
+from fastai.torch_core import TensorBase
+from fastai.vision.augment import RandTransform
+from fasttransform import Transform
+
+from mrisr.degrade import Degradation
+from mrisr.foreground import foreground_mask
+from mrisr.volume import Volume
+
+NORMALIZATION_PERCENTILE = 99.5
+
+
+# -- subjects -----------------------------------------------------------------------------------------------------
+
+@dataclass
+class Subject:
+    """One subject in memory, normalised: ``normalised = raw / intensity_scale``.
+
+    Attributes:
+        name: case name (used by the subject-level splitter).
+        hr: float16 ``(N, *spatial)``: N images (N = 1 for a 3D volume, or its frames; slices x frames in 2D).
+        lr: float16 ``(N, *lr_spatial)``: the degraded input; ``lr_spatial = spatial / factors`` (equal for a
+            same-grid degradation), or ``None`` when degradation happens on the fly (`DegradeBatch`).
+        factors: integer HR-to-LR size ratio per spatial axis.
+        spacing: HR voxel size in mm per spatial axis.
+        foreground: int32 ``(K, 1 + ndim)`` sample of foreground voxel indices ``(n, *position)`` in ``hr``.
+        intensity_scale: the raw intensity that maps to 1.0 (the subject's 99.5th percentile).
+    """
+
+    name: str
+    hr: torch.Tensor
+    lr: torch.Tensor | None
+    factors: tuple[int, ...]
+    spacing: tuple[float, ...]
+    foreground: np.ndarray
+    intensity_scale: float
+
+    @property
+    def ndim(self) -> int:
+        return self.hr.ndim - 1
+
+
+def intensity_scale(data: np.ndarray) -> float:
+    """The subject's intensity unit: its 99.5th percentile (robust to a few very bright voxels)."""
+    scale = float(np.percentile(data, NORMALIZATION_PERCENTILE))
+    if not scale > 0:
+        raise ValueError("the image is empty (99.5th percentile <= 0): nothing to normalise by")
+    return scale
+
+
+def prepare_subject(volume: Volume, degradation: Degradation | None, name: str | None = None, seed: int = 0,
+                    max_foreground: int = 200_000) -> Subject:
+    """Normalise ``volume`` and degrade it with ``degradation`` (``None``: degrade later, on the fly).
+
+    A 3D degradation keeps the volume (and its frames) as images; a 2D degradation makes every slice of every frame
+    an image. The foreground is `foreground_mask` of the (time-averaged) volume.
+    """
+    name = name or str(volume.meta.get("source_path", "subject"))
+    ndim = 3 if degradation is None else degradation.ndim
+    data = volume.data if volume.data.ndim == 4 else volume.data[None]  # (T, S, R, C)
+    mask = foreground_mask(Volume(data.mean(0), volume.affine))
+    scale = intensity_scale(data)
+    hr = data.reshape(-1, *data.shape[-ndim:]) / scale
+    lr = None
+    if degradation is not None:
+        lr = degradation(volume, seed=seed).data
+        lr = (lr if lr.ndim == 4 else lr[None]).reshape(-1, *lr.shape[-ndim:]) / scale
+        ratio = np.divide(hr.shape[1:], lr.shape[1:])
+        if not np.allclose(ratio, np.round(ratio)):
+            raise ValueError(f"{name}: LR grid {lr.shape[1:]} is not an integer fraction of HR {hr.shape[1:]}")
+    factors = tuple(1 for _ in range(ndim)) if lr is None else tuple(int(round(a / b)) for a, b in
+                                                                        zip(hr.shape[1:], lr.shape[1:]))
+    coords = np.argwhere(mask)  # (K, 3): (s, r, c)
+    frames = data.shape[0]
+    if ndim == 3:
+        coords = np.concatenate([np.insert(coords, 0, t, axis=1) for t in range(frames)])
+    else:  # image index n = t * S + s
+        coords = np.concatenate([np.column_stack([t * data.shape[1] + coords[:, 0], coords[:, 1:]])
+                                 for t in range(frames)])
+    if len(coords) > max_foreground:
+        coords = coords[np.random.default_rng(seed).choice(len(coords), max_foreground, replace=False)]
+    return Subject(name, torch.from_numpy(hr.astype(np.float16)),
+                   None if lr is None else torch.from_numpy(lr.astype(np.float16)), factors,
+                   tuple(volume.spacing[3 - ndim:]), coords.astype(np.int32), scale)
+
+
+def split_slabs(volume: Volume, holdout: float = 0.25, margin_mm: float = 10.0, axis: int = 0) -> tuple[Volume, Volume]:
+    """Split one volume into a training part and a spatially disjoint hold-out slab along ``axis``.
+
+    The hold-out is the last ``holdout`` fraction of the voxels along ``axis``; ``margin_mm`` of tissue between the
+    two is dropped, so no training patch touches a hold-out voxel's neighbourhood. Affines follow each part.
+    """
+    n = volume.shape[axis]
+    spacing = volume.spacing[axis]
+    margin = int(np.ceil(margin_mm / spacing))
+    start = n - int(round(holdout * n))
+    if start - margin < 1 or start >= n:
+        raise ValueError(f"cannot hold out {holdout:.0%} of {n} voxels with a {margin_mm} mm margin along axis {axis}")
+    return _sub_volume(volume, axis, 0, start - margin), _sub_volume(volume, axis, start, n)
+
+
+def _sub_volume(volume: Volume, axis: int, start: int, stop: int) -> Volume:
+    index = [slice(None)] * volume.data.ndim
+    index[volume.data.ndim - 3 + axis] = slice(start, stop)
+    affine = volume.affine.copy()
+    affine[:3, 3] += start * volume.affine[:3, axis]
+    return Volume(volume.data[tuple(index)], affine, {**volume.meta, "slab": [start, stop, axis]})
+
+
+# -- patches ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PatchRef:
+    """One dataset item: patch number ``index`` of subject ``subject`` (validation patches never move)."""
+
+    subject: int
+    index: int
+    valid: bool
+
+
+class PatchSampler:
+    """Cuts paired LR/HR patches from `Subject` s.
+
+    ``patch_size`` is the HR patch in voxels per spatial axis (a multiple of the LR factors; ``None``: whole images).
+    With probability ``foreground_fraction`` a patch is centred on a random foreground voxel, otherwise placed
+    uniformly. Each patch's place is a pure function of ``(seed, epoch, subject, index)``: the LR and HR getters
+    agree, a new ``epoch`` gives new places, and validation patches use a fixed epoch.
+    """
+
+    def __init__(self, subjects: Sequence[Subject], patch_size: Sequence[int] | int | None,
+                 foreground_fraction: float = 0.9, seed: int = 0):
+        self.subjects, self.seed, self.epoch = list(subjects), seed, 0
+        self.foreground_fraction = foreground_fraction
+        ndim = self.subjects[0].ndim
+        if patch_size is not None:
+            patch_size = tuple(int(p) for p in np.broadcast_to(patch_size, ndim))
+            for s in self.subjects:
+                bad = [(p, f) for p, f in zip(patch_size, s.factors) if p % f]
+                if bad or any(p > n for p, n in zip(patch_size, s.hr.shape[1:])):
+                    raise ValueError(f"{s.name}: patch {patch_size} must fit in {tuple(s.hr.shape[1:])} and be a "
+                                     f"multiple of the LR factors {s.factors}")
+        self.patch_size = patch_size
+
+    def location(self, ref: PatchRef) -> tuple[int, tuple[int, ...]]:
+        """``(image index n, HR start per axis)`` of a patch."""
+        subject = self.subjects[ref.subject]
+        rng = np.random.default_rng([self.seed, 0 if ref.valid else self.epoch + 1, ref.subject, ref.index])
+        if self.patch_size is None:
+            return int(rng.integers(subject.hr.shape[0])), (0,) * subject.ndim
+        size = subject.hr.shape[1:]
+        if len(subject.foreground) and rng.random() < self.foreground_fraction:
+            n, *centre = subject.foreground[rng.integers(len(subject.foreground))]
+            start = [c - p // 2 for c, p in zip(centre, self.patch_size)]
+        else:
+            n = int(rng.integers(subject.hr.shape[0]))
+            start = [int(rng.integers(s - p + 1)) for s, p in zip(size, self.patch_size)]
+        start = [int(np.clip(b, 0, s - p)) // f * f for b, s, p, f in zip(start, size, self.patch_size,
+                                                                           subject.factors)]
+        return int(n), tuple(start)
+
+    def _crop(self, images: torch.Tensor, ref: PatchRef, factors) -> torch.Tensor:
+        n, start = self.location(ref)
+        size = self.patch_size or images.shape[1:]
+        index = tuple(slice(b // f, b // f + p // f) for b, p, f in zip(start, size, factors))
+        return images[n][index][None].float()  # (1, *patch): one channel
+
+    def hr_patch(self, ref: PatchRef) -> HRVolume:
+        subject = self.subjects[ref.subject]
+        return HRVolume(self._crop(subject.hr, ref, (1,) * subject.ndim))
+
+    def lr_patch(self, ref: PatchRef) -> LRVolume:
+        """The LR patch, or the HR patch (typed as input) when the subject is degraded on the fly."""
+        subject = self.subjects[ref.subject]
+        if subject.lr is None:
+            return LRVolume(self._crop(subject.hr, ref, (1,) * subject.ndim))
+        return LRVolume(self._crop(subject.lr, ref, subject.factors))
+
+
+# -- fastai types -------------------------------------------------------------------------------------------------
+
+def orthogonal_montage(image: torch.Tensor) -> np.ndarray:
+    """A 2D array to display: the image itself in 2D; in 3D the three central orthogonal slices side by side
+    (slice axis 0 cut, then rows, then columns), each padded to a common height."""
+    array = image.detach().float().cpu().numpy().squeeze()
+    if array.ndim == 2:
+        return array
+    d, h, w = array.shape
+    views = [array[d // 2], array[:, h // 2], array[:, :, w // 2]]
+    height = max(v.shape[0] for v in views)
+    pad = [np.pad(v, ((0, height - v.shape[0]), (0, 1)), constant_values=np.nan) for v in views]
+    return np.concatenate(pad, axis=1)
+
+
+class VolumeTensor(TensorBase):
+    """A normalised ``(1, *spatial)`` image or volume; ``show`` draws it (3D: three orthogonal slices)."""
+
+    def show(self, ctx=None, title=None, vmin=0.0, vmax=1.0, **kwargs):
+        import matplotlib.pyplot as plt
+
+        ctx = ctx or plt.subplots(figsize=kwargs.pop("figsize", (6, 2.5)))[1]
+        ctx.imshow(orthogonal_montage(self), cmap="gray", vmin=vmin, vmax=vmax)
+        ctx.set_axis_off()
+        if title:
+            ctx.set_title(title)
+        return ctx
+
+
+class LRVolume(VolumeTensor):
+    """Network input (degraded)."""
+
+
+class HRVolume(VolumeTensor):
+    """Target (original resolution)."""
+
+
+def VolumeBlock(cls=HRVolume) -> TransformBlock:  # noqa: N802  (fastai's block naming)
+    """The ``TransformBlock`` of volumes/images for ``DataBlock``: items are already `VolumeTensor` s."""
+    return TransformBlock(type_tfms=[], item_tfms=[], batch_tfms=[])
+
+
+def _show_pairs(samples, outs=None, max_n=4, figsize=None):
+    import matplotlib.pyplot as plt
+
+    n = min(len(samples), max_n)
+    columns = 3 if outs is not None else 2
+    fig, axes = plt.subplots(n, columns, figsize=figsize or (4 * columns, 2.2 * n), squeeze=False)
+    for row in range(n):
+        panels = [samples[row][0], samples[row][1]] + ([outs[row][0]] if outs is not None else [])
+        for col, (panel, label) in enumerate(zip(panels, ("input", "target", "prediction"))):
+            VolumeTensor(panel).show(ctx=axes[row, col], title=label if row == 0 else None)
+    fig.tight_layout()
+    return axes.ravel().tolist()
+
+
+def _register_show():
+    from fastai.data.core import show_batch
+    from fastai.learner import show_results
+
+    @show_batch.dispatch
+    def _show_batch(x: LRVolume, y: HRVolume, samples, ctxs=None, max_n=4, figsize=None, **kwargs):
+        return _show_pairs(samples, max_n=max_n, figsize=figsize)
+
+    @show_results.dispatch
+    def _show_results(x: LRVolume, y: HRVolume, samples, outs, ctxs=None, max_n=4, figsize=None, **kwargs):
+        return _show_pairs(samples, outs, max_n=max_n, figsize=figsize)
+
+
+# -- batch transforms (run on the DataLoader's device) ------------------------------------------------------------
+
+class DegradeBatch(Transform):
+    """Degrade the input patches of each batch on its device (train and validation), with ``degradation``.
+
+    ``phase_encoding_axes`` and ``spacing`` are spatial-axis values as `Degradation` takes them. Degrading a
+    patch is not degrading the volume (k-space steps see the patch's edges); precomputing is exact, this is fast.
+    """
+
+    order = 0
+
+    def __init__(self, degradation: Degradation, spacing=None, phase_encoding_axes=None):
+        super().__init__()
+        self.degradation, self.spacing, self.phase_encoding_axes = degradation, spacing, phase_encoding_axes
+
+    def encodes(self, x: LRVolume):
+        return LRVolume(self.degradation(x.as_subclass(torch.Tensor), spacing=self.spacing,
+                                         phase_encoding_axes=self.phase_encoding_axes))
+
+
+class RandomFlipPermute(RandTransform):
+    """Training augmentation: flip each spatial axis of each sample with probability ``p`` and permute the
+    ``permutable`` axes (those with equal voxel size and LR factor) at random; same for input and target."""
+
+    order = 10
+
+    def __init__(self, ndim: int, p: float = 0.5, permutable: Sequence[int] = ()):
+        super().__init__(p=1.0)
+        self.ndim, self.flip_p, self.permutable = ndim, p, tuple(permutable)
+
+    def before_call(self, b, split_idx):
+        super().before_call(b, split_idx)
+        x = b[0] if isinstance(b, tuple) else b
+        self.flips = torch.rand(x.shape[0], self.ndim, device=x.device) < self.flip_p
+        order = list(range(self.ndim))
+        if len(self.permutable) > 1:
+            shuffled = [self.permutable[i] for i in torch.randperm(len(self.permutable)).tolist()]
+            for axis, new in zip(self.permutable, shuffled):
+                order[axis] = new
+        self.order_axes = order
+
+    def encodes(self, x: VolumeTensor):
+        cls = type(x)
+        t = x.as_subclass(torch.Tensor)
+        for axis in range(self.ndim):
+            dim = 2 + axis
+            keep = self.flips[:, axis].view(-1, *[1] * (t.ndim - 1))
+            t = torch.where(keep, t.flip(dim), t)
+        t = t.permute(0, 1, *[2 + a for a in self.order_axes])
+        return cls(t.contiguous())
+
+
+class RandomIntensityScale(RandTransform):
+    """Training augmentation: multiply each sample (input and target alike) by a factor in ``[1 - r, 1 + r]``."""
+
+    order = 11
+
+    def __init__(self, r: float = 0.1):
+        super().__init__(p=1.0)
+        self.r = r
+
+    def before_call(self, b, split_idx):
+        super().before_call(b, split_idx)
+        x = b[0] if isinstance(b, tuple) else b
+        self.factor = 1 + self.r * (2 * torch.rand(x.shape[0], device=x.device) - 1)
+
+    def encodes(self, x: VolumeTensor):
+        return type(x)(x.as_subclass(torch.Tensor) * self.factor.view(-1, *[1] * (x.ndim - 1)))
+
+
+def permutable_axes(subject: Subject, tolerance: float = 0.01) -> tuple[int, ...]:
+    """Spatial axes that share the most common voxel size (within ``tolerance``) and LR factor: safe to permute."""
+    keys = [(round(s / tolerance) * tolerance, f) for s, f in zip(subject.spacing, subject.factors)]
+    best = max(set(keys), key=keys.count)
+    axes = tuple(a for a, k in enumerate(keys) if k == best)
+    return axes if len(axes) > 1 else ()
+
+
+# -- DataLoaders --------------------------------------------------------------------------------------------------
+
+class ResamplePatches:
+    """Callback factory: before each training epoch, move every training patch to a new random place."""
+
+    def __new__(cls, sampler: PatchSampler):
+        from fastai.callback.core import Callback
+
+        class _Resample(Callback):
+            def before_epoch(self):
+                sampler.epoch = self.epoch
+
+        return _Resample()
+
+
+def sr_dataloaders(subjects: Sequence[Subject], valid_names: Sequence[str], patch_size=32,
+                   patches_per_subject: int = 64, valid_patches_per_subject: int = 16, batch_size: int = 8,
+                   augment: bool = True, degrade_on_the_fly: Degradation | None = None,
+                   phase_encoding_axes=None, foreground_fraction: float = 0.9, seed: int = 0, device=None,
+                   num_workers: int = 0):
+    """fastai ``DataLoaders`` of paired patches from ``subjects``, split by subject: ``valid_names`` validate.
+
+    ``patch_size``: HR patch in voxels (int or per axis; ``None`` for whole images). ``patches_per_subject``:
+    training patches per subject per epoch. ``degrade_on_the_fly``: subjects prepared without a degradation
+    get it applied to each batch on ``device`` (`DegradeBatch`). Returns ``(dls, sampler)``; pass
+    ``ResamplePatches(sampler)`` to the Learner so patches move every epoch.
+    """
+    _register_show()
+    names = [s.name for s in subjects]
+    unknown = sorted(set(valid_names) - set(names))
+    if unknown:
+        raise ValueError(f"validation cases {unknown} are not among the subjects {names}")
+    if set(valid_names) == set(names):
+        raise ValueError("every subject is in validation: keep at least one for training")
+    sampler = PatchSampler(subjects, patch_size, foreground_fraction, seed)
+    valid = set(valid_names)
+    items = [PatchRef(i, k, s.name in valid) for i, s in enumerate(subjects)
+             for k in range(valid_patches_per_subject if s.name in valid else patches_per_subject)]
+    ndim = subjects[0].ndim
+    batch_tfms = []
+    if degrade_on_the_fly is not None:
+        batch_tfms.append(DegradeBatch(degrade_on_the_fly, subjects[0].spacing, phase_encoding_axes))
+    if augment:
+        batch_tfms += [RandomFlipPermute(ndim, permutable=permutable_axes(subjects[0])), RandomIntensityScale()]
+    block = DataBlock(blocks=(VolumeBlock(LRVolume), VolumeBlock(HRVolume)), get_items=lambda _: items,
+                      get_x=lambda ref: sampler.lr_patch(ref),
+                      get_y=lambda ref: sampler.hr_patch(ref), splitter=FuncSplitter(lambda ref: ref.valid),
+                      batch_tfms=batch_tfms, n_inp=1)
+    dls = block.dataloaders(None, bs=batch_size, num_workers=num_workers, device=device, shuffle=True)
+    return dls, sampler

@@ -1,0 +1,288 @@
+"""One experiment = one `ExperimentConfig`; `sr_learner` turns it into a fastai ``Learner``; checkpoints carry it.
+
+The straight path (what the notebooks and ``mrisr train`` do)::
+
+    config = ExperimentConfig.from_json(Path("knee_mse.json").read_text())
+    learn = sr_learner(config)            # data, degradation, model, loss, metrics, checkpointing
+    learn.lr_find()
+    learn.fit_one_cycle(config.epochs, config.lr_max)
+    model, config = load_model(Path(config.run_dir) / "best.pth")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle and Learner.lr_find)
+from fastai.callback.core import Callback
+from fastai.callback.progress import ProgressCallback
+from fastai.callback.tracker import SaveModelCallback
+from fastai.learner import Learner
+from fastai.metrics import Metric
+
+from mrisr.data import ResamplePatches, Subject, prepare_subject, split_slabs, sr_dataloaders
+from mrisr.degrade import Degradation, preset
+from mrisr.errors import InputError
+from mrisr.io.atomic import atomic_path
+from mrisr.losses import PerceptualLoss, SRLoss
+from mrisr.metrics import fastai_metrics
+from mrisr.models import EDSR3D, SRResNet2D
+
+CHECKPOINT_FORMAT = "mrisr-checkpoint-1"
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that defines a training run; JSON round trip with `to_json` / `from_json`.
+
+    Data: ``cases`` are scan paths (anything `mrisr.io.load_volume` reads); ``valid_cases`` / ``test_cases`` name
+    cases (file stems) held out at subject level; with a single case, ``holdout_slab`` (fraction, with
+    ``holdout_margin_mm``) holds out a spatially disjoint slab instead. ``load_options`` are passed to the loader.
+    Degradation: a preset name or a `Degradation` spec dict; ``degrade_on_the_fly`` applies it per batch on the
+    device instead of once per volume. Model: ``"edsr3d"`` or ``"srresnet2d"`` with its sizes. Loss: MSE plus
+    ``perceptual_weight`` times the VGG16 loss (``vgg_weights`` / ``vgg_normalization`` as `PerceptualLoss`).
+    Schedule: patch size in HR voxels, patches per subject per epoch, batch size, epochs, one-cycle peak lr.
+    ``mixed_precision``: ``"bf16"``, ``"fp16"`` or ``None`` (used on CUDA only).
+    """
+
+    name: str = "experiment"
+    cases: list[str] = field(default_factory=list)
+    valid_cases: list[str] = field(default_factory=list)
+    test_cases: list[str] = field(default_factory=list)
+    holdout_slab: float = 0.25
+    holdout_margin_mm: float = 10.0
+    load_options: dict = field(default_factory=dict)
+    degradation: str | dict = "knee_fast_acquisition"
+    degrade_on_the_fly: bool = False
+    model: str = "edsr3d"
+    n_feats: int = 64
+    n_blocks: int = 9
+    scale: int = 1
+    upsampler: str = "pixelshuffle"
+    perceptual_weight: float = 0.0
+    perceptual_layers: list[str] = field(default_factory=lambda: ["conv1_1", "conv1_2", "conv2_1"])
+    perceptual_slices_per_axis: int | None = None
+    vgg_weights: str | None = None
+    vgg_normalization: str | None = None
+    patch_size: int | None = 32
+    patches_per_subject: int = 64
+    valid_patches_per_subject: int = 16
+    batch_size: int = 8
+    epochs: int = 10
+    lr_max: float = 1e-3
+    weight_decay: float = 0.0
+    augment: bool = True
+    mixed_precision: str | None = "bf16"
+    seed: int = 0
+    run_dir: str = "runs/experiment"
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {list(MODELS)}, got {self.model!r}")
+        if self.mixed_precision not in (None, "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be 'bf16', 'fp16' or None, got {self.mixed_precision!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ExperimentConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> ExperimentConfig:
+        return cls.from_dict(json.loads(text))
+
+    def get_degradation(self) -> Degradation:
+        return preset(self.degradation) if isinstance(self.degradation, str) else Degradation.from_dict(
+            self.degradation)
+
+
+MODELS = {"edsr3d": EDSR3D, "srresnet2d": SRResNet2D}
+
+
+def build_model(config: ExperimentConfig) -> torch.nn.Module:
+    """The network the config names, freshly initialised (seeded by ``config.seed``)."""
+    torch.manual_seed(config.seed)
+    return MODELS[config.model](n_feats=config.n_feats, n_blocks=config.n_blocks, scale=config.scale,
+                                upsampler=config.upsampler)
+
+
+def load_subjects(config: ExperimentConfig) -> list[Subject]:
+    """Load, degrade and normalise the config's training and validation cases (test cases are left alone).
+
+    One case and no ``valid_cases``: it is split into a training part and a hold-out slab named ``<case>:holdout``.
+    """
+    from mrisr.io import load_volume
+
+    degradation = None if config.degrade_on_the_fly else config.get_degradation()
+    paths = [Path(p) for p in config.cases]
+    chosen = [p for p in paths if _case_name(p) not in config.test_cases]
+    if not chosen:
+        raise ValueError("no training cases: every case is a test case (or cases is empty)")
+    subjects = []
+    for path in chosen:
+        volume = load_volume(path, **config.load_options)
+        if len(chosen) == 1 and not config.valid_cases:
+            train, holdout = split_slabs(volume, config.holdout_slab, config.holdout_margin_mm)
+            subjects += [prepare_subject(train, degradation, _case_name(path), config.seed),
+                         prepare_subject(holdout, degradation, f"{_case_name(path)}:holdout", config.seed)]
+        else:
+            subjects.append(prepare_subject(volume, degradation, _case_name(path), config.seed))
+    return subjects
+
+
+def _case_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".h5", ".mat", ".npy"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def validation_names(config: ExperimentConfig, subjects: list[Subject]) -> list[str]:
+    return list(config.valid_cases) or [s.name for s in subjects if s.name.endswith(":holdout")]
+
+
+class LossTerm(Metric):
+    """A fastai metric that averages one term of `SRLoss` (``"mse"`` or ``"perceptual"``) over the batches."""
+
+    def __init__(self, term: str):
+        self.term = term
+
+    def reset(self):
+        self.total, self.count = 0.0, 0
+
+    def accumulate(self, learn):
+        bs = learn.yb[0].shape[0]
+        self.total += float(learn.loss_func.terms[self.term]) * bs
+        self.count += bs
+
+    @property
+    def value(self):
+        return self.total / self.count if self.count else None
+
+    @property
+    def name(self):
+        return f"{self.term}_loss"
+
+
+def save_checkpoint(model: torch.nn.Module, config: ExperimentConfig, path: Path, **info) -> Path:
+    """Write ``{format, config, model state, info}`` atomically (temporary name, then rename)."""
+    path = Path(path)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path, ".pth") as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "model": state, "info": info}, tmp)
+    return path
+
+
+def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ExperimentConfig]:
+    """Rebuild the model from a checkpoint written by `save_checkpoint`; returns ``(model in eval mode, config)``."""
+    checkpoint = Path(checkpoint)
+    try:
+        saved = torch.load(checkpoint, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise InputError(checkpoint, "checkpoint not found") from None
+    except Exception as err:  # noqa: BLE001 (torch raises many types for damaged files)
+        raise InputError(checkpoint, f"cannot be read as a checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(checkpoint, f"not an mrisr checkpoint (expected format {CHECKPOINT_FORMAT})")
+    config = ExperimentConfig.from_dict(saved["config"])
+    model = build_model(config)
+    model.load_state_dict(saved["model"])
+    return model.to(device).eval(), config
+
+
+class Checkpoint(SaveModelCallback):
+    """fastai's ``SaveModelCallback`` writing mrisr checkpoints (model + config) to ``path``; at the end of ``fit``
+    the best model is loaded back. Skipped during ``lr_find``."""
+
+    def __init__(self, path: Path, config: ExperimentConfig, monitor: str = "valid_loss"):
+        super().__init__(monitor=monitor, fname=Path(path).stem)
+        self.path, self.config = Path(path), config
+
+    def _save(self, name):
+        self.last_saved_path = save_checkpoint(self.learn.model, self.config, self.path, epoch=self.epoch,
+                                               monitor=self.monitor, value=float(self.best))
+
+    def after_epoch(self):
+        if not hasattr(self.learn, "lr_finder"):
+            super().after_epoch()
+
+    def after_fit(self, **kwargs):
+        if self.path.exists() and not hasattr(self.learn, "lr_finder"):
+            state = torch.load(self.path, map_location="cpu", weights_only=True)["model"]
+            self.learn.model.load_state_dict(state)
+
+
+class EpochLog(Callback):
+    """One plain line per epoch (instead of progress bars) when output is not a terminal or a notebook."""
+
+    order = 60  # after the Recorder
+
+    def after_epoch(self):
+        if hasattr(self.learn, "lr_finder"):
+            return
+        names = self.recorder.metric_names[1:-1]
+        values = self.recorder.log[1:-1]
+        cells = [f"{n} {v:.5g}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, values)]
+        print(f"epoch {self.epoch}  " + "  ".join(cells), flush=True)
+
+
+def _interactive() -> bool:
+    try:
+        from IPython import get_ipython
+
+        if get_ipython() is not None and "IPKernelApp" in get_ipython().config:
+            return True
+    except ImportError:
+        pass
+    return sys.stdout.isatty()
+
+
+def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, device=None,
+               progress: bool | None = None) -> Learner:
+    """A fastai ``Learner`` for ``config``: data (``subjects`` or the config's cases), model, `SRLoss`, metrics
+    (each loss term, PSNR, SSIM, HFEN on the normalised scale, data range 1), best-model checkpoint at
+    ``<run_dir>/best.pth``, the config written to ``<run_dir>/config.json``, mixed precision on CUDA as configured.
+    ``progress=None`` shows fastai's bars in a terminal or notebook, else one line per epoch."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    subjects = subjects if subjects is not None else load_subjects(config)
+    on_the_fly = config.get_degradation() if config.degrade_on_the_fly else None
+    dls, sampler = sr_dataloaders(subjects, validation_names(config, subjects), config.patch_size,
+                                  config.patches_per_subject, config.valid_patches_per_subject, config.batch_size,
+                                  config.augment, on_the_fly, seed=config.seed, device=device)
+    perceptual = None
+    if config.perceptual_weight:
+        perceptual = PerceptualLoss(config.perceptual_layers, weights=config.vgg_weights,
+                                    normalization=config.vgg_normalization,
+                                    slices_per_axis=config.perceptual_slices_per_axis).to(device)
+    loss = SRLoss(perceptual, config.perceptual_weight)
+    metrics = [LossTerm("mse")] + ([LossTerm("perceptual")] if perceptual is not None else [])
+    metrics += fastai_metrics(data_range=1.0)
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run_dir / "config.json", ".json") as tmp:
+        tmp.write_text(config.to_json())
+    learn = Learner(dls, build_model(config).to(device), loss_func=loss, metrics=metrics, wd=config.weight_decay,
+                    path=run_dir, model_dir=".", cbs=[ResamplePatches(sampler), Checkpoint(run_dir / "best.pth",
+                                                                                             config)])
+    if device.type == "cuda" and config.mixed_precision:
+        learn = learn.to_bf16() if config.mixed_precision == "bf16" else learn.to_fp16()
+    if not (progress if progress is not None else _interactive()):
+        learn.remove_cb(ProgressCallback)
+        learn.add_cb(EpochLog())
+    learn.subjects = subjects
+    return learn
