@@ -32,7 +32,7 @@ from fastai.vision.augment import RandTransform
 from fasttransform import Transform
 
 from mrisr.degrade import Degradation
-from mrisr.foreground import foreground_mask
+from mrisr.foreground import foreground_mask, tissue_threshold
 from mrisr.volume import Volume
 
 NORMALIZATION_PERCENTILE = 99.5
@@ -53,6 +53,7 @@ class Subject:
         spacing: HR voxel size in mm per spatial axis.
         foreground: int32 ``(K, 1 + ndim)`` sample of foreground voxel indices ``(n, *position)`` in ``hr``.
         intensity_scale: the raw intensity that maps to 1.0 (the subject's 99.5th percentile).
+        tissue_level: normalised intensity above which a voxel counts as tissue (`tissue_threshold`).
     """
 
     name: str
@@ -62,6 +63,7 @@ class Subject:
     spacing: tuple[float, ...]
     foreground: np.ndarray
     intensity_scale: float
+    tissue_level: float
 
     @property
     def ndim(self) -> int:
@@ -88,6 +90,7 @@ def prepare_subject(volume: Volume, degradation: Degradation | None, name: str |
     data = volume.data if volume.data.ndim == 4 else volume.data[None]  # (T, S, R, C)
     mask = foreground_mask(Volume(data.mean(0), volume.affine))
     scale = intensity_scale(data)
+    tissue_level = float(tissue_threshold(torch.from_numpy(data.mean(0)), 3)) / scale
     hr = data.reshape(-1, *data.shape[-ndim:]) / scale
     lr = None
     if degradation is not None:
@@ -109,22 +112,25 @@ def prepare_subject(volume: Volume, degradation: Degradation | None, name: str |
         coords = coords[np.random.default_rng(seed).choice(len(coords), max_foreground, replace=False)]
     return Subject(name, torch.from_numpy(hr.astype(np.float16)),
                    None if lr is None else torch.from_numpy(lr.astype(np.float16)), factors,
-                   tuple(volume.spacing[3 - ndim:]), coords.astype(np.int32), scale)
+                   tuple(volume.spacing[3 - ndim:]), coords.astype(np.int32), scale, tissue_level)
 
 
-def split_slabs(volume: Volume, holdout: float = 0.25, margin_mm: float = 10.0, axis: int = 0) -> tuple[Volume, Volume]:
-    """Split one volume into a training part and a spatially disjoint hold-out slab along ``axis``.
+def split_slabs(volume: Volume, holdout: float = 0.25, margin_mm: float = 10.0, axis: int = 0,
+                multiple: int = 1) -> tuple[Volume, Volume]:
+    """Split one volume into a training part and a spatially disjoint hold-out slab along ``axis`` (0, 1 or 2).
 
     The hold-out is the last ``holdout`` fraction of the voxels along ``axis``; ``margin_mm`` of tissue between the
-    two is dropped, so no training patch touches a hold-out voxel's neighbourhood. Affines follow each part.
+    two is dropped, so no training patch touches a hold-out voxel's neighbourhood. Each part's length is cut down to a
+    ``multiple`` (for degradations that downsample). Affines follow each part.
     """
     n = volume.shape[axis]
-    spacing = volume.spacing[axis]
-    margin = int(np.ceil(margin_mm / spacing))
+    margin = int(np.ceil(round(margin_mm / volume.spacing[axis], 3)))  # rounding keeps 6 / 1.499997 mm at 4
     start = n - int(round(holdout * n))
-    if start - margin < 1 or start >= n:
+    train_stop = (start - margin) // multiple * multiple
+    start = n - (n - start) // multiple * multiple
+    if train_stop < 1 or start >= n:
         raise ValueError(f"cannot hold out {holdout:.0%} of {n} voxels with a {margin_mm} mm margin along axis {axis}")
-    return _sub_volume(volume, axis, 0, start - margin), _sub_volume(volume, axis, start, n)
+    return _sub_volume(volume, axis, 0, train_stop), _sub_volume(volume, axis, start, n)
 
 
 def _sub_volume(volume: Volume, axis: int, start: int, stop: int) -> Volume:
@@ -150,15 +156,17 @@ class PatchSampler:
     """Cuts paired LR/HR patches from `Subject` s.
 
     ``patch_size`` is the HR patch in voxels per spatial axis (a multiple of the LR factors; ``None``: whole images).
-    With probability ``foreground_fraction`` a patch is centred on a random foreground voxel, otherwise placed
-    uniformly. Each patch's place is a pure function of ``(seed, epoch, subject, index)``: the LR and HR getters
-    agree, a new ``epoch`` gives new places, and validation patches use a fixed epoch.
+    With probability ``foreground_fraction`` a patch must be on tissue: it is centred on a random foreground voxel
+    and redrawn (up to ``tries`` times, keeping the best) until at least ``min_tissue`` of its voxels are above the
+    subject's tissue level; otherwise it is placed uniformly. Each patch's place is a pure function of
+    ``(seed, epoch, subject, index)``: the LR and HR getters agree, a new ``epoch`` gives new places, and validation
+    patches use a fixed epoch.
     """
 
     def __init__(self, subjects: Sequence[Subject], patch_size: Sequence[int] | int | None,
-                 foreground_fraction: float = 0.9, seed: int = 0):
+                 foreground_fraction: float = 0.9, seed: int = 0, min_tissue: float = 0.5, tries: int = 10):
         self.subjects, self.seed, self.epoch = list(subjects), seed, 0
-        self.foreground_fraction = foreground_fraction
+        self.foreground_fraction, self.min_tissue, self.tries = foreground_fraction, min_tissue, tries
         ndim = self.subjects[0].ndim
         if patch_size is not None:
             patch_size = tuple(int(p) for p in np.broadcast_to(patch_size, ndim))
@@ -176,15 +184,30 @@ class PatchSampler:
         if self.patch_size is None:
             return int(rng.integers(subject.hr.shape[0])), (0,) * subject.ndim
         size = subject.hr.shape[1:]
-        if len(subject.foreground) and rng.random() < self.foreground_fraction:
-            n, *centre = subject.foreground[rng.integers(len(subject.foreground))]
-            start = [c - p // 2 for c, p in zip(centre, self.patch_size)]
-        else:
-            n = int(rng.integers(subject.hr.shape[0]))
+        if not len(subject.foreground) or rng.random() >= self.foreground_fraction:
             start = [int(rng.integers(s - p + 1)) for s, p in zip(size, self.patch_size)]
-        start = [int(np.clip(b, 0, s - p)) // f * f for b, s, p, f in zip(start, size, self.patch_size,
-                                                                           subject.factors)]
-        return int(n), tuple(start)
+            return self._aligned(subject, int(rng.integers(subject.hr.shape[0])), start)
+        best = (-1.0, None)
+        for _ in range(self.tries):
+            n, *centre = subject.foreground[rng.integers(len(subject.foreground))]
+            candidate = self._aligned(subject, int(n), [c - p // 2 for c, p in zip(centre, self.patch_size)])
+            tissue = self.tissue_fraction(subject, candidate)
+            if tissue > best[0]:
+                best = (tissue, candidate)
+            if tissue >= self.min_tissue:
+                break
+        return best[1]
+
+    def _aligned(self, subject: Subject, n: int, start) -> tuple[int, tuple[int, ...]]:
+        size = subject.hr.shape[1:]
+        return n, tuple(int(np.clip(b, 0, s - p)) // f * f for b, s, p, f in zip(start, size, self.patch_size,
+                                                                                  subject.factors))
+
+    def tissue_fraction(self, subject: Subject, location) -> float:
+        """Fraction of the HR patch at ``location`` above the subject's tissue level."""
+        n, start = location
+        index = tuple(slice(b, b + p) for b, p in zip(start, self.patch_size))
+        return float((subject.hr[n][index] > subject.tissue_level).float().mean())
 
     def _crop(self, images: torch.Tensor, ref: PatchRef, factors) -> torch.Tensor:
         n, start = self.location(ref)
@@ -220,7 +243,17 @@ def orthogonal_montage(image: torch.Tensor) -> np.ndarray:
 
 
 class VolumeTensor(TensorBase):
-    """A normalised ``(1, *spatial)`` image or volume; ``show`` draws it (3D: three orthogonal slices)."""
+    """A normalised ``(1, *spatial)`` image or volume; ``show`` draws it (3D: three orthogonal slices).
+
+    Arithmetic mixing an input and a target (``x - y``) gives a plain ``torch.Tensor``.
+    """
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if len({t for t in types if issubclass(t, VolumeTensor)}) < 2:
+            return super().__torch_function__(func, types, args, kwargs)
+        plain = [a.as_subclass(torch.Tensor) if isinstance(a, VolumeTensor) else a for a in args]
+        return func(*plain, **(kwargs or {}))
 
     def show(self, ctx=None, title=None, vmin=0.0, vmax=1.0, **kwargs):
         import matplotlib.pyplot as plt

@@ -388,6 +388,16 @@ class Degradation:
     def from_json(cls, text: str) -> Degradation:
         return cls.from_dict(json.loads(text))
 
+    def size_multiple(self) -> tuple[int, ...]:
+        """Per spatial axis, the number the input size must be a multiple of (the product of downsampling factors)."""
+        multiple = [1] * self.ndim
+        for step in self.steps:
+            if isinstance(step, Downsample):
+                for axis, f in zip(step.axes or range(self.ndim), _per_axis(step.factor, len(step.axes or range(
+                        self.ndim)), "factor")):
+                    multiple[axis] *= f
+        return tuple(multiple)
+
     # -- application --------------------------------------------------------------------------------------------
     def __call__(self, x, *, spacing: Sequence[float] | None = None,
                  phase_encoding_axes: Sequence[int] | None = None, seed: int | torch.Generator | None = None):

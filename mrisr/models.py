@@ -103,6 +103,9 @@ class _SRNet(nn.Module):
                                   _conv(ndim, n_feats, n_feats))
         self.upsample = _upsampler(ndim, n_feats, scale, upsampler)
         self.tail = _conv(ndim, n_feats, out_channels)
+        if global_skip:  # start as the identity (the interpolation baseline) and learn only what it misses
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
 
     def forward(self, x):
         features = self.head(x)
@@ -122,7 +125,8 @@ class EDSR3D(_SRNet):
     body, and a global skip from the input so the network learns the missing detail only. ``scale=1`` (default)
     keeps the grid (input already on the high-resolution grid, e.g. k-space zero-filled); an integer power of 2 adds
     x2 upsampling blocks (``upsampler``: ``"pixelshuffle"`` 3D sub-pixel, ``"nearest"`` resize-conv, ``"transposed"``)
-    and the global skip is then the trilinearly upsampled input.
+    and the global skip is then the trilinearly upsampled input. The output conv starts at zero, so an untrained
+    network returns its (upsampled) input: training starts from the interpolation baseline.
 
     Parameters at the defaults (1 channel, 64 features, 9 blocks): 2,105,985 (about 2.1 M). Compute: about 2.1 M
     multiply-adds (4.2 MFLOP) per voxel forward.

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle and Learner.lr_find)
-from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.tracker import SaveModelCallback
 from fastai.learner import Learner
@@ -42,7 +41,7 @@ class ExperimentConfig:
 
     Data: ``cases`` are scan paths (anything `mrisr.io.load_volume` reads); ``valid_cases`` / ``test_cases`` name
     cases (file stems) held out at subject level; with a single case, ``holdout_slab`` (fraction, with
-    ``holdout_margin_mm``) holds out a spatially disjoint slab instead. ``load_options`` are passed to the loader.
+    ``holdout_margin_mm``, along volume axis ``holdout_axis``) holds out a spatially disjoint slab instead. ``load_options`` are passed to the loader.
     Degradation: a preset name or a `Degradation` spec dict; ``degrade_on_the_fly`` applies it per batch on the
     device instead of once per volume. Model: ``"edsr3d"`` or ``"srresnet2d"`` with its sizes. Loss: MSE plus
     ``perceptual_weight`` times the VGG16 loss (``vgg_weights`` / ``vgg_normalization`` as `PerceptualLoss`).
@@ -56,6 +55,7 @@ class ExperimentConfig:
     test_cases: list[str] = field(default_factory=list)
     holdout_slab: float = 0.25
     holdout_margin_mm: float = 10.0
+    holdout_axis: int = 0
     load_options: dict = field(default_factory=dict)
     degradation: str | dict = "knee_fast_acquisition"
     degrade_on_the_fly: bool = False
@@ -69,7 +69,7 @@ class ExperimentConfig:
     perceptual_slices_per_axis: int | None = None
     vgg_weights: str | None = None
     vgg_normalization: str | None = None
-    patch_size: int | None = 32
+    patch_size: int | list[int] | None = 32
     patches_per_subject: int = 64
     valid_patches_per_subject: int = 16
     batch_size: int = 8
@@ -136,7 +136,10 @@ def load_subjects(config: ExperimentConfig) -> list[Subject]:
     for path in chosen:
         volume = load_volume(path, **config.load_options)
         if len(chosen) == 1 and not config.valid_cases:
-            train, holdout = split_slabs(volume, config.holdout_slab, config.holdout_margin_mm)
+            spec = config.get_degradation()
+            multiple = dict(zip(range(3 - spec.ndim, 3), spec.size_multiple())).get(config.holdout_axis, 1)
+            train, holdout = split_slabs(volume, config.holdout_slab, config.holdout_margin_mm, config.holdout_axis,
+                                         multiple)
             subjects += [prepare_subject(train, degradation, _case_name(path), config.seed),
                          prepare_subject(holdout, degradation, f"{_case_name(path)}:holdout", config.seed)]
         else:
@@ -227,18 +230,17 @@ class Checkpoint(SaveModelCallback):
             self.learn.model.load_state_dict(state)
 
 
-class EpochLog(Callback):
-    """One plain line per epoch (instead of progress bars) when output is not a terminal or a notebook."""
+def epoch_logger(learn: Learner):
+    """A fastai logger printing one plain line per epoch (instead of progress bars), skipping ``lr_find``."""
 
-    order = 60  # after the Recorder
-
-    def after_epoch(self):
-        if hasattr(self.learn, "lr_finder"):
+    def log(values):
+        if hasattr(learn, "lr_finder"):
             return
-        names = self.recorder.metric_names[1:-1]
-        values = self.recorder.log[1:-1]
-        cells = [f"{n} {v:.5g}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, values)]
-        print(f"epoch {self.epoch}  " + "  ".join(cells), flush=True)
+        cells = [f"{n} {v:.5g}" if isinstance(v, float) else f"{n} {v}"
+                 for n, v in zip(learn.recorder.metric_names, values)]
+        print("  ".join(cells), flush=True)
+
+    return log
 
 
 def _interactive() -> bool:
@@ -283,6 +285,6 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
         learn = learn.to_bf16() if config.mixed_precision == "bf16" else learn.to_fp16()
     if not (progress if progress is not None else _interactive()):
         learn.remove_cb(ProgressCallback)
-        learn.add_cb(EpochLog())
+        learn.logger = epoch_logger(learn)
     learn.subjects = subjects
     return learn
