@@ -56,8 +56,9 @@ def cmd_baselines(args) -> int:
     """Degrade a scan with each preset and print the interpolation baselines' scores against the original."""
     import pandas as pd
 
+    from mrisr.baselines import baselines
     from mrisr.degrade import preset
-    from mrisr.evaluate import baseline_table
+    from mrisr.evaluate import score_table
     from mrisr.io import load_volume
     from mrisr.io.atomic import atomic_path
 
@@ -66,9 +67,9 @@ def cmd_baselines(args) -> int:
     for name in args.preset:
         degradation = preset(name)
         start = time.perf_counter()
-        degradation(volume, seed=args.seed)
+        lr = degradation(volume, seed=args.seed)
         seconds = time.perf_counter() - start
-        table = baseline_table(volume, degradation, seed=args.seed).reset_index()
+        table = score_table(baselines(lr, volume), volume, ndim=degradation.ndim).reset_index()
         table.insert(0, "preset", name)
         tables.append(table)
         if not args.json:

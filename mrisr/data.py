@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from fastai.data.block import DataBlock, TransformBlock
+from fastai.data.core import show_batch
+from fastai.learner import show_results
 from fastai.data.transforms import FuncSplitter
 from fastai.torch_core import TensorBase
 from fastai.vision.augment import RandTransform
@@ -215,16 +217,17 @@ class PatchSampler:
         index = tuple(slice(b // f, b // f + p // f) for b, p, f in zip(start, size, factors))
         return images[n][index][None].float()  # (1, *patch): one channel
 
-    def hr_patch(self, ref: PatchRef) -> HRVolume:
+    def hr_patch(self, ref: PatchRef) -> torch.Tensor:
+        """The HR patch ``(1, *patch_size)``, float32."""
         subject = self.subjects[ref.subject]
-        return HRVolume(self._crop(subject.hr, ref, (1,) * subject.ndim))
+        return self._crop(subject.hr, ref, (1,) * subject.ndim)
 
-    def lr_patch(self, ref: PatchRef) -> LRVolume:
-        """The LR patch, or the HR patch (typed as input) when the subject is degraded on the fly."""
+    def lr_patch(self, ref: PatchRef) -> torch.Tensor:
+        """The LR patch at the same place, or the HR patch when the subject is degraded on the fly."""
         subject = self.subjects[ref.subject]
         if subject.lr is None:
-            return LRVolume(self._crop(subject.hr, ref, (1,) * subject.ndim))
-        return LRVolume(self._crop(subject.lr, ref, subject.factors))
+            return self._crop(subject.hr, ref, (1,) * subject.ndim)
+        return self._crop(subject.lr, ref, subject.factors)
 
 
 # -- fastai types -------------------------------------------------------------------------------------------------
@@ -247,6 +250,10 @@ class VolumeTensor(TensorBase):
 
     Arithmetic mixing an input and a target (``x - y``) gives a plain ``torch.Tensor``.
     """
+
+    @classmethod
+    def create(cls, t: torch.Tensor):
+        return cls(t)
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
@@ -275,8 +282,9 @@ class HRVolume(VolumeTensor):
 
 
 def VolumeBlock(cls=HRVolume) -> TransformBlock:  # noqa: N802  (fastai's block naming)
-    """The ``TransformBlock`` of volumes/images for ``DataBlock``: items are already `VolumeTensor` s."""
-    return TransformBlock(type_tfms=[], item_tfms=[], batch_tfms=[])
+    """The ``TransformBlock`` of volumes/images for ``DataBlock``: types a getter's ``(1, *spatial)`` tensor as ``cls``
+    (`LRVolume` for the input, `HRVolume` for the target), so batches show and dispatch as volumes."""
+    return TransformBlock(type_tfms=cls.create)
 
 
 def _show_pairs(samples, outs=None, max_n=4, figsize=None):
@@ -293,17 +301,14 @@ def _show_pairs(samples, outs=None, max_n=4, figsize=None):
     return axes.ravel().tolist()
 
 
-def _register_show():
-    from fastai.data.core import show_batch
-    from fastai.learner import show_results
+@show_batch.dispatch
+def _show_batch(x: LRVolume, y: HRVolume, samples, ctxs=None, max_n=4, figsize=None, **kwargs):
+    return _show_pairs(samples, max_n=max_n, figsize=figsize)
 
-    @show_batch.dispatch
-    def _show_batch(x: LRVolume, y: HRVolume, samples, ctxs=None, max_n=4, figsize=None, **kwargs):
-        return _show_pairs(samples, max_n=max_n, figsize=figsize)
 
-    @show_results.dispatch
-    def _show_results(x: LRVolume, y: HRVolume, samples, outs, ctxs=None, max_n=4, figsize=None, **kwargs):
-        return _show_pairs(samples, outs, max_n=max_n, figsize=figsize)
+@show_results.dispatch
+def _show_results(x: LRVolume, y: HRVolume, samples, outs, ctxs=None, max_n=4, figsize=None, **kwargs):
+    return _show_pairs(samples, outs, max_n=max_n, figsize=figsize)
 
 
 # -- batch transforms (run on the DataLoader's device) ------------------------------------------------------------
@@ -411,7 +416,6 @@ def sr_dataloaders(subjects: Sequence[Subject], valid_names: Sequence[str], patc
     get it applied to each batch on ``device`` (`DegradeBatch`). Returns ``(dls, sampler)``; pass
     ``ResamplePatches(sampler)`` to the Learner so patches move every epoch.
     """
-    _register_show()
     names = [s.name for s in subjects]
     unknown = sorted(set(valid_names) - set(names))
     if unknown:

@@ -193,8 +193,25 @@ class GaussianBlur(Step):
         return gaussian_filter(x, sigma, self.truncate)
 
 
+class _Resample(Step):
+    """Shared by `Downsample` and `Upsample`: an integer ``factor`` per axis of ``axes`` and a ``method``."""
+
+    methods: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self):
+        name = type(self).__name__
+        self.axes = _tuple_or_keyword(self.axes)
+        self.factor = _int_factor(self.factor, name)
+        if self.method not in self.methods:
+            raise ValueError(f"{name}: method must be one of {self.methods}, got {self.method!r}")
+
+    def factors(self, ndim, ctx) -> dict[int, int]:
+        axes = self.resolve_axes(ndim, ctx)
+        return dict(zip(axes, _per_axis(self.factor, len(axes), "factor")))
+
+
 @dataclass
-class Downsample(Step):
+class Downsample(_Resample):
     """Anti-aliased downsampling by an integer ``factor`` along ``axes`` (the size must be a multiple of it).
 
     ``method="area"``: each output voxel is the mean of a ``factor``-long block (a bigger voxel, what a scanner with
@@ -203,19 +220,10 @@ class Downsample(Step):
     Output voxel ``i`` is centred at input position ``factor * i + (factor - 1) / 2``.
     """
 
+    methods: ClassVar[tuple[str, ...]] = ("area", "bicubic")
     factor: int | tuple[int, ...] = 2
     method: str = "area"
     axes: tuple[int, ...] | None = None
-
-    def __post_init__(self):
-        self.axes = _tuple_or_keyword(self.axes)
-        self.factor = _int_factor(self.factor, "Downsample")
-        if self.method not in ("area", "bicubic"):
-            raise ValueError(f"Downsample: method must be 'area' or 'bicubic', got {self.method!r}")
-
-    def factors(self, ndim, ctx) -> dict[int, int]:
-        axes = self.resolve_axes(ndim, ctx)
-        return dict(zip(axes, _per_axis(self.factor, len(axes), "factor")))
 
     def apply(self, x, ctx, ndim):
         for axis, f in self.factors(ndim, ctx).items():
@@ -236,26 +244,17 @@ class Downsample(Step):
 
 
 @dataclass
-class Upsample(Step):
+class Upsample(_Resample):
     """Back to a finer grid: ``factor`` times more voxels along ``axes``, the inverse geometry of `Downsample`.
 
     ``method``: ``"nearest"`` (each voxel repeated), ``"linear"`` or ``"bicubic"`` (Keys, a = -0.75, as
     ``torch.nn.functional.interpolate``), with voxel areas aligned (``align_corners=False``).
     """
 
+    methods: ClassVar[tuple[str, ...]] = ("nearest", "linear", "bicubic")
     factor: int | tuple[int, ...] = 2
     method: str = "linear"
     axes: tuple[int, ...] | None = None
-
-    def __post_init__(self):
-        self.axes = _tuple_or_keyword(self.axes)
-        self.factor = _int_factor(self.factor, "Upsample")
-        if self.method not in ("nearest", "linear", "bicubic"):
-            raise ValueError(f"Upsample: method must be 'nearest', 'linear' or 'bicubic', got {self.method!r}")
-
-    def factors(self, ndim, ctx) -> dict[int, int]:
-        axes = self.resolve_axes(ndim, ctx)
-        return dict(zip(axes, _per_axis(self.factor, len(axes), "factor")))
 
     def apply(self, x, ctx, ndim):
         for axis, f in self.factors(ndim, ctx).items():
@@ -393,8 +392,7 @@ class Degradation:
         multiple = [1] * self.ndim
         for step in self.steps:
             if isinstance(step, Downsample):
-                for axis, f in zip(step.axes or range(self.ndim), _per_axis(step.factor, len(step.axes or range(
-                        self.ndim)), "factor")):
+                for axis, f in step.factors(self.ndim, Context(None, None, None)).items():
                     multiple[axis] *= f
         return tuple(multiple)
 
