@@ -17,7 +17,7 @@ import torch
 
 from mrisr import load_volume, metrics
 from mrisr.degrade import PRESETS, preset
-from mrisr.evaluate import subject_mask
+from mrisr.foreground import foreground_mask
 
 
 def timed(fn, device: str, repeats: int) -> float:
@@ -53,7 +53,7 @@ def main() -> None:
                         args.device, args.repeats)
         print(f"| degrade `{name}` | {seconds:.3f} s |")
     lr = preset("knee_fast_acquisition")(hr, phase_encoding_axes=pe)
-    mask = torch.from_numpy(subject_mask(volume)).to(args.device)
+    mask = torch.from_numpy(foreground_mask(volume)).to(args.device)
     data_range = float(hr.max() - hr.min())
     for label, fn in {"psnr": lambda: metrics.psnr(lr, hr, data_range, mask),
                       "ssim (3D)": lambda: metrics.ssim(lr, hr, data_range, mask),

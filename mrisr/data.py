@@ -85,12 +85,12 @@ def prepare_subject(volume: Volume, degradation: Degradation | None, name: str |
     """Normalise ``volume`` and degrade it with ``degradation`` (``None``: degrade later, on the fly).
 
     A 3D degradation keeps the volume (and its frames) as images; a 2D degradation makes every slice of every frame
-    an image. The foreground is `foreground_mask` of the (time-averaged) volume.
+    an image. The foreground is `foreground_mask` of the volume (of its time average for a time series).
     """
     name = name or str(volume.meta.get("source_path", "subject"))
     ndim = 3 if degradation is None else degradation.ndim
     data = volume.data if volume.data.ndim == 4 else volume.data[None]  # (T, S, R, C)
-    mask = foreground_mask(Volume(data.mean(0), volume.affine))
+    mask = foreground_mask(volume)
     scale = intensity_scale(data)
     tissue_level = float(tissue_threshold(torch.from_numpy(data.mean(0)), 3)) / scale
     hr = data.reshape(-1, *data.shape[-ndim:]) / scale
@@ -101,8 +101,7 @@ def prepare_subject(volume: Volume, degradation: Degradation | None, name: str |
         ratio = np.divide(hr.shape[1:], lr.shape[1:])
         if not np.allclose(ratio, np.round(ratio)):
             raise ValueError(f"{name}: LR grid {lr.shape[1:]} is not an integer fraction of HR {hr.shape[1:]}")
-    factors = tuple(1 for _ in range(ndim)) if lr is None else tuple(int(round(a / b)) for a, b in
-                                                                        zip(hr.shape[1:], lr.shape[1:]))
+    factors = (1,) * ndim if lr is None else tuple(int(round(a / b)) for a, b in zip(hr.shape[1:], lr.shape[1:]))
     coords = np.argwhere(mask)  # (K, 3): (s, r, c)
     frames = data.shape[0]
     if ndim == 3:

@@ -19,12 +19,6 @@ from mrisr.volume import Volume
 COLUMNS = ["psnr_db", "ssim", "nrmse", "hfen"]
 
 
-def subject_mask(volume: Volume) -> np.ndarray:
-    """The foreground mask of a volume (of its time average, for a time series), shape ``volume.shape``."""
-    data = volume.data if volume.data.ndim == 3 else volume.data.mean(0)
-    return foreground_mask(Volume(data, volume.affine))
-
-
 def score(pred: Volume, target: Volume, data_range: float, mask: np.ndarray | None = None, ndim: int = 3) -> dict:
     """PSNR (dB), SSIM, NRMSE and HFEN of ``pred`` against ``target`` (same grid), pooled over the whole volume.
 
@@ -43,10 +37,10 @@ def score_table(methods: dict[str, Volume], target: Volume, data_range: float | 
                 mask: np.ndarray | None = None, ndim: int = 3) -> pd.DataFrame:
     """One row per (method, region), region ``"foreground"`` and ``"whole"``; columns `COLUMNS`.
 
-    ``data_range`` defaults to the reference's max minus min; ``mask`` defaults to `subject_mask` of the target.
+    ``data_range`` defaults to the reference's max minus min; ``mask`` defaults to `foreground_mask` of the target.
     """
     data_range = float(target.data.max() - target.data.min()) if data_range is None else data_range
-    mask = subject_mask(target) if mask is None else mask
+    mask = foreground_mask(target) if mask is None else mask
     regions = {"foreground": mask, "whole": np.ones_like(mask)}
     stacked = np.stack([np.broadcast_to(m, target.data.shape) for m in regions.values()])
     rows = []

@@ -44,16 +44,20 @@ def tissue_threshold(x: torch.Tensor, ndim: int) -> torch.Tensor:
 
 
 def foreground_mask(volume: Volume | np.ndarray, closing_mm: float = 2.0) -> np.ndarray:
-    """Boolean mask of the subject (tissue, not air) of a 3D volume, so that scores are not dominated by background.
+    """Boolean mask ``(S, R, C)`` of the subject (tissue, not air), so that scores are not dominated by background.
+
+    A time series ``(T, S, R, C)`` gets the mask of its time average.
 
     `tissue_threshold` on a lightly smoothed copy, then: the largest connected component, a morphological closing
     of about ``closing_mm`` (in voxels along each axis from the spacing; 1 mm voxels for a bare array), and holes filled
     slice by slice (dark tissue inside the subject, such as cortical bone or a tendon, counts as subject).
     """
     data = np.asarray(volume.data if isinstance(volume, Volume) else volume, dtype=np.float32)
-    spacing = volume.spacing if isinstance(volume, Volume) else (1.0,) * data.ndim
+    spacing = volume.spacing if isinstance(volume, Volume) else (1.0,) * 3
+    if isinstance(volume, Volume) and data.ndim == 4:
+        data = data.mean(0)
     if data.ndim != 3:
-        raise ValueError(f"foreground_mask takes a 3D (S, R, C) volume, got shape {data.shape}")
+        raise ValueError(f"foreground_mask takes a 3D (S, R, C) volume or a time series of them, got {data.shape}")
     smooth = ndimage.gaussian_filter(data, sigma=[0.5 / s for s in spacing])
     mask = smooth > float(tissue_threshold(torch.from_numpy(smooth), 3))
     labels, n = ndimage.label(mask)

@@ -127,7 +127,8 @@ def load_subjects(config: ExperimentConfig) -> list[Subject]:
     """
     from mrisr.io import load_volume
 
-    degradation = None if config.degrade_on_the_fly else config.get_degradation()
+    spec = config.get_degradation()
+    degradation = None if config.degrade_on_the_fly else spec
     paths = [Path(p) for p in config.cases]
     chosen = [p for p in paths if _case_name(p) not in config.test_cases]
     if not chosen:
@@ -136,7 +137,6 @@ def load_subjects(config: ExperimentConfig) -> list[Subject]:
     for path in chosen:
         volume = load_volume(path, **config.load_options)
         if len(chosen) == 1 and not config.valid_cases:
-            spec = config.get_degradation()
             multiple = dict(zip(range(3 - spec.ndim, 3), spec.size_multiple())).get(config.holdout_axis, 1)
             train, holdout = split_slabs(volume, config.holdout_slab, config.holdout_margin_mm, config.holdout_axis,
                                          multiple)

@@ -11,7 +11,8 @@ from mrisr import Volume, metrics, save_volume
 from mrisr.baselines import SAME_GRID, baselines, resample
 from mrisr.cli import main
 from mrisr.degrade import Degradation, Downsample, preset
-from mrisr.evaluate import COLUMNS, baseline_table, subject_mask
+from mrisr.evaluate import COLUMNS, baseline_table
+from mrisr.foreground import foreground_mask
 
 
 def test_area_downsampled_ramp_comes_back_exactly_with_linear_and_cubic():
@@ -56,7 +57,7 @@ def test_baseline_table_on_real_knee(dess_block, name):
     lr = degradation(dess_block, seed=0)
     method = methods[-1]
     pred = baselines(lr, dess_block)[method].data
-    mask = subject_mask(dess_block)
+    mask = foreground_mask(dess_block)
     data_range = float(np.ptp(dess_block.data))
     assert table.loc[(method, "foreground"), "psnr_db"] == pytest.approx(
         metrics.psnr(pred, dess_block.data, data_range, mask, pooled=True), abs=1e-6)
