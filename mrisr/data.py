@@ -35,10 +35,7 @@ from fasttransform import Transform
 
 from mrisr.degrade import Degradation
 from mrisr.foreground import foreground_mask, tissue_threshold
-from mrisr.volume import Volume
-
-NORMALIZATION_PERCENTILE = 99.5
-
+from mrisr.volume import Volume, intensity_scale
 
 # -- subjects -----------------------------------------------------------------------------------------------------
 
@@ -54,7 +51,8 @@ class Subject:
         factors: integer HR-to-LR size ratio per spatial axis.
         spacing: HR voxel size in mm per spatial axis.
         foreground: int32 ``(K, 1 + ndim)`` sample of foreground voxel indices ``(n, *position)`` in ``hr``.
-        intensity_scale: the raw intensity that maps to 1.0 (the subject's 99.5th percentile).
+        intensity_scale: the raw intensity that maps to 1.0: the 99.5th percentile of the network's input (the
+            degraded image; the HR image when degrading on the fly), as `mrisr.inference.predict_volume` normalises.
         tissue_level: normalised intensity above which a voxel counts as tissue (`tissue_threshold`).
     """
 
@@ -72,14 +70,6 @@ class Subject:
         return self.hr.ndim - 1
 
 
-def intensity_scale(data: np.ndarray) -> float:
-    """The subject's intensity unit: its 99.5th percentile (robust to a few very bright voxels)."""
-    scale = float(np.percentile(data, NORMALIZATION_PERCENTILE))
-    if not scale > 0:
-        raise ValueError("the image is empty (99.5th percentile <= 0): nothing to normalise by")
-    return scale
-
-
 def prepare_subject(volume: Volume, degradation: Degradation | None, name: str | None = None, seed: int = 0,
                     max_foreground: int = 200_000) -> Subject:
     """Normalise ``volume`` and degrade it with ``degradation`` (``None``: degrade later, on the fly).
@@ -91,12 +81,11 @@ def prepare_subject(volume: Volume, degradation: Degradation | None, name: str |
     ndim = 3 if degradation is None else degradation.ndim
     data = volume.data if volume.data.ndim == 4 else volume.data[None]  # (T, S, R, C)
     mask = foreground_mask(volume)
-    scale = intensity_scale(data)
+    lr = None if degradation is None else degradation(volume, seed=seed).data
+    scale = intensity_scale(data if lr is None else lr)  # the network input's, as `predict_volume` computes it
     tissue_level = float(tissue_threshold(torch.from_numpy(data.mean(0)), 3)) / scale
     hr = data.reshape(-1, *data.shape[-ndim:]) / scale
-    lr = None
-    if degradation is not None:
-        lr = degradation(volume, seed=seed).data
+    if lr is not None:
         lr = (lr if lr.ndim == 4 else lr[None]).reshape(-1, *lr.shape[-ndim:]) / scale
         ratio = np.divide(hr.shape[1:], lr.shape[1:])
         if not np.allclose(ratio, np.round(ratio)):
@@ -419,6 +408,8 @@ def sr_dataloaders(subjects: Sequence[Subject], valid_names: Sequence[str], patc
     unknown = sorted(set(valid_names) - set(names))
     if unknown:
         raise ValueError(f"validation cases {unknown} are not among the subjects {names}")
+    if not valid_names:
+        raise ValueError("no validation subjects: name at least one (or hold out a slab with split_slabs)")
     if set(valid_names) == set(names):
         raise ValueError("every subject is in validation: keep at least one for training")
     sampler = PatchSampler(subjects, patch_size, foreground_fraction, seed)

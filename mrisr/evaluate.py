@@ -7,6 +7,8 @@ super-resolution, every slice and frame pooled into one number per volume), on t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -56,3 +58,141 @@ def baseline_table(hr: Volume, degradation: Degradation, seed: int = 0, data_ran
     """Degrade ``hr`` and score every interpolation baseline against it (see `score_table`)."""
     lr = degradation(hr, seed=seed)
     return score_table(baselines(lr, hr), hr, data_range, mask, degradation.ndim)
+
+
+# -- experiments: models against baselines, over subjects -----------------------------------------------------------
+
+LR_LABEL, HR_LABEL = "LR input", "HR"
+HIGHER_IS_BETTER = {"psnr_db": True, "ssim": True, "nrmse": False, "hfen": False}
+
+
+def compare(models: dict[str, object], cases: dict[str, Volume], degradation: Degradation, seed: int = 0,
+            keep: bool | list[str] = False, **predict_options) -> tuple[pd.DataFrame, dict[str, dict[str, Volume]]]:
+    """Degrade each high-resolution case, super-resolve it with every model, and score models and baselines.
+
+    Args:
+        models: label -> network (`mrisr.models`), run by `mrisr.inference.predict_volume`.
+        cases: subject name -> high-resolution `Volume` (the reference).
+        degradation: what made the low-resolution input (the same for every case; ``seed`` per case is fixed).
+        keep: keep the volumes (``True``, or a list of subject names) for figures and animations.
+        **predict_options: passed to `predict_volume` (device, dtype, patch_size, ...).
+
+    Returns:
+        ``(table, volumes)``: one row per (subject, method, region) with ``kind`` ``"baseline"`` or ``"model"`` and
+        the `COLUMNS` scores; ``volumes[subject]`` maps ``"LR input"``, every method and ``"HR"`` to its `Volume`.
+    """
+    from mrisr.inference import predict_volume
+
+    tables, volumes = [], {}
+    for name, hr in cases.items():
+        lr = degradation(hr, seed=seed)
+        methods = baselines(lr, hr)
+        kinds = dict.fromkeys(methods, "baseline")
+        for label, model in models.items():
+            methods[label] = predict_volume(model, lr, **predict_options)
+            kinds[label] = "model"
+        table = score_table(methods, hr, ndim=degradation.ndim).reset_index()
+        table.insert(0, "subject", name)
+        table.insert(2, "kind", table["method"].map(kinds))
+        tables.append(table)
+        if keep is True or (keep and name in keep):
+            volumes[name] = {LR_LABEL: lr, **methods, HR_LABEL: hr}
+    return pd.concat(tables, ignore_index=True), volumes
+
+
+def best_baseline(table: pd.DataFrame, region: str = "foreground", metric: str = "psnr_db") -> str:
+    """The baseline with the best mean ``metric`` over subjects."""
+    rows = table[(table["kind"] == "baseline") & (table["region"] == region)]
+    if rows.empty:
+        raise ValueError("the table has no baseline rows")
+    means = rows.groupby("method")[metric].mean()
+    return str(means.idxmax() if HIGHER_IS_BETTER[metric] else means.idxmin())
+
+
+def summarize(table: pd.DataFrame, region: str = "foreground", confidence: float = 0.95) -> pd.DataFrame:
+    """Summary of a `compare` table over subjects, for one region.
+
+    Rows ``(method, "mean")`` and ``(method, "std")`` for every method; for every model, ``(model, "vs <best>")``:
+    the mean paired difference (model minus the best baseline, subject by subject), with ``"ci_low"`` /
+    ``"ci_high"`` rows bounding its ``confidence`` interval (Student's t over subjects; ``nan`` with one subject).
+    """
+    from scipy import stats
+
+    rows = table[table["region"] == region]
+    best = best_baseline(table, region)
+    by_method = {m: g.set_index("subject")[COLUMNS] for m, g in rows.groupby("method", sort=False)}
+    out = {}
+    for method, scores in by_method.items():
+        out[(method, "mean")] = scores.mean()
+        out[(method, "std")] = scores.std(ddof=1) if len(scores) > 1 else scores.mean() * np.nan
+    for method in rows.loc[rows["kind"] == "model", "method"].unique():
+        diff = (by_method[method] - by_method[best]).dropna()
+        n = len(diff)
+        half = (stats.t.ppf(0.5 + confidence / 2, n - 1) * diff.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+        out[(method, f"vs {best}")] = diff.mean()
+        out[(method, "ci_low")] = diff.mean() - half
+        out[(method, "ci_high")] = diff.mean() + half
+    summary = pd.DataFrame(out).T
+    summary.index.names = ["method", "statistic"]
+    summary.attrs.update(region=region, best_baseline=best, n_subjects=int(rows["subject"].nunique()),
+                         confidence=confidence)
+    return summary
+
+
+def verdict(summary: pd.DataFrame, metric: str = "psnr_db") -> list[str]:
+    """One sentence per model: does it beat the best baseline on ``metric``, by how much, and how sure is that."""
+    best, level = summary.attrs["best_baseline"], int(round(100 * summary.attrs["confidence"]))
+    lines = []
+    for method, statistic in summary.index:
+        if statistic != f"vs {best}":
+            continue
+        diff = summary.loc[(method, statistic), metric]
+        low, high = summary.loc[(method, "ci_low"), metric], summary.loc[(method, "ci_high"), metric]
+        better = diff > 0 if HIGHER_IS_BETTER[metric] else diff < 0
+        ci = (f"{level} % CI {low:+.3f} to {high:+.3f}" if np.isfinite(low)
+              else "one subject: no confidence interval")
+        lines.append(f"{method} {'beats' if better else 'does NOT beat'} the best baseline ({best}): {metric} "
+                     f"{diff:+.3f} ({ci}, n = {summary.attrs['n_subjects']})")
+    return lines
+
+
+def to_markdown(frame: pd.DataFrame, digits: int = 4) -> str:
+    """A pipe table of ``frame`` (index included), numbers with ``digits`` decimals."""
+    frame = frame.reset_index() if any(n is not None for n in frame.index.names) else frame
+    cells = [[f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v) for v in row]
+             for row in frame.itertuples(index=False)]
+    header = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
+
+
+def save_tables(table: pd.DataFrame, summary: pd.DataFrame, stem: str | Path) -> list[Path]:
+    """Write ``<stem>.csv`` (per-subject rows), ``<stem>_summary.csv`` and ``<stem>.md`` (both, with the verdict),
+    each atomically. Returns the paths."""
+    from mrisr.io.atomic import atomic_path
+
+    stem = Path(stem)
+    paths = [stem.with_suffix(".csv"), stem.with_name(stem.name + "_summary.csv"), stem.with_suffix(".md")]
+    with atomic_path(paths[0], ".csv") as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(paths[1], ".csv") as tmp:
+        summary.to_csv(tmp)
+    region = summary.attrs.get("region", "foreground")
+    text = (f"# {stem.name}\n\n## Summary ({region}, {summary.attrs.get('n_subjects')} subject(s))\n\n"
+            + to_markdown(summary) + "\n" + "\n".join(f"- {line}" for line in verdict(summary))
+            + "\n\n## Per subject\n\n" + to_markdown(table))
+    with atomic_path(paths[2], ".md") as tmp:
+        tmp.write_text(text)
+    return paths
+
+
+def style(summary: pd.DataFrame):
+    """The summary as a pandas ``Styler`` for notebooks: 4 decimals, each metric's best mean in bold."""
+    means = summary.xs("mean", level="statistic")
+
+    def bold_best(column):
+        best = means[column.name].max() if HIGHER_IS_BETTER[column.name] else means[column.name].min()
+        is_best = (column.index.get_level_values("statistic") == "mean") & np.isclose(column, best)
+        return ["font-weight: bold" if b else "" for b in is_best]
+
+    return summary.style.format("{:.4f}").apply(bold_best, subset=COLUMNS)

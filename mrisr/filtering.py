@@ -34,7 +34,8 @@ def symmetric_pad_index(length: int, before: int, after: int) -> torch.Tensor:
     return torch.from_numpy(np.where(idx >= length, 2 * length - 1 - idx, idx))
 
 
-def filter_axis(x: torch.Tensor, kernel: np.ndarray | torch.Tensor, dim: int, padding: str = "symmetric") -> torch.Tensor:
+def filter_axis(x: torch.Tensor, kernel: np.ndarray | torch.Tensor, dim: int,
+                padding: str = "symmetric") -> torch.Tensor:
     """Correlate ``x`` with a 1D odd-length ``kernel`` along ``dim``.
 
     ``padding="symmetric"`` keeps the length (scipy's ``mode="reflect"``); ``"valid"`` returns only the positions

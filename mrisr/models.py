@@ -58,7 +58,8 @@ class Upsample2x(nn.Module):
 
     ``"transposed"``: a transposed conv (kernel 4, stride 2): learnable, but its kernel taps alternate between output
     positions, the classic source of checkerboard artefacts (Odena et al. 2016). ``"nearest"``: nearest-neighbour
-    resize, then a conv. ``"pixelshuffle"``: a conv to ``2^n`` times the channels, then `pixel_shuffle`, ICNR-initialised.
+    resize, then a conv. ``"pixelshuffle"``: a conv to ``2^n`` times the channels, then `pixel_shuffle`,
+    ICNR-initialised.
     """
 
     def __init__(self, ndim: int, n_feats: int, kind: str):
@@ -106,6 +107,16 @@ class _SRNet(nn.Module):
         if global_skip:  # start as the identity (the interpolation baseline) and learn only what it misses
             nn.init.zeros_(self.tail.weight)
             nn.init.zeros_(self.tail.bias)
+
+    def receptive_radius(self) -> float:
+        """How far (in input voxels) an output voxel sees: every 3x3(x3) conv adds one voxel at its own resolution,
+        so convs after an x2 stage add half as much; upsampling itself adds up to half an input voxel per stage."""
+        n_blocks = len(self.body) - 1
+        radius, step = 1 + 2 * n_blocks + 1, 1.0  # head conv, 2 convs per block, the body's last conv
+        for block in self.upsample if self.scale > 1 else []:
+            radius += (step / 2 if block.kind == "nearest" else step) + step / 2
+            step /= 2
+        return radius + step  # tail conv
 
     def forward(self, x):
         features = self.head(x)

@@ -40,8 +40,9 @@ class ExperimentConfig:
     """Everything that defines a training run; JSON round trip with `to_json` / `from_json`.
 
     Data: ``cases`` are scan paths (anything `mrisr.io.load_volume` reads); ``valid_cases`` / ``test_cases`` name
-    cases (file stems) held out at subject level; with a single case, ``holdout_slab`` (fraction, with
-    ``holdout_margin_mm``, along volume axis ``holdout_axis``) holds out a spatially disjoint slab instead. ``load_options`` are passed to the loader.
+    cases (file stems) held out at subject level; without ``valid_cases``, a slab of the last training case
+    (``holdout_slab`` fraction, behind ``holdout_margin_mm``, along volume axis ``holdout_axis``) validates.
+    ``load_options`` are passed to the loader.
     Degradation: a preset name or a `Degradation` spec dict; ``degrade_on_the_fly`` applies it per batch on the
     device instead of once per volume. Model: ``"edsr3d"`` or ``"srresnet2d"`` with its sizes. Loss: MSE plus
     ``perceptual_weight`` times the VGG16 loss (``vgg_weights`` / ``vgg_normalization`` as `PerceptualLoss`).
@@ -123,32 +124,34 @@ def build_model(config: ExperimentConfig) -> torch.nn.Module:
 def load_subjects(config: ExperimentConfig) -> list[Subject]:
     """Load, degrade and normalise the config's training and validation cases (test cases are left alone).
 
-    One case and no ``valid_cases``: it is split into a training part and a hold-out slab named ``<case>:holdout``.
+    Without ``valid_cases``, the last training case is split into a training part and a spatially disjoint hold-out
+    slab named ``<case>:holdout`` that validates.
     """
     from mrisr.io import load_volume
 
     spec = config.get_degradation()
     degradation = None if config.degrade_on_the_fly else spec
     paths = [Path(p) for p in config.cases]
-    chosen = [p for p in paths if _case_name(p) not in config.test_cases]
+    chosen = [p for p in paths if case_name(p) not in config.test_cases]
     if not chosen:
         raise ValueError("no training cases: every case is a test case (or cases is empty)")
     subjects = []
     for path in chosen:
         volume = load_volume(path, **config.load_options)
-        if len(chosen) == 1 and not config.valid_cases:
+        if path == chosen[-1] and not config.valid_cases:
             multiple = dict(zip(range(3 - spec.ndim, 3), spec.size_multiple())).get(config.holdout_axis, 1)
             train, holdout = split_slabs(volume, config.holdout_slab, config.holdout_margin_mm, config.holdout_axis,
                                          multiple)
-            subjects += [prepare_subject(train, degradation, _case_name(path), config.seed),
-                         prepare_subject(holdout, degradation, f"{_case_name(path)}:holdout", config.seed)]
+            subjects += [prepare_subject(train, degradation, case_name(path), config.seed),
+                         prepare_subject(holdout, degradation, f"{case_name(path)}:holdout", config.seed)]
         else:
-            subjects.append(prepare_subject(volume, degradation, _case_name(path), config.seed))
+            subjects.append(prepare_subject(volume, degradation, case_name(path), config.seed))
     return subjects
 
 
-def _case_name(path: Path) -> str:
-    name = path.name
+def case_name(path: str | Path) -> str:
+    """A case's name: its file name without the format suffix (a DICOM folder: the folder's name)."""
+    name = Path(path).name
     for suffix in (".nii.gz", ".nii", ".h5", ".mat", ".npy"):
         if name.endswith(suffix):
             return name[: -len(suffix)]

@@ -10,6 +10,7 @@ import numpy as np
 
 # DICOM and ISMRMRD give positions in the patient's LPS+ frame; NIfTI and mrisr use RAS+.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+NORMALIZATION_PERCENTILE = 99.5
 
 
 @dataclass
@@ -109,3 +110,12 @@ class Volume:
         spacing = ", ".join(f"{s:.4g}" for s in self.spacing)
         return (f"Volume(shape={self.data.shape}, spacing_mm=({spacing}), "
                 f"format={self.meta.get('source_format')!r})")
+
+
+def intensity_scale(data: np.ndarray) -> float:
+    """A scan's intensity unit: its 99.5th percentile (robust to a few very bright voxels). Networks see
+    ``data / intensity_scale(data)``, in training (`mrisr.data.prepare_subject`) and inference alike."""
+    scale = float(np.percentile(data, NORMALIZATION_PERCENTILE))
+    if not scale > 0:
+        raise ValueError("the image is empty (99.5th percentile <= 0): nothing to normalise by")
+    return scale

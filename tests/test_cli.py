@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
+import pandas as pd
+import pytest
 
 BIN = Path(sys.executable).parent / "mrisr"
 
@@ -44,7 +47,89 @@ def test_usage_error_exits_2():
     assert run("download", "knees", "--cases", "0-99", "--dest", "/nonexistent").returncode == 1
 
 
-def test_demo_runs_the_phantom_through_the_loaders(tmp_path):
-    result = run("demo", "--subjects", "2", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """`mrisr demo --fast` run once in an empty folder: phantoms, training, table, animation."""
+    folder = tmp_path_factory.mktemp("demo")
+    result = run("demo", "--fast", cwd=folder)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("round trip exact: True") == 2
+    return folder, result.stdout
+
+
+def test_demo_writes_checkpoint_tables_and_animation(demo_run):
+    folder, stdout = demo_run
+    table = pd.read_csv(folder / "runs/demo/table.csv")
+    assert set(table["method"]) == {"degraded input", "EDSR3D"} and set(table["region"]) == {"foreground", "whole"}
+    assert (folder / "runs/demo/best.pth").is_file() and (folder / "runs/demo/table.md").is_file()
+    frames = iio.imread(folder / "volume_animations/demo.gif", index=None)
+    assert frames.shape[0] == 48  # one frame per phantom slice
+    assert "the best baseline (degraded input)" in stdout  # the honest verdict, whichever way it goes
+
+
+def test_evaluate_and_animate_the_demo_model(demo_run, tmp_path):
+    folder, _ = demo_run
+    result = run("evaluate", "--checkpoint", "runs/demo/best.pth", "--labels", "tiny", "--out", tmp_path / "eval",
+                 "--device", "cpu", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(tmp_path / "eval.csv")
+    assert list(table["subject"].unique()) == ["phantom_48x64x64_02"] and "tiny" in set(table["method"])
+    phantom = folder / "data/phantoms/phantom_48x64x64_02.nii.gz"
+    result = run("animate", tmp_path / "a.gif", phantom, phantom, "--labels", "A", "B", "--step", "4", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert iio.imread(tmp_path / "a.gif", index=None).shape[0] == 12
+
+
+def test_train_from_a_config_file(demo_run, tmp_path):
+    folder, _ = demo_run
+    config = json.loads((folder / "runs/demo/config.json").read_text())
+    config.update(run_dir=str(tmp_path / "run"), epochs=1)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = run("train", tmp_path / "config.json", "--device", "cpu", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "run/best.pth").is_file() and "best model" in result.stdout
+
+
+def test_predict_writes_nifti_with_the_scaled_affine_on_real_dess(dess_block, tmp_path):
+    from mrisr import Volume, load_volume, save_volume
+    from mrisr.models import EDSR3D
+    from mrisr.train import ExperimentConfig, save_checkpoint
+
+    knee = save_volume(Volume(dess_block.data[:8, :40, :48], dess_block.affine, dess_block.meta),
+                       tmp_path / "knee.nii.gz")
+    config = ExperimentConfig(name="x2", n_feats=4, n_blocks=1, scale=2, upsampler="nearest")
+    save_checkpoint(EDSR3D(n_feats=4, n_blocks=1, scale=2, upsampler="nearest"), config, tmp_path / "x2.pth")
+    result = run("predict", knee, tmp_path / "sr.nii.gz", "--checkpoint", tmp_path / "x2.pth", "--device", "cpu",
+                 "--quiet")
+    assert result.returncode == 0, result.stderr
+    source, out = load_volume(knee), load_volume(tmp_path / "sr.nii.gz")
+    assert out.shape == (16, 80, 96)
+    np.testing.assert_allclose(out.spacing, np.divide(source.spacing, 2), rtol=1e-5)
+    # Output voxel 0 lies a quarter of an input voxel before input voxel 0 along every axis.
+    np.testing.assert_allclose(out.affine[:3, 3], (source.affine @ [-0.25, -0.25, -0.25, 1])[:3], atol=1e-4)
+    # An untrained network upsamples trilinearly: the mean intensity is kept.
+    assert out.data.mean() == pytest.approx(source.data.mean(), rel=0.02)
+
+
+@pytest.mark.parametrize("args, name", [
+    (("train", "missing.json"), "missing.json"),
+    (("predict", "missing.nii.gz", "out.nii.gz", "--checkpoint", "x.pth"), "x.pth"),
+    (("predict", "in.nii.gz", "out.png", "--checkpoint", "x.pth"), "out.png"),
+    (("evaluate", "--checkpoint", "nothing.pth"), "nothing.pth"),
+    (("animate", "out.gif", "missing_a.nii.gz"), "missing_a.nii.gz"),
+    (("animate", "out.avi", "in.nii.gz"), "out.avi"),
+    (("demo", "--data", "missing_scan.nii.gz"), "missing_scan.nii.gz"),
+])
+def test_bad_input_to_each_subcommand_exits_1_naming_the_file(args, name, tmp_path):
+    (tmp_path / "in.nii.gz").write_bytes(b"")
+    (tmp_path / "x.pth").write_text("not a checkpoint")
+    (tmp_path / "bad.json").write_text('{"epochs": 1, "colour": "red"}')
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and name in result.stderr, result.stderr
+    assert not (tmp_path / "out.nii.gz").exists() and not (tmp_path / "out.gif").exists()
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    (tmp_path / "bad.json").write_text('{"epochs": 1, "colour": "red"}')
+    result = run("train", tmp_path / "bad.json")
+    assert result.returncode == 1 and "colour" in result.stderr and "bad.json" in result.stderr

@@ -1,0 +1,254 @@
+"""Whole-volume inference: a trained network applied to a scan of any size, tile by tile.
+
+`predict_volume` cuts the (normalised) input into overlapping tiles, runs them through the network in batches, and
+blends the results into one output on the CPU. Each tile carries a *halo*: ``halo`` input voxels of context on every
+side whose output is thrown away. With a halo at least the network's receptive-field radius (the default), every kept
+voxel is exactly what one pass of the network over the whole volume would give, whatever the tile size; smaller
+halos are faster and approximate, and the Gaussian blending (Isensee et al., nnU-Net 2021; MONAI's
+``sliding_window_inference``) then hides the seams. At the borders of the volume the context is the volume mirrored
+(reflect padding), so edge voxels are treated like interior ones.
+
+Geometry. A 3D network acts on the volume's three axes (slice, row, column); a 2D network on every (row, column)
+image of every slice and frame. With ``scale > 1`` the output grid has ``scale`` times as many voxels along the axes
+the network acts on; voxel ``j`` of the output lies at input index ``(j + 0.5) / scale - 0.5`` (the cell-centred
+convention of `mrisr.degrade.Downsample`), and the returned `Volume`'s affine says so.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from mrisr.volume import Volume, intensity_scale as percentile_scale
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How a run cuts its input: ``tile`` input voxels per spatial axis (halo included), ``batch_size`` tiles per
+    forward pass."""
+
+    tile: tuple[int, ...]
+    batch_size: int
+
+
+def model_geometry(model: nn.Module) -> tuple[int, int, float]:
+    """``(ndim, scale, receptive radius in input voxels)`` of a network; ``radius`` is ``nan`` when unknown."""
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d,
+                                                          nn.ConvTranspose3d))]
+    if not convs:
+        raise ValueError(f"{type(model).__name__} has no convolution: cannot tell whether it is 2D or 3D")
+    ndim = getattr(model, "ndim", 3 if isinstance(convs[0], (nn.Conv3d, nn.ConvTranspose3d)) else 2)
+    radius = model.receptive_radius() if hasattr(model, "receptive_radius") else math.nan
+    return int(ndim), int(getattr(model, "scale", 1)), float(radius)
+
+
+def bytes_per_voxel(model: nn.Module, element_size: int) -> float:
+    """Estimated peak activation memory of a forward pass without gradients, per input voxel of a tile: about six
+    feature maps alive at the input resolution and three at the output resolution (plus working space)."""
+    ndim, scale, _ = model_geometry(model)
+    channels = max(m.out_channels for m in model.modules() if hasattr(m, "out_channels"))
+    return element_size * channels * (6 + 3 * scale**ndim)
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes a run may use for activations: 60 % of the GPU's free memory, or on the CPU a quarter of the available
+    memory, at most 4 GiB."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(0.6 * free)
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        available = 8 << 30
+    return int(min(4 << 30, available // 4))
+
+
+def choose_tiling(shape: Sequence[int], halo: int, budget: int, per_voxel: float, n_images: int = 1,
+                  multiple: int = 8) -> Tiling:
+    """The largest tile (halo included, a ``multiple`` of voxels per axis where the image allows) whose activations
+    fit in ``budget`` bytes at ``per_voxel`` bytes each, and how many such tiles fit in one batch. A tile never
+    exceeds the padded image (``shape + 2 * halo``); the spare budget goes to the other axes, then to the batch."""
+    limit = [n + 2 * halo for n in shape]
+    voxels = max(budget / per_voxel, 1.0)
+    tile = list(limit)
+    while math.prod(tile) > voxels:
+        side = max(tile)
+        shrunk = max(2 * halo + 1, (int(side * 0.9) // multiple) * multiple or side - 1)
+        if shrunk >= side:
+            break
+        tile = [min(t, shrunk) for t in tile]
+    n_tiles = n_images * math.prod(_n_starts(n, t - 2 * halo) for n, t in zip(shape, tile))
+    batch = int(max(1, min(n_tiles, voxels // math.prod(tile))))
+    return Tiling(tuple(tile), batch)
+
+
+def _n_starts(n: int, core: int) -> int:
+    return 1 if n <= core else math.ceil((n - core) / core) + 1
+
+
+def tile_starts(n: int, core: int, overlap: float) -> list[int]:
+    """Start indices of the kept cores (``core`` voxels each) that cover ``range(n)``, neighbours sharing about
+    ``overlap`` of a core; the last core ends at ``n``."""
+    if n <= core:
+        return [0]
+    step = max(1, int(round(core * (1 - overlap))))
+    return sorted(set(range(0, n - core, step)) | {n - core})
+
+
+def blending_weights(core: Sequence[int], blend: str, sigma_scale: float = 0.125) -> np.ndarray:
+    """Weight of each voxel of a tile's kept core: constant, or a Gaussian centred on the core with a standard
+    deviation of ``sigma_scale`` times its size (floored at 1e-3 of the peak, so every voxel counts)."""
+    if blend == "constant":
+        return np.ones(core, np.float32)
+    if blend != "gaussian":
+        raise ValueError(f"blend must be 'gaussian' or 'constant', got {blend!r}")
+    axes = [np.exp(-0.5 * ((np.arange(c) - (c - 1) / 2) / max(sigma_scale * c, 1e-6)) ** 2) for c in core]
+    weights = axes[0]
+    for a in axes[1:]:
+        weights = np.multiply.outer(weights, a)
+    return np.maximum(weights / weights.max(), 1e-3).astype(np.float32)
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _smaller(tiling: Tiling, halo: int) -> Tiling | None:
+    if tiling.batch_size > 1:
+        return Tiling(tiling.tile, tiling.batch_size // 2)
+    side = max(tiling.tile)
+    shrunk = max(2 * halo + 1, int(side * 0.75))
+    if shrunk >= side:
+        return None
+    return Tiling(tuple(min(t, shrunk) for t in tiling.tile), 1)
+
+
+def _run(model, images: np.ndarray, halo: int, scale: int, tiling: Tiling, overlap: float, blend: str,
+         device: torch.device, autocast: torch.dtype | None, progress: bool) -> np.ndarray:
+    """One sliding-window pass over ``images`` ``(N, *spatial)`` (normalised); returns ``(N, *spatial * scale)``."""
+    ndim = images.ndim - 1
+    shape = images.shape[1:]
+    core = [min(t - 2 * halo, n) for t, n in zip(tiling.tile, shape)]
+    padded = np.pad(images, [(0, 0)] + [(halo, halo)] * ndim, mode="reflect" if min(shape) > 1 else "edge")
+    starts = [tile_starts(n, c, overlap) for n, c in zip(shape, core)]
+    jobs = [(i, s) for i in range(len(images)) for s in np.stack(np.meshgrid(*starts, indexing="ij"),
+                                                                   -1).reshape(-1, ndim)]
+    weights = blending_weights([c * scale for c in core], blend)
+    out = np.zeros((len(images), *[n * scale for n in shape]), np.float32)
+    total = np.zeros_like(out)
+    keep = tuple(slice(halo * scale, (halo + c) * scale) for c in core)
+    batches = range(0, len(jobs), tiling.batch_size)
+    if progress:
+        from fastprogress.fastprogress import progress_bar
+
+        batches = progress_bar(batches, leave=False)
+    for first in batches:
+        batch = jobs[first:first + tiling.batch_size]
+        tiles = np.stack([padded[(i, *(slice(b, b + c + 2 * halo) for b, c in zip(s, core)))] for i, s in batch])
+        x = torch.from_numpy(tiles[:, None]).to(device)
+        with torch.no_grad(), torch.autocast(device.type, autocast, enabled=autocast is not None):
+            y = model(x)
+        y = y[(slice(None), 0, *keep)].float().cpu().numpy()
+        for (i, s), tile in zip(batch, y):
+            index = (i, *(slice(b * scale, (b + c) * scale) for b, c in zip(s, core)))
+            out[index] += tile * weights
+            total[index] += weights
+    return out / total
+
+
+def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: int | Sequence[int] | None = None,
+                   overlap: float = 0.25, batch_size: int | None = None, device: str | torch.device | None = None,
+                   dtype: str | None = None, blend: str = "gaussian", halo: int | None = None,
+                   intensity_scale: float | None = None, memory_gb: float | None = None,
+                   progress: bool = False) -> Volume | np.ndarray:
+    """Super-resolve a whole scan with ``model``, tile by tile; the result is on the CPU, in the input's intensities.
+
+    Args:
+        model: a network taking ``(batch, 1, *spatial)`` normalised images (`mrisr.models`); 2D networks run on
+            every (row, column) image, 3D networks on every volume (frame).
+        volume: a `Volume` (3D, or 4D time series) or a float array whose last 2 or 3 axes are spatial.
+        patch_size: tile size in input voxels per spatial axis, halo included (int or one per axis); ``None`` picks
+            the largest that fits the memory budget (`choose_tiling`).
+        overlap: fraction (0 to <1) of a tile's kept core shared with each neighbour.
+        batch_size: tiles per forward pass; ``None`` fills the memory budget.
+        device: where the network runs (default: CUDA when available). The model is moved there.
+        dtype: ``"bf16"`` or ``"fp16"`` to run under autocast (CUDA only; ignored on the CPU), ``None`` for fp32.
+        blend: ``"gaussian"`` or ``"constant"`` weighting of overlapping cores.
+        halo: context voxels cut off each side of a tile's output; default: the network's receptive-field radius,
+            which makes the result equal to one pass over the whole (reflect-padded) volume.
+        intensity_scale: raw intensity that maps to 1.0 for the network; default: the input's 99.5th percentile,
+            as in training (`mrisr.data.intensity_scale`).
+        memory_gb: activation memory budget in GiB; default `memory_budget` (60 % of free GPU memory). On running
+            out of memory the run retries with half the batch, then smaller tiles, and warns.
+        progress: show a progress bar over batches.
+
+    Returns:
+        A `Volume` (float32; affine scaled for ``scale > 1``) or an array, as given.
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    ndim, scale, radius = model_geometry(model)
+    if halo is None:
+        if math.isnan(radius):
+            raise ValueError(f"{type(model).__name__} does not report its receptive field; pass halo= (voxels)")
+        halo = int(math.ceil(radius))
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    autocast = AUTOCAST_DTYPES[dtype] if dtype and device.type == "cuda" else None
+    if dtype not in (None, "fp32", *AUTOCAST_DTYPES):
+        raise ValueError(f"dtype must be 'bf16', 'fp16', 'fp32' or None, got {dtype!r}")
+    data = volume.data if isinstance(volume, Volume) else np.asarray(volume, np.float32)
+    if data.ndim < ndim:
+        raise ValueError(f"a {ndim}D network needs at least {ndim} axes, got an array of shape {data.shape}")
+    shape = data.shape[-ndim:]
+    scale_value = percentile_scale(data) if intensity_scale is None else float(intensity_scale)
+    images = np.ascontiguousarray(data.reshape(-1, *shape), np.float32) / scale_value
+
+    model = model.to(device).eval()
+    element = 2 if autocast is not None else 4
+    budget = int(memory_gb * 2**30) if memory_gb else memory_budget(device)
+    tiling = choose_tiling(shape, halo, budget, bytes_per_voxel(model, element), len(images))
+    if patch_size is not None:
+        tile = tuple(int(p) for p in np.broadcast_to(patch_size, ndim))
+        if min(tile) <= 2 * halo:
+            raise ValueError(f"patch_size {tile} leaves nothing inside the {halo}-voxel halo; use tiles larger than "
+                             f"{2 * halo} voxels or a smaller halo")
+        tiling = Tiling(tile, tiling.batch_size)
+    if batch_size is not None:
+        tiling = Tiling(tiling.tile, int(batch_size))
+    while True:
+        try:
+            out = _run(model, images, halo, scale, tiling, overlap, blend, device, autocast, progress)
+            break
+        except Exception as err:  # noqa: BLE001 (out-of-memory errors come in several types)
+            if not _is_out_of_memory(err):
+                raise
+            smaller = _smaller(tiling, halo)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if smaller is None:
+                raise MemoryError(f"out of memory even with {tiling.tile} tiles one at a time; pass a smaller halo "
+                                  "or run on a device with more memory") from err
+            warnings.warn(f"out of memory with {tiling.batch_size} tile(s) of {tiling.tile}; retrying with "
+                          f"{smaller.batch_size} of {smaller.tile}", RuntimeWarning, stacklevel=2)
+            tiling = smaller
+    out = out.reshape(*data.shape[:-ndim], *out.shape[1:]) * scale_value
+    if not isinstance(volume, Volume):
+        return out
+    affine = volume.affine.copy()
+    for axis in range(3 - ndim, 3):  # output index j sits at input index (j + 0.5) / scale - 0.5
+        affine[:3, 3] += (0.5 / scale - 0.5) * volume.affine[:3, axis]
+        affine[:3, axis] = volume.affine[:3, axis] / scale
+    return Volume(out, affine, {**volume.meta, "super_resolution": {"model": type(model).__name__, "scale": scale,
+                                                                    "tile": list(tiling.tile), "halo": halo}})
