@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mrisr.data import split_slabs
@@ -24,13 +25,14 @@ from mrisr.train import ExperimentConfig, case_name, sr_learner
 
 DEGRADATION = "knee_fast_acquisition"
 
-# Per mode: phantom subjects (count, shape), network, patches, schedule. "cpu" fits in 5 minutes on 2 cores.
+# Per mode: phantom subjects (count, shape), network, training patches per epoch (shared among the training
+# subjects), schedule. "cpu" fits in 5 minutes on 2 cores.
 SETTINGS = {
-    "fast": dict(subjects=3, shape=(48, 64, 64), n_feats=8, n_blocks=1, patch_size=12, patches_per_subject=8,
+    "fast": dict(subjects=3, shape=(48, 64, 64), n_feats=8, n_blocks=1, patch_size=12, patches_per_epoch=16,
                  valid_patches_per_subject=4, batch_size=4, epochs=1, lr_max=1e-3),
-    "cpu": dict(subjects=7, shape=(48, 128, 128), n_feats=16, n_blocks=4, patch_size=24, patches_per_subject=48,
+    "cpu": dict(subjects=7, shape=(48, 128, 128), n_feats=16, n_blocks=4, patch_size=24, patches_per_epoch=192,
                 valid_patches_per_subject=8, batch_size=8, epochs=8, lr_max=1e-3),
-    "cuda": dict(subjects=10, shape=(64, 192, 192), n_feats=64, n_blocks=9, patch_size=32, patches_per_subject=256,
+    "cuda": dict(subjects=10, shape=(64, 192, 192), n_feats=64, n_blocks=9, patch_size=32, patches_per_epoch=2048,
                  valid_patches_per_subject=32, batch_size=16, epochs=20, lr_max=1e-3),
 }
 
@@ -46,21 +48,24 @@ def phantom_cases(folder: Path, n: int, shape) -> list[Path]:
     return paths
 
 
-def split_cases(paths: list[Path], run_dir: Path) -> tuple[list[Path], list[str], list[str]]:
-    """``(cases, validation names, test names)``: about a quarter of the subjects (at least one) for testing, one
-    for validation when three or more remain. A single volume gives up its last quarter (behind a 10 mm margin)
-    as the test subject, written next to the training part in ``run_dir``."""
+def split_cases(paths: list[Path], run_dir: Path) -> tuple[list[Path], list[str], list[str], int]:
+    """``(cases, validation names, test names, slab axis)``: about a quarter of the subjects (at least one) for
+    testing, one for validation when three or more remain. Slabs (a hold-out for validation when no subject is left
+    for it, `mrisr.train.load_subjects`) are cut along the first volume's longest axis. A single volume gives up its
+    last quarter along that axis (behind a 10 mm margin) as the test subject, written next to the training part in
+    ``run_dir``."""
+    first = load_volume(paths[0])
+    axis = int(np.argmax(first.shape))
     if len(paths) == 1:
-        volume = load_volume(paths[0])
-        train, test = split_slabs(volume, holdout=0.25, margin_mm=10.0, axis=0)
+        train, test = split_slabs(first, holdout=0.25, margin_mm=10.0, axis=axis)
         name = case_name(paths[0])
         cases = [save_volume(part, run_dir / f"{name}_{role}.nii.gz") for part, role in ((train, "train"),
                                                                                           (test, "test"))]
-        return cases, [], [case_name(cases[1])]
+        return cases, [], [case_name(cases[1])], axis
     n_test = max(1, round(len(paths) / 4))
     names = [case_name(p) for p in paths]
     valid = [names[-n_test - 1]] if len(paths) - n_test >= 3 else []
-    return list(paths), valid, names[-n_test:]
+    return list(paths), valid, names[-n_test:], axis
 
 
 def run_demo(data: list[str | Path] | None = None, run_dir: str | Path = "runs/demo",
@@ -83,9 +88,11 @@ def run_demo(data: list[str | Path] | None = None, run_dir: str | Path = "runs/d
     else:
         paths = phantom_cases(Path(phantom_dir), n_subjects, shape)
         source = f"{n_subjects} phantom subjects of {shape[0]}x{shape[1]}x{shape[2]} voxels"
-    cases, valid, test = split_cases(paths, run_dir)
+    cases, valid, test, axis = split_cases(paths, run_dir)
+    n_train = max(1, len(cases) - len(valid) - len(test))
+    settings["patches_per_subject"] = -(-settings.pop("patches_per_epoch") // n_train)
     config = ExperimentConfig(name="demo", cases=[str(p) for p in cases], valid_cases=valid, test_cases=test,
-                              degradation=DEGRADATION, seed=seed, run_dir=str(run_dir), **settings)
+                              holdout_axis=axis, degradation=DEGRADATION, seed=seed, run_dir=str(run_dir), **settings)
     log(f"mrisr demo ({mode} mode on {device}): {source}; train on {len(cases) - len(valid) - len(test)}, "
         f"validate on {valid or 'a hold-out slab'}, test on {test}")
     learn = sr_learner(config, device=device)

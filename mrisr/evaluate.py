@@ -79,7 +79,8 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
 
     Returns:
         ``(table, volumes)``: one row per (subject, method, region) with ``kind`` ``"baseline"`` or ``"model"`` and
-        the `COLUMNS` scores; ``volumes[subject]`` maps ``"LR input"``, every method and ``"HR"`` to its `Volume`.
+        the `COLUMNS` scores; ``volumes[subject]`` maps ``"LR input"``, every method (but the ``"degraded input"``
+        baseline, which is the LR input) and ``"HR"`` to its `Volume`: ready for `mrisr.render.animate`.
     """
     from mrisr.inference import predict_volume
 
@@ -96,7 +97,7 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
         table.insert(2, "kind", table["method"].map(kinds))
         tables.append(table)
         if keep is True or (keep and name in keep):
-            volumes[name] = {LR_LABEL: lr, **methods, HR_LABEL: hr}
+            volumes[name] = {LR_LABEL: lr, **{k: v for k, v in methods.items() if v is not lr}, HR_LABEL: hr}
     return pd.concat(tables, ignore_index=True), volumes
 
 

@@ -198,7 +198,9 @@ def animate(volumes: dict[str, Volume | np.ndarray], path: str | Path, axis: int
         if suffix == ".gif":
             _write_gif(frames, tmp, fps, gray_levels)
         else:
-            iio.imwrite(tmp, np.stack(frames), extension=".mp4", plugin="FFMPEG", fps=fps, macro_block_size=1)
+            video = np.stack(frames)  # H.264 (yuv420p) needs even sizes
+            video = np.pad(video, ((0, 0), (0, video.shape[1] % 2), (0, video.shape[2] % 2)))
+            iio.imwrite(tmp, video, extension=".mp4", plugin="FFMPEG", fps=fps, macro_block_size=1)
     return path
 
 

@@ -81,6 +81,11 @@ def test_scale_two_grid_and_affine():
     assert out2d.shape == (6, 40, 48)
     np.testing.assert_allclose(out2d.affine[:3, 0], volume.affine[:3, 0])
     np.testing.assert_allclose(out2d.spacing[1:], np.divide(volume.spacing[1:], 4))
+    cine = np.random.default_rng(4).random((2, 3, 10, 12), dtype=np.float32)  # (time, slice, row, column)
+    frames = predict_volume(model2d, cine, device="cpu")
+    assert frames.shape == (2, 3, 40, 48)
+    np.testing.assert_allclose(frames[1, 2], predict_volume(model2d, cine[1, 2:3], device="cpu",
+                                                            intensity_scale=np.percentile(cine, 99.5))[0], atol=1e-5)
 
 
 def test_untrained_edsr_returns_its_input_in_the_input_intensities(dess_block):
