@@ -205,9 +205,9 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
         halo = int(math.ceil(radius))
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    autocast = AUTOCAST_DTYPES[dtype] if dtype and device.type == "cuda" else None
     if dtype not in (None, "fp32", *AUTOCAST_DTYPES):
         raise ValueError(f"dtype must be 'bf16', 'fp16', 'fp32' or None, got {dtype!r}")
+    autocast = AUTOCAST_DTYPES.get(dtype) if device.type == "cuda" else None
     data = volume.data if isinstance(volume, Volume) else np.asarray(volume, np.float32)
     if data.ndim < ndim:
         raise ValueError(f"a {ndim}D network needs at least {ndim} axes, got an array of shape {data.shape}")
@@ -218,13 +218,14 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
     model = model.to(device).eval()
     element = 2 if autocast is not None else 4
     budget = int(memory_gb * 2**30) if memory_gb else memory_budget(device)
-    tiling = choose_tiling(shape, halo, budget, bytes_per_voxel(model, element), len(images))
+    per_voxel = bytes_per_voxel(model, element)
+    tiling = choose_tiling(shape, halo, budget, per_voxel, len(images))
     if patch_size is not None:
         tile = tuple(int(p) for p in np.broadcast_to(patch_size, ndim))
         if min(tile) <= 2 * halo:
             raise ValueError(f"patch_size {tile} leaves nothing inside the {halo}-voxel halo; use tiles larger than "
                              f"{2 * halo} voxels or a smaller halo")
-        tiling = Tiling(tile, tiling.batch_size)
+        tiling = Tiling(tile, max(1, int(budget / per_voxel // math.prod(tile))))
     if batch_size is not None:
         tiling = Tiling(tiling.tile, int(batch_size))
     while True:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle and Learner.lr_find)
 from fastai.callback.progress import ProgressCallback
-from fastai.callback.tracker import SaveModelCallback
+from fastai.callback.tracker import SaveModelCallback, TrackerCallback
 from fastai.learner import Learner
 from fastai.metrics import Metric
 
@@ -224,8 +224,11 @@ class Checkpoint(SaveModelCallback):
                                                monitor=self.monitor, value=float(self.best))
 
     def after_epoch(self):
-        if not hasattr(self.learn, "lr_finder"):
-            super().after_epoch()
+        if hasattr(self.learn, "lr_finder"):
+            return
+        TrackerCallback.after_epoch(self)  # sets new_best; fastai's own after_epoch would also print a line
+        if self.new_best:
+            self._save(self.fname)
 
     def after_fit(self, **kwargs):
         if self.path.exists() and not hasattr(self.learn, "lr_finder"):
