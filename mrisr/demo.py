@@ -13,15 +13,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from mrisr.data import split_slabs
+from mrisr.degrade import preset
 from mrisr.evaluate import HR_LABEL, LR_LABEL, compare, save_tables, summarize, verdict
 from mrisr.io import load_volume, save_volume
 from mrisr.phantom import knee_phantom
 from mrisr.render import animate
-from mrisr.train import ExperimentConfig, case_name, sr_learner
+from mrisr.train import ExperimentConfig, case_name, split_cases, sr_learner
 
 DEGRADATION = "knee_fast_acquisition"
 
@@ -48,26 +47,6 @@ def phantom_cases(folder: Path, n: int, shape) -> list[Path]:
     return paths
 
 
-def split_cases(paths: list[Path], run_dir: Path) -> tuple[list[Path], list[str], list[str], int]:
-    """``(cases, validation names, test names, slab axis)``: about a quarter of the subjects (at least one) for
-    testing, one for validation when three or more remain. Slabs (a hold-out for validation when no subject is left
-    for it, `mrisr.train.load_subjects`) are cut along the first volume's longest axis. A single volume gives up its
-    last quarter along that axis (behind a 10 mm margin) as the test subject, written next to the training part in
-    ``run_dir``."""
-    first = load_volume(paths[0])
-    axis = int(np.argmax(first.shape))
-    if len(paths) == 1:
-        train, test = split_slabs(first, holdout=0.25, margin_mm=10.0, axis=axis)
-        name = case_name(paths[0])
-        cases = [save_volume(part, run_dir / f"{name}_{role}.nii.gz") for part, role in ((train, "train"),
-                                                                                          (test, "test"))]
-        return cases, [], [case_name(cases[1])], axis
-    n_test = max(1, round(len(paths) / 4))
-    names = [case_name(p) for p in paths]
-    valid = [names[-n_test - 1]] if len(paths) - n_test >= 3 else []
-    return list(paths), valid, names[-n_test:], axis
-
-
 def run_demo(data: list[str | Path] | None = None, run_dir: str | Path = "runs/demo",
              gif: str | Path = "volume_animations/demo.gif", mode: str | None = None, device: str | None = None,
              phantom_dir: str | Path = "data/phantoms", seed: int = 0, log=print) -> dict:
@@ -88,7 +67,7 @@ def run_demo(data: list[str | Path] | None = None, run_dir: str | Path = "runs/d
     else:
         paths = phantom_cases(Path(phantom_dir), n_subjects, shape)
         source = f"{n_subjects} phantom subjects of {shape[0]}x{shape[1]}x{shape[2]} voxels"
-    cases, valid, test, axis = split_cases(paths, run_dir)
+    cases, valid, test, axis = split_cases(paths, run_dir, preset(DEGRADATION))
     n_train = max(1, len(cases) - len(valid) - len(test))
     settings["patches_per_subject"] = -(-settings.pop("patches_per_epoch") // n_train)
     config = ExperimentConfig(name="demo", cases=[str(p) for p in cases], valid_cases=valid, test_cases=test,

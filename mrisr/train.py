@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle and Learner.lr_find)
 from fastai.callback.progress import ProgressCallback
@@ -139,14 +140,18 @@ def load_subjects(config: ExperimentConfig) -> list[Subject]:
     for path in chosen:
         volume = load_volume(path, **config.load_options)
         if path == chosen[-1] and not config.valid_cases:
-            multiple = dict(zip(range(3 - spec.ndim, 3), spec.size_multiple())).get(config.holdout_axis, 1)
             train, holdout = split_slabs(volume, config.holdout_slab, config.holdout_margin_mm, config.holdout_axis,
-                                         multiple)
+                                         slab_multiple(spec, config.holdout_axis))
             subjects += [prepare_subject(train, degradation, case_name(path), config.seed),
                          prepare_subject(holdout, degradation, f"{case_name(path)}:holdout", config.seed)]
         else:
             subjects.append(prepare_subject(volume, degradation, case_name(path), config.seed))
     return subjects
+
+
+def slab_multiple(degradation: Degradation, axis: int) -> int:
+    """The length a slab along volume ``axis`` must be a multiple of for ``degradation`` (its downsampling)."""
+    return dict(zip(range(3 - degradation.ndim, 3), degradation.size_multiple())).get(axis, 1)
 
 
 def case_name(path: str | Path) -> str:
@@ -156,6 +161,33 @@ def case_name(path: str | Path) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def split_cases(paths: list[Path], run_dir: Path, degradation: Degradation | None = None,
+                load_options: dict | None = None,
+                n_test: int | None = None) -> tuple[list[Path], list[str], list[str], int]:
+    """A subject-level split: ``(cases, validation names, test names, slab axis)``.
+
+    About a quarter of the subjects (at least one; or ``n_test``) test, one validates when three or more remain.
+    Slabs (a hold-out for validation when no subject is left for it, `load_subjects`) are cut along the first
+    volume's longest axis. A single volume gives up its last quarter along that axis (behind a 10 mm margin, cut to
+    ``degradation``'s size multiple) as the test subject; both parts are written as NIfTI in ``run_dir``.
+    """
+    from mrisr.io import load_volume, save_volume
+
+    first = load_volume(paths[0], **(load_options or {}))
+    axis = int(np.argmax(first.shape))
+    if len(paths) == 1:
+        multiple = slab_multiple(degradation, axis) if degradation is not None else 1
+        train, test = split_slabs(first, holdout=0.25, margin_mm=10.0, axis=axis, multiple=multiple)
+        name = case_name(paths[0])
+        cases = [save_volume(part, run_dir / f"{name}_{role}.nii.gz") for part, role in ((train, "train"),
+                                                                                          (test, "test"))]
+        return cases, [], [case_name(cases[1])], axis
+    n_test = n_test or max(1, round(len(paths) / 4))
+    names = [case_name(p) for p in paths]
+    valid = [names[-n_test - 1]] if len(paths) - n_test >= 3 else []
+    return list(paths), valid, names[-n_test:], axis
 
 
 def validation_names(config: ExperimentConfig, subjects: list[Subject]) -> list[str]:

@@ -1,0 +1,75 @@
+"""Cardiac pieces: ACDC-layout discovery on the real cine slice, subject splits, the checkerboard measure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mrisr import Volume, load_volume, save_volume
+from mrisr.degrade import preset
+from mrisr.errors import InputError
+from mrisr.inference import predict_volume
+from mrisr.io.cine import find_cine_cases, read_acdc_info
+from mrisr.models import SRResNet2D
+from mrisr.spectrum import checkerboard_index
+from mrisr.train import split_cases
+
+
+def test_acdc_layout_is_found_and_read(cardiac, tmp_path):
+    for k, frames in [(1, cardiac.data), (2, cardiac.data[::-1])]:
+        folder = tmp_path / "training" / f"patient{k:03d}"
+        save_volume(Volume(frames, cardiac.affine, cardiac.meta), folder / f"patient{k:03d}_4d.nii.gz")
+        (folder / "Info.cfg").write_text("ED: 1\nES: 12\nGroup: DCM\nHeight: 184.0\nNbFrame: 30\nWeight: 95.0\n")
+    cases = find_cine_cases(tmp_path)
+    assert list(cases) == ["patient001", "patient002"]
+    cine = load_volume(cases["patient002"])
+    assert cine.data.shape == (30, 1, 184, 256)
+    np.testing.assert_array_equal(cine.data[0], cardiac.data[-1])
+    info = read_acdc_info(cases["patient001"].parent / "Info.cfg")
+    assert info["Group"] == "DCM" and info["NbFrame"] == 30.0 and info["ES"] == 12.0
+
+
+def test_plain_folder_of_cines_and_bad_folders(cardiac, tmp_path):
+    save_volume(cardiac, tmp_path / "b.nii.gz")
+    save_volume(cardiac, tmp_path / "a.nii")
+    assert list(find_cine_cases(tmp_path)) == ["a", "b"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no ACDC"):
+        find_cine_cases(tmp_path / "empty")
+    with pytest.raises(InputError, match="no such folder"):
+        find_cine_cases(tmp_path / "missing")
+
+
+def test_one_cine_slice_splits_into_disjoint_train_and_test(cardiac, tmp_path):
+    source = save_volume(cardiac, tmp_path / "heart.nii.gz")
+    cases, valid, test, axis = split_cases([source], tmp_path / "run", preset("cardiac_x4"))
+    train, held = load_volume(cases[0]), load_volume(cases[1])
+    assert axis == 2 and valid == [] and test == ["heart_test"]
+    assert train.shape[2] % 4 == 0 and held.shape[2] % 4 == 0
+    assert train.shape[2] + held.shape[2] + 10 <= 256  # 10 mm margin at 1 mm columns
+    np.testing.assert_array_equal(held.data, cardiac.data[..., -held.shape[2]:])
+    cases4, valid4, test4, _ = split_cases([source] * 8, tmp_path, n_test=3)
+    assert len(test4) == 3 and len(valid4) == 1
+
+
+def test_checkerboard_index_sees_periodic_patterns_only():
+    rng = np.random.default_rng(0)
+    target = rng.random((4, 64, 64))
+    noisy = target + 0.05 * rng.standard_normal(target.shape)
+    checker = noisy + 0.02 * np.tile([[1.0, -1.0], [-1.0, 1.0]], (32, 32))
+    tiled = noisy + 0.02 * np.tile(rng.standard_normal((4, 4)), (16, 16))
+    assert abs(checkerboard_index(noisy, target, 4)) < 3
+    assert checkerboard_index(checker, target, 4) > 10 and checkerboard_index(tiled, target, 4) > 10
+    with pytest.raises(ValueError, match="multiple of the scale"):
+        checkerboard_index(target[..., :30], target[..., :30], 4)
+
+
+def test_transposed_upsampler_checkerboards_the_real_heart_at_init(cardiac):
+    lr = preset("cardiac_x4")(cardiac)
+    scores = {}
+    for upsampler in ("transposed", "nearest"):
+        torch.manual_seed(0)
+        sr = predict_volume(SRResNet2D(n_feats=16, n_blocks=2, upsampler=upsampler), lr, device="cpu")
+        scores[upsampler] = checkerboard_index(sr.data, cardiac.data, 4)
+    assert scores["transposed"] > 10 > 3 > scores["nearest"]
