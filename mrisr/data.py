@@ -123,6 +123,18 @@ def split_slabs(volume: Volume, holdout: float = 0.25, margin_mm: float = 10.0, 
     return _sub_volume(volume, axis, 0, train_stop), _sub_volume(volume, axis, start, n)
 
 
+def slab_subjects(volume: Volume, n: int, axis: int = 0, margin_mm: float = 10.0, multiple: int = 1) -> list[Volume]:
+    """``n`` spatially disjoint slabs of one volume along ``axis``, ``margin_mm`` apart, each cut to a ``multiple``
+    of voxels: stand-ins for subjects when only one scan exists (smoke runs, tests). They share one anatomy, so
+    scores between them say less than scores between real subjects."""
+    size = volume.shape[axis]
+    margin = int(np.ceil(round(margin_mm / volume.spacing[axis], 3)))
+    length = (size - (n - 1) * margin) // n // multiple * multiple
+    if length < 1:
+        raise ValueError(f"cannot cut {n} slabs {margin_mm} mm apart from {size} voxels along axis {axis}")
+    return [_sub_volume(volume, axis, k * (length + margin), k * (length + margin) + length) for k in range(n)]
+
+
 def _sub_volume(volume: Volume, axis: int, start: int, stop: int) -> Volume:
     index = [slice(None)] * volume.data.ndim
     index[volume.data.ndim - 3 + axis] = slice(start, stop)

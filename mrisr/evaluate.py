@@ -197,3 +197,30 @@ def style(summary: pd.DataFrame):
         return ["font-weight: bold" if b else "" for b in is_best]
 
     return summary.style.format("{:.4f}").apply(bold_best, subset=COLUMNS)
+
+
+def feature_distance(pred: Volume, target: Volume, perceptual, ndim: int = 3, device="cpu",
+                     chunk: int = 16) -> float:
+    """VGG16 feature distance (a `mrisr.losses.PerceptualLoss`) of ``pred`` from ``target``: every slice along each
+    of the ``ndim`` last axes (one axis: in-plane images only when ``ndim=2``), both divided by the target's intensity
+    scale (`mrisr.volume.intensity_scale`), ``chunk`` slices at a time; the mean over slices and axes."""
+    import torch
+
+    from mrisr.volume import intensity_scale
+
+    scale = intensity_scale(target.data)
+    p, t = (torch.from_numpy(np.ascontiguousarray(v.data / scale, np.float32)) for v in (pred, target))
+    p, t = p.reshape(-1, *p.shape[-3:]), t.reshape(-1, *t.shape[-3:])  # (frames, S, R, C)
+    perceptual = perceptual.to(device)
+    axes = (1, 2, 3) if ndim == 3 else (1,)
+    per_axis = []
+    with torch.no_grad():
+        for axis in axes:
+            pairs = [v.movedim(axis, 1).flatten(0, 1) for v in (p, t)]  # (frames x slices along axis, a, b)
+            total, count = 0.0, 0
+            for start in range(0, len(pairs[0]), chunk):
+                a, b = (x[start:start + chunk, None].to(device) for x in pairs)
+                total += float(perceptual(a, b)) * len(a)
+                count += len(a)
+            per_axis.append(total / count)
+    return float(np.mean(per_axis))

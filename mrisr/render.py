@@ -253,3 +253,37 @@ def orthoview(volumes: dict[str, Volume | np.ndarray], index: Sequence[int] | No
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def checkerboard_figure(volumes: dict[str, Volume | np.ndarray], reference: str | None = None, frame: int = 0,
+                        slice_index: int = 0, box: tuple[int, int, int] | None = None, panel_size: float = 2.4):
+    """Checkerboard artefacts made visible: per panel, a zoomed crop (``box`` = row, column, size in reference
+    pixels; default the central quarter) on one window, and below it the log power spectrum of the residual against
+    the reference (`mrisr.spectrum.residual_spectrum`) over all frames and slices, where a periodic pattern shows
+    as isolated bright dots on a grid. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from mrisr.spectrum import residual_spectrum
+
+    reference = reference or list(volumes)[-1]
+    stacks = {}
+    for label, v in volumes.items():  # every frame, on the reference grid
+        frames = range(v.n_frames) if isinstance(v, Volume) else [0]
+        stacks[label] = np.stack([on_common_grid({label: v, reference: volumes[reference]}, reference, t)[0][label]
+                                  for t in frames])
+    ref = stacks[reference]
+    h, w = ref.shape[-2:]
+    r, c, size = box or (h // 2 - h // 8, w // 2 - w // 8, min(h, w) // 4)
+    low, high = intensity_window(ref)
+    fig, axes = plt.subplots(2, len(stacks), figsize=(panel_size * len(stacks), 2 * panel_size), squeeze=False)
+    for k, (label, stack) in enumerate(stacks.items()):
+        axes[0, k].imshow(stack[frame, slice_index, r:r + size, c:c + size], cmap="gray", vmin=low, vmax=high,
+                          interpolation="nearest")
+        axes[0, k].set_title(label, fontsize=9)
+        if label != reference:
+            axes[1, k].imshow(np.log10(residual_spectrum(stack, ref) + 1e-12), cmap="magma")
+            axes[1, k].set_title("residual spectrum (log)", fontsize=8)
+        for ax in axes[:, k]:
+            ax.set_axis_off()
+    fig.tight_layout()
+    return fig

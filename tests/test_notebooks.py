@@ -1,0 +1,77 @@
+"""Every notebook runs top to bottom with its smoke parameters on the real samples, and leaves its outputs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+NOTEBOOKS = REPO / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, sample_data):
+    """An empty folder where the notebooks run in order (04 reads what 02 and 03 trained)."""
+    return tmp_path_factory.mktemp("notebooks")
+
+
+def execute(name: str, folder, **parameters):
+    import papermill
+
+    vgg = {"vgg_weights": str(REPO.parent / "shared/data/vgg16/vgg16_features_block1-3.pth"),
+           "vgg_normalization": "caffe"}
+    parameters = {"smoke": True, "device": "cpu", "work_dir": str(folder / "data"), **parameters}
+    for key, value in vgg.items():  # the offline VGG16 weights wherever a notebook takes them
+        if f"{key} = " in (NOTEBOOKS / f"{name}.ipynb").read_text():
+            parameters.setdefault(key, value)
+    return papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(folder / f"{name}.ipynb"),
+                                      parameters=parameters, cwd=str(folder), kernel_name="python3",
+                                      progress_bar=False)
+
+
+def outputs(notebook) -> str:
+    return "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                     + str(o.get("data", {}).get("text/html", ""))
+                     for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", []))
+
+
+def test_00_quickstart(workspace):
+    nb = execute("00_quickstart", workspace, run_dir=str(workspace / "runs/quickstart"),
+                 gif=str(workspace / "quick.gif"))
+    assert (workspace / "quick.gif").is_file() and (workspace / "runs/quickstart/table.md").is_file()
+    assert "the best baseline (degraded input)" in outputs(nb)
+
+
+def test_01_knee_data(workspace):
+    nb = execute("01_knee_data", workspace)
+    text = outputs(nb)
+    assert "4 knee volumes" in text and "knee_fast_acquisition_blur" in text and "cubic" in text
+
+
+def test_02_03_train_both_knee_models(workspace):
+    for name, run in [("02_knee3d_mse", "knee_mse"), ("03_knee3d_perceptual", "knee_perceptual")]:
+        nb = execute(name, workspace, run_dir=str(workspace / "runs" / run))
+        assert (workspace / "runs" / run / "best.pth").is_file()
+        assert "test ['knee_slab_4']" in outputs(nb)
+    assert "perceptual_loss" in outputs(nb)  # 03 logs the VGG term as a metric
+
+
+def test_04_compare(workspace):
+    runs = {"MSE": str(workspace / "runs/knee_mse"), "MSE+perceptual": str(workspace / "runs/knee_perceptual")}
+    nb = execute("04_knee3d_compare", workspace, runs=runs, tables=str(workspace / "compare/test"),
+                 animations_dir=str(workspace / "animations"), gif_step=8)
+    table = pd.read_csv(workspace / "compare/test.csv")
+    assert set(table["method"]) == {"degraded input", "MSE", "MSE+perceptual"}
+    assert set(table["subject"]) == {"knee_slab_4"}
+    gifs = sorted(p.name for p in (workspace / "animations").iterdir())
+    assert gifs == ["knee_knee_slab_4.gif", "knee_knee_slab_4_errors.gif"]
+    assert "HFEN (lower is sharper and closer)" in outputs(nb)
+
+
+def test_05_cardiac_four_models(workspace):
+    nb = execute("05_cardiac2d_four_models", workspace, run_root=str(workspace / "runs/cardiac"))
+    table = pd.read_csv(workspace / "runs/cardiac/test.csv")
+    expected = {f"{loss}, {up}" for loss in ("MSE", "perceptual") for up in ("transposed conv", "NN resize + conv")}
+    assert expected | {"nearest", "linear", "cubic"} == set(table["method"])
+    assert "least periodic artefact" in outputs(nb)
