@@ -14,7 +14,7 @@ export JUPYTER_RUNTIME_DIR    := $(CURDIR)/.cache/jupyter-runtime
 export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/torchinductor
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean notebooks notebooks-smoke
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,21 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Every notebook in full mode (a GPU workstation, the knees in data/knees): executed in place, outputs and animations
+# regenerated. `notebooks-smoke` runs them in smoke mode on the CPU with the real samples (../shared/data).
+NOTEBOOKS := 00_quickstart 01_knee_data 02_knee3d_mse 03_knee3d_perceptual 04_knee3d_compare 05_cardiac2d_four_models
+SAMPLES   ?= ../shared/data# relative to the repository root, where the notebooks run
+SMOKE     := -p smoke True -p device cpu -p vgg_weights $(SAMPLES)/vgg16/vgg16_features_block1-3.pth \
+             -p vgg_normalization caffe -p gif volume_animations/smoke/quickstart.gif \
+             -p animations_dir volume_animations/smoke -p gif_step 4
+
+notebooks: install
+	for nb in $(NOTEBOOKS); do $(BIN)/papermill --cwd notebooks notebooks/$$nb.ipynb notebooks/$$nb.ipynb || exit 1; done
+
+notebooks-smoke: install
+	for nb in $(NOTEBOOKS); do $(BIN)/papermill --cwd notebooks $(SMOKE) notebooks/$$nb.ipynb notebooks/$$nb.ipynb \
+		|| exit 1; done
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache
