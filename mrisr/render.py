@@ -23,9 +23,10 @@ FORMATS = (".gif", ".mp4")
 
 
 def on_common_grid(volumes: dict[str, Volume | np.ndarray], reference: str | None = None,
-                   frame: int = 0) -> tuple[dict[str, np.ndarray], tuple[float, float, float], str]:
-    """``(arrays, spacing, reference label)``: every volume as a 3D float array on the reference's grid (default:
-    the last panel); 4D volumes give their ``frame``. Arrays must already share the reference's shape."""
+                   frame: int | None = 0) -> tuple[dict[str, np.ndarray], tuple[float, float, float], str]:
+    """``(arrays, spacing, reference label)``: every volume as a float array on the reference's grid (default: the
+    last panel), 3D: 4D volumes give their ``frame``; with ``frame=None`` every array is 4D ``(frames, S, R, C)``.
+    Arrays must already share the reference's shape."""
     reference = reference or list(volumes)[-1]
     if reference not in volumes:
         raise ValueError(f"reference {reference!r} is not among the panels {list(volumes)}")
@@ -37,9 +38,12 @@ def on_common_grid(volumes: dict[str, Volume | np.ndarray], reference: str | Non
                                                                   or not np.allclose(v.affine, ref.affine)):
             v = resample(v, ref, order=0)
         data = v.data if isinstance(v, Volume) else np.asarray(v, np.float32)
-        data = data[frame] if data.ndim == 4 else data
+        if frame is None:
+            data = data if data.ndim == 4 else data[None]
+        elif data.ndim == 4:
+            data = data[frame]
         ref_shape = ref.shape if isinstance(ref, Volume) else np.shape(ref)[-3:]
-        if data.shape != tuple(ref_shape):
+        if data.shape[-3:] != tuple(ref_shape):
             raise ValueError(f"panel {label!r} has shape {data.shape}, the reference {reference!r} {tuple(ref_shape)}; "
                              "give Volumes (resampled through their affines) or arrays of one shape")
         arrays[label] = data
@@ -265,12 +269,7 @@ def checkerboard_figure(volumes: dict[str, Volume | np.ndarray], reference: str 
 
     from mrisr.spectrum import residual_spectrum
 
-    reference = reference or list(volumes)[-1]
-    stacks = {}
-    for label, v in volumes.items():  # every frame, on the reference grid
-        frames = range(v.n_frames) if isinstance(v, Volume) else [0]
-        stacks[label] = np.stack([on_common_grid({label: v, reference: volumes[reference]}, reference, t)[0][label]
-                                  for t in frames])
+    stacks, _, reference = on_common_grid(volumes, reference, frame=None)  # every frame, on the reference grid
     ref = stacks[reference]
     h, w = ref.shape[-2:]
     r, c, size = box or (h // 2 - h // 8, w // 2 - w // 8, min(h, w) // 4)
