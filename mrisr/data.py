@@ -120,7 +120,7 @@ def split_slabs(volume: Volume, holdout: float = 0.25, margin_mm: float = 10.0, 
     start = n - (n - start) // multiple * multiple
     if train_stop < 1 or start >= n:
         raise ValueError(f"cannot hold out {holdout:.0%} of {n} voxels with a {margin_mm} mm margin along axis {axis}")
-    return _sub_volume(volume, axis, 0, train_stop), _sub_volume(volume, axis, start, n)
+    return sub_volume(volume, axis, 0, train_stop), sub_volume(volume, axis, start, n)
 
 
 def slab_subjects(volume: Volume, n: int, axis: int = 0, margin_mm: float = 10.0, multiple: int = 1) -> list[Volume]:
@@ -132,10 +132,11 @@ def slab_subjects(volume: Volume, n: int, axis: int = 0, margin_mm: float = 10.0
     length = (size - (n - 1) * margin) // n // multiple * multiple
     if length < 1:
         raise ValueError(f"cannot cut {n} slabs {margin_mm} mm apart from {size} voxels along axis {axis}")
-    return [_sub_volume(volume, axis, k * (length + margin), k * (length + margin) + length) for k in range(n)]
+    return [sub_volume(volume, axis, k * (length + margin), k * (length + margin) + length) for k in range(n)]
 
 
-def _sub_volume(volume: Volume, axis: int, start: int, stop: int) -> Volume:
+def sub_volume(volume: Volume, axis: int, start: int, stop: int) -> Volume:
+    """Voxels ``start:stop`` along volume ``axis`` (0, 1 or 2; frames kept), the affine shifted to match."""
     index = [slice(None)] * volume.data.ndim
     index[volume.data.ndim - 3 + axis] = slice(start, stop)
     affine = volume.affine.copy()

@@ -206,20 +206,21 @@ def feature_distance(pred: Volume, target: Volume, perceptual, ndim: int = 3, de
     scale (`mrisr.volume.intensity_scale`), ``chunk`` slices at a time; the mean over slices and axes."""
     import torch
 
+    from mrisr.losses import as_slices
     from mrisr.volume import intensity_scale
 
     scale = intensity_scale(target.data)
     p, t = (torch.from_numpy(np.ascontiguousarray(v.data / scale, np.float32)) for v in (pred, target))
-    p, t = p.reshape(-1, *p.shape[-3:]), t.reshape(-1, *t.shape[-3:])  # (frames, S, R, C)
+    p, t = p.reshape(-1, 1, *p.shape[-3:]), t.reshape(-1, 1, *t.shape[-3:])  # (frames, 1, S, R, C)
     perceptual = perceptual.to(device)
-    axes = (1, 2, 3) if ndim == 3 else (1,)
+    axes = (2, 3, 4) if ndim == 3 else (2,)
     per_axis = []
     with torch.no_grad():
         for axis in axes:
-            pairs = [v.movedim(axis, 1).flatten(0, 1) for v in (p, t)]  # (frames x slices along axis, a, b)
+            pairs = [as_slices(v, axis) for v in (p, t)]  # (frames x slices along axis, 1, a, b)
             total, count = 0.0, 0
             for start in range(0, len(pairs[0]), chunk):
-                a, b = (x[start:start + chunk, None].to(device) for x in pairs)
+                a, b = (x[start:start + chunk].to(device) for x in pairs)
                 total += float(perceptual(a, b)) * len(a)
                 count += len(a)
             per_axis.append(total / count)

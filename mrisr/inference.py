@@ -86,13 +86,9 @@ def choose_tiling(shape: Sequence[int], halo: int, budget: int, per_voxel: float
         if shrunk >= side:
             break
         tile = [min(t, shrunk) for t in tile]
-    n_tiles = n_images * math.prod(_n_starts(n, t - 2 * halo) for n, t in zip(shape, tile))
+    n_tiles = n_images * math.prod(len(tile_starts(n, t - 2 * halo, 0.0)) for n, t in zip(shape, tile))
     batch = int(max(1, min(n_tiles, voxels // math.prod(tile))))
     return Tiling(tuple(tile), batch)
-
-
-def _n_starts(n: int, core: int) -> int:
-    return 1 if n <= core else math.ceil((n - core) / core) + 1
 
 
 def tile_starts(n: int, core: int, overlap: float) -> list[int]:
