@@ -20,15 +20,20 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mrisr.volume import Volume, intensity_scale as percentile_scale
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+CUDA_FAST_PATH = {"dtype": None, "channels_last": False, "cudnn_benchmark": False}
+"""What `predict_volume` does on CUDA by default: the fastest settings within 0.01 dB of fp32 in ``mrisr bench``
+(docs/benchmarks.md)."""
 
 
 @dataclass(frozen=True)
@@ -131,19 +136,34 @@ def _smaller(tiling: Tiling, halo: int) -> Tiling | None:
     return Tiling(tuple(min(t, shrunk) for t in tiling.tile), 1)
 
 
-def _run(model, images: np.ndarray, halo: int, scale: int, tiling: Tiling, overlap: float, blend: str,
-         device: torch.device, autocast: torch.dtype | None, progress: bool) -> np.ndarray:
-    """One sliding-window pass over ``images`` ``(N, *spatial)`` (normalised); returns ``(N, *spatial * scale)``."""
+def _reflect_pad(images: torch.Tensor, halo: int) -> torch.Tensor:
+    """``images`` ``(N, *spatial)`` mirrored by ``halo`` voxels on every side (numpy's "reflect": the edge voxel is not
+    repeated), where they lie; images thinner than the halo are mirrored repeatedly (on the CPU), single voxels
+    repeated."""
+    shape = images.shape[1:]
+    if halo < min(shape):
+        return F.pad(images[:, None], [halo] * 2 * len(shape), mode="reflect")[:, 0]
+    padded = np.pad(images.cpu().numpy(), [(0, 0)] + [(halo, halo)] * len(shape),
+                    mode="reflect" if min(shape) > 1 else "edge")
+    return torch.from_numpy(padded).to(images.device)
+
+
+def _run(model, images: torch.Tensor, halo: int, scale: int, tiling: Tiling, overlap: float, blend: str,
+         device: torch.device, autocast: torch.dtype | None, memory_format: torch.memory_format,
+         progress: bool) -> torch.Tensor:
+    """One sliding-window pass over ``images`` ``(N, *spatial)`` (normalised; on the CPU or on ``device``); returns
+    ``(N, *spatial * scale)`` where ``images`` lie."""
     ndim = images.ndim - 1
     shape = images.shape[1:]
+    store = images.device
     core = [min(t - 2 * halo, n) for t, n in zip(tiling.tile, shape)]
-    padded = np.pad(images, [(0, 0)] + [(halo, halo)] * ndim, mode="reflect" if min(shape) > 1 else "edge")
+    padded = _reflect_pad(images, halo)
     starts = [tile_starts(n, c, overlap) for n, c in zip(shape, core)]
     jobs = [(i, s) for i in range(len(images)) for s in np.stack(np.meshgrid(*starts, indexing="ij"),
                                                                    -1).reshape(-1, ndim)]
-    weights = blending_weights([c * scale for c in core], blend)
-    out = np.zeros((len(images), *[n * scale for n in shape]), np.float32)
-    total = np.zeros_like(out)
+    weights = torch.from_numpy(blending_weights([c * scale for c in core], blend)).to(store)
+    out = torch.zeros((len(images), *[n * scale for n in shape]), device=store)
+    total = torch.zeros_like(out)
     keep = tuple(slice(halo * scale, (halo + c) * scale) for c in core)
     batches = range(0, len(jobs), tiling.batch_size)
     if progress:
@@ -152,11 +172,11 @@ def _run(model, images: np.ndarray, halo: int, scale: int, tiling: Tiling, overl
         batches = progress_bar(batches, leave=False)
     for first in batches:
         batch = jobs[first:first + tiling.batch_size]
-        tiles = np.stack([padded[(i, *(slice(b, b + c + 2 * halo) for b, c in zip(s, core)))] for i, s in batch])
-        x = torch.from_numpy(tiles[:, None]).to(device)
-        with torch.no_grad(), torch.autocast(device.type, autocast, enabled=autocast is not None):
+        tiles = torch.stack([padded[(i, *(slice(b, b + c + 2 * halo) for b, c in zip(s, core)))] for i, s in batch])
+        x = tiles[:, None].to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        with torch.inference_mode(), torch.autocast(device.type, autocast, enabled=autocast is not None):
             y = model(x)
-        y = y[(slice(None), 0, *keep)].float().cpu().numpy()
+        y = y[(slice(None), 0, *keep)].float().to(store)
         for (i, s), tile in zip(batch, y):
             index = (i, *(slice(b * scale, (b + c) * scale) for b, c in zip(s, core)))
             out[index] += tile * weights
@@ -164,10 +184,27 @@ def _run(model, images: np.ndarray, halo: int, scale: int, tiling: Tiling, overl
     return out / total
 
 
+@contextmanager
+def cudnn_autotuning(enabled: bool):
+    """``torch.backends.cudnn.benchmark`` set to ``enabled`` inside the block, restored after it."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+def channels_last_format(ndim: int) -> torch.memory_format:
+    """The channels-last memory format of ``ndim``-D images (``channels_last_3d`` for volumes)."""
+    return torch.channels_last_3d if ndim == 3 else torch.channels_last
+
+
 def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: int | Sequence[int] | None = None,
                    overlap: float = 0.25, batch_size: int | None = None, device: str | torch.device | None = None,
-                   dtype: str | None = None, blend: str = "gaussian", halo: int | None = None,
+                   dtype: str | None = "auto", blend: str = "gaussian", halo: int | None = None,
                    intensity_scale: float | None = None, memory_gb: float | None = None,
+                   channels_last: bool | None = None, cudnn_benchmark: bool | None = None,
                    progress: bool = False) -> Volume | np.ndarray:
     """Super-resolve a whole scan with ``model``, tile by tile; the result is on the CPU, in the input's intensities.
 
@@ -180,7 +217,8 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
         overlap: fraction (0 to <1) of a tile's kept core shared with each neighbour.
         batch_size: tiles per forward pass; ``None`` fills the memory budget.
         device: where the network runs (default: CUDA when available). The model is moved there.
-        dtype: ``"bf16"`` or ``"fp16"`` to run under autocast (CUDA only; ignored on the CPU), ``None`` for fp32.
+        dtype: ``"bf16"`` or ``"fp16"`` to run under autocast (CUDA only; ignored on the CPU), ``None`` or ``"fp32"``
+            for fp32, ``"auto"``: `CUDA_FAST_PATH`'s on CUDA (chosen with ``mrisr bench``), fp32 elsewhere.
         blend: ``"gaussian"`` or ``"constant"`` weighting of overlapping cores.
         halo: context voxels cut off each side of a tile's output; default: the network's receptive-field radius,
             which makes the result equal to one pass over the whole (reflect-padded) volume.
@@ -188,7 +226,13 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
             as in training (`mrisr.data.intensity_scale`).
         memory_gb: activation memory budget in GiB; default `memory_budget` (60 % of free GPU memory). On running
             out of memory the run retries with half the batch, then smaller tiles, and warns.
+        channels_last: run in the channels-last memory format (``channels_last_3d`` for 3D networks); ``None``:
+            `CUDA_FAST_PATH`'s choice on CUDA, off elsewhere.
+        cudnn_benchmark: let cuDNN time its algorithms for the tile shape (``torch.backends.cudnn.benchmark``, restored
+            afterwards); ``None``: `CUDA_FAST_PATH`'s choice on CUDA.
         progress: show a progress bar over batches.
+
+    On CUDA the volume is padded, blended and normalised on the GPU when it fits in a quarter of the free memory.
 
     Returns:
         A `Volume` (float32; affine scaled for ``scale > 1``) or an array, as given.
@@ -201,17 +245,29 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
         halo = int(math.ceil(radius))
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    if dtype not in (None, "fp32", *AUTOCAST_DTYPES):
-        raise ValueError(f"dtype must be 'bf16', 'fp16', 'fp32' or None, got {dtype!r}")
+    if dtype not in (None, "fp32", "auto", *AUTOCAST_DTYPES):
+        raise ValueError(f"dtype must be 'bf16', 'fp16', 'fp32', 'auto' or None, got {dtype!r}")
+    fast = CUDA_FAST_PATH if device.type == "cuda" else {"dtype": None, "channels_last": False,
+                                                          "cudnn_benchmark": False}
+    dtype = fast["dtype"] if dtype == "auto" else dtype
+    channels_last = fast["channels_last"] if channels_last is None else channels_last
+    cudnn_benchmark = fast["cudnn_benchmark"] if cudnn_benchmark is None else cudnn_benchmark
     autocast = AUTOCAST_DTYPES.get(dtype) if device.type == "cuda" else None
     data = volume.data if isinstance(volume, Volume) else np.asarray(volume, np.float32)
     if data.ndim < ndim:
         raise ValueError(f"a {ndim}D network needs at least {ndim} axes, got an array of shape {data.shape}")
     shape = data.shape[-ndim:]
-    scale_value = percentile_scale(data) if intensity_scale is None else float(intensity_scale)
-    images = np.ascontiguousarray(data.reshape(-1, *shape), np.float32) / scale_value
+    images = torch.from_numpy(np.ascontiguousarray(data.reshape(-1, *shape), np.float32))
+    store = torch.device("cpu")
+    if device.type == "cuda":  # input, padded input, output and weights on the GPU if they take a quarter at most
+        needed = 4 * images.numel() * (2 + 2 * scale**ndim) + 4 * len(images) * math.prod(n + 2 * halo for n in shape)
+        store = device if needed <= 0.25 * torch.cuda.mem_get_info(device)[0] else store
+    images = images.to(store)
+    scale_value = percentile_scale(images) if intensity_scale is None else float(intensity_scale)
+    images = images / scale_value  # a new tensor: on the CPU, images shares memory with the caller's array
 
-    model = model.to(device).eval()
+    memory_format = channels_last_format(ndim) if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format).eval()
     element = 2 if autocast is not None else 4
     budget = int(memory_gb * 2**30) if memory_gb else memory_budget(device)
     per_voxel = bytes_per_voxel(model, element)
@@ -226,7 +282,9 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
         tiling = Tiling(tiling.tile, int(batch_size))
     while True:
         try:
-            out = _run(model, images, halo, scale, tiling, overlap, blend, device, autocast, progress)
+            with cudnn_autotuning(cudnn_benchmark):
+                out = _run(model, images, halo, scale, tiling, overlap, blend, device, autocast, memory_format,
+                           progress)
             break
         except Exception as err:  # noqa: BLE001 (out-of-memory errors come in several types)
             if not _is_out_of_memory(err):
@@ -240,7 +298,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
             warnings.warn(f"out of memory with {tiling.batch_size} tile(s) of {tiling.tile}; retrying with "
                           f"{smaller.batch_size} of {smaller.tile}", RuntimeWarning, stacklevel=2)
             tiling = smaller
-    out = out.reshape(*data.shape[:-ndim], *out.shape[1:]) * scale_value
+    out = (out * scale_value).cpu().numpy().reshape(*data.shape[:-ndim], *out.shape[1:])
     if not isinstance(volume, Volume):
         return out
     affine = volume.affine.copy()

@@ -112,10 +112,19 @@ class Volume:
                 f"format={self.meta.get('source_format')!r})")
 
 
-def intensity_scale(data: np.ndarray) -> float:
+def intensity_scale(data) -> float:
     """A scan's intensity unit: its 99.5th percentile (robust to a few very bright voxels). Networks see
-    ``data / intensity_scale(data)``, in training (`mrisr.data.prepare_subject`) and inference alike."""
-    scale = float(np.percentile(data, NORMALIZATION_PERCENTILE))
+    ``data / intensity_scale(data)``, in training (`mrisr.data.prepare_subject`) and inference alike.
+
+    ``data``: a numpy array, or a torch tensor (computed where it lies, e.g. on the GPU, with numpy's linear
+    interpolation between order statistics)."""
+    if isinstance(data, np.ndarray) or not hasattr(data, "flatten"):
+        scale = float(np.percentile(data, NORMALIZATION_PERCENTILE))
+    else:
+        ordered = data.flatten().sort().values
+        position = (ordered.numel() - 1) * NORMALIZATION_PERCENTILE / 100
+        low, high = float(ordered[int(position)]), float(ordered[min(int(position) + 1, ordered.numel() - 1)])
+        scale = low + (high - low) * (position - int(position))
     if not scale > 0:
         raise ValueError("the image is empty (99.5th percentile <= 0): nothing to normalise by")
     return scale

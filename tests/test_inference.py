@@ -45,8 +45,11 @@ def test_sliding_window_equals_one_full_pass(model, shape):
     model = _random(model)
     halo = math.ceil(model_geometry(model)[2])
     x = np.random.default_rng(1).random(shape, dtype=np.float32)
+    given = x.copy()
     reference = _full_pass(model, x, halo)
     ndim = model_geometry(model)[0]
+    np.testing.assert_allclose(predict_volume(model, x, channels_last=True, intensity_scale=1.0, device="cpu"),
+                               reference, atol=1e-5, rtol=0, err_msg="channels-last memory format")
     for overlap, patch in [(0.0, None), (0.25, 2 * halo + 5), (0.5, 2 * halo + 3),
                            (0.1, [2 * halo + 4, 2 * halo + 7, 2 * halo + 2][:ndim])]:
         out = predict_volume(model, x, patch_size=patch, overlap=overlap, batch_size=3, intensity_scale=1.0,
@@ -57,6 +60,7 @@ def test_sliding_window_equals_one_full_pass(model, shape):
     short = predict_volume(model, x, patch_size=halo + 4, halo=halo // 2, overlap=0.0, intensity_scale=1.0,
                            device="cpu")
     assert np.abs(short - reference).max() > 1e-4  # ten times the tolerance above
+    np.testing.assert_array_equal(x, given)  # the caller's array is never changed
 
 
 def test_scale_two_grid_and_affine():
