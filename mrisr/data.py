@@ -169,6 +169,7 @@ class PatchSampler:
     def __init__(self, subjects: Sequence[Subject], patch_size: Sequence[int] | int | None,
                  foreground_fraction: float = 0.9, seed: int = 0, min_tissue: float = 0.5, tries: int = 10):
         self.subjects, self.seed, self.epoch = list(subjects), seed, 0
+        self._last = (None, None)
         self.foreground_fraction, self.min_tissue, self.tries = foreground_fraction, min_tissue, tries
         ndim = self.subjects[0].ndim
         if patch_size is not None:
@@ -181,7 +182,14 @@ class PatchSampler:
         self.patch_size = patch_size
 
     def location(self, ref: PatchRef) -> tuple[int, tuple[int, ...]]:
-        """``(image index n, HR start per axis)`` of a patch."""
+        """``(image index n, HR start per axis)`` of a patch (remembered for the next call: the LR and HR getters ask
+        for the same patch one after the other)."""
+        key = (ref, self.epoch)
+        if self._last[0] != key:
+            self._last = (key, self._draw(ref))
+        return self._last[1]
+
+    def _draw(self, ref: PatchRef) -> tuple[int, tuple[int, ...]]:
         subject = self.subjects[ref.subject]
         rng = np.random.default_rng([self.seed, 0 if ref.valid else self.epoch + 1, ref.subject, ref.index])
         if self.patch_size is None:

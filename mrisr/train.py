@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle and Learner.lr_find)
+from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.tracker import SaveModelCallback, TrackerCallback
 from fastai.learner import Learner
@@ -28,6 +29,7 @@ from fastai.metrics import Metric
 from mrisr.data import ResamplePatches, Subject, prepare_subject, split_slabs, sr_dataloaders
 from mrisr.degrade import Degradation, preset
 from mrisr.errors import InputError
+from mrisr.inference import channels_last_format
 from mrisr.io.atomic import atomic_path
 from mrisr.losses import PerceptualLoss, SRLoss
 from mrisr.metrics import fastai_metrics
@@ -48,7 +50,10 @@ class ExperimentConfig:
     device instead of once per volume. Model: ``"edsr3d"`` or ``"srresnet2d"`` with its sizes. Loss: MSE plus
     ``perceptual_weight`` times the VGG16 loss (``vgg_weights`` / ``vgg_normalization`` as `PerceptualLoss`).
     Schedule: patch size in HR voxels, patches per subject per epoch, batch size, epochs, one-cycle peak lr.
-    ``mixed_precision``: ``"bf16"``, ``"fp16"`` or ``None`` (used on CUDA only).
+    Speed (CUDA only; ``None`` means `TRAIN_FAST_PATH`'s choice, measured with ``mrisr bench``):
+    ``mixed_precision`` ``"bf16"``, ``"fp16"`` or ``None``; ``channels_last`` memory format; ``cudnn_benchmark``
+    (cuDNN picks its fastest algorithms by timing them); ``compile`` (``torch.compile`` of the model);
+    ``num_workers`` processes cutting patches (0: in the training process).
     """
 
     name: str = "experiment"
@@ -80,6 +85,10 @@ class ExperimentConfig:
     weight_decay: float = 0.0
     augment: bool = True
     mixed_precision: str | None = "bf16"
+    channels_last: bool | None = None
+    cudnn_benchmark: bool | None = None
+    compile: bool = False
+    num_workers: int | None = None
     seed: int = 0
     run_dir: str = "runs/experiment"
 
@@ -113,6 +122,30 @@ class ExperimentConfig:
 
 
 MODELS = {"edsr3d": EDSR3D, "srresnet2d": SRResNet2D}
+TRAIN_FAST_PATH = {"channels_last": False, "cudnn_benchmark": False, "num_workers": 0}
+"""What `sr_learner` does on CUDA where the config says ``None``: the fastest settings ``mrisr bench`` measured
+(docs/benchmarks.md). On the CPU all are off."""
+
+
+class FastPath(Callback):
+    """Speed settings for a fit: the model and each input batch in channels-last memory format (``channels_last_3d``
+    for volumes), and cuDNN autotuning (``torch.backends.cudnn.benchmark``, restored after the fit)."""
+
+    def __init__(self, channels_last: bool, cudnn_benchmark: bool):
+        self.channels_last, self.cudnn_benchmark = channels_last, cudnn_benchmark
+
+    def before_fit(self):
+        self.saved = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark or self.saved
+        if self.channels_last:
+            self.learn.model.to(memory_format=channels_last_format(self.learn.model.ndim))
+
+    def before_batch(self):
+        if self.channels_last:
+            self.learn.xb = tuple(x.contiguous(memory_format=channels_last_format(x.ndim - 2)) for x in self.learn.xb)
+
+    def after_fit(self):
+        torch.backends.cudnn.benchmark = self.saved
 
 
 def build_model(config: ExperimentConfig) -> torch.nn.Module:
@@ -299,11 +332,14 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
     ``<run_dir>/best.pth``, the config written to ``<run_dir>/config.json``, mixed precision on CUDA as configured.
     ``progress=None`` shows fastai's bars in a terminal or notebook, else one line per epoch."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    fast = {k: (default if device.type == "cuda" else 0) if getattr(config, k) is None else getattr(config, k)
+            for k, default in TRAIN_FAST_PATH.items()}  # None: the fast path on CUDA, off on the CPU
     subjects = subjects if subjects is not None else load_subjects(config)
     on_the_fly = config.get_degradation() if config.degrade_on_the_fly else None
     dls, sampler = sr_dataloaders(subjects, validation_names(config, subjects), config.patch_size,
                                   config.patches_per_subject, config.valid_patches_per_subject, config.batch_size,
-                                  config.augment, on_the_fly, seed=config.seed, device=device)
+                                  config.augment, on_the_fly, seed=config.seed, device=device,
+                                  num_workers=fast["num_workers"])
     perceptual = None
     if config.perceptual_weight:
         perceptual = PerceptualLoss(config.perceptual_layers, weights=config.vgg_weights,
@@ -316,9 +352,12 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / "config.json", ".json") as tmp:
         tmp.write_text(config.to_json())
-    learn = Learner(dls, build_model(config).to(device), loss_func=loss, metrics=metrics, wd=config.weight_decay,
-                    path=run_dir, model_dir=".", cbs=[ResamplePatches(sampler), Checkpoint(run_dir / "best.pth",
-                                                                                             config)])
+    model = build_model(config).to(device)
+    if config.compile:
+        model.compile()  # in place: the state dict keeps its keys, so checkpoints load into plain models
+    learn = Learner(dls, model, loss_func=loss, metrics=metrics, wd=config.weight_decay, path=run_dir, model_dir=".",
+                    cbs=[ResamplePatches(sampler), Checkpoint(run_dir / "best.pth", config),
+                         FastPath(bool(fast["channels_last"]), bool(fast["cudnn_benchmark"]))])
     if device.type == "cuda" and config.mixed_precision:
         learn = learn.to_bf16() if config.mixed_precision == "bf16" else learn.to_fp16()
     if not (progress if progress is not None else _interactive()):
