@@ -117,7 +117,7 @@ def cmd_train(args) -> int:
 
 def _predict_options(args) -> dict:
     return {"patch_size": args.patch_size, "overlap": args.overlap, "batch_size": args.batch_size,
-            "device": args.device, "dtype": args.dtype}
+            "device": args.device, "dtype": args.dtype or "auto"}
 
 
 def cmd_predict(args) -> int:
@@ -193,6 +193,31 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """Measure training and inference speed variant by variant; write JSON, append Markdown to the benchmarks."""
+    from mrisr.bench import append_markdown, run, to_markdown
+    from mrisr.io import load_volume
+    from mrisr.io.atomic import atomic_path
+
+    volume = load_volume(args.volume) if args.volume else None
+    path = None if args.json == "-" else Path(args.json or f"runs/bench/bench-{time.strftime('%Y%m%d-%H%M%S')}.json")
+
+    def save(result: dict) -> None:  # after every section: a long run that is stopped keeps what it measured
+        if path is not None:
+            with atomic_path(path, ".json") as tmp:
+                tmp.write_text(json.dumps(result, indent=2))
+
+    result = run(args.preset, device=args.device, volume=volume, sections=args.sections, on_section=save)
+    save(result)
+    print(json.dumps(result, indent=2) if path is None else f"JSON: {path}")
+    command = "mrisr bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "mrisr bench"
+    markdown = to_markdown(result, command.strip())
+    if args.markdown:
+        print(f"Markdown appended to {append_markdown(Path(args.markdown), markdown)}")
+    print(markdown)
+    return 0
+
+
 def _add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--series", help="DICOM: which series (UID, number or description) when a folder has several")
     parser.add_argument("--variable", help=".mat: which variable holds the image")
@@ -244,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "that fits in memory)")
         p.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared with a neighbour")
         p.add_argument("--batch-size", type=int, help="tiles per forward pass (default: fill memory)")
-        p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="autocast on CUDA (default fp32)")
+        p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="precision on CUDA (default: the fast path "
+                                                                         "`mrisr bench` chose, CUDA_FAST_PATH)")
 
     predict = sub.add_parser("predict", help="super-resolve a scan with a trained model, write NIfTI")
     predict.add_argument("input", help="any scan `mrisr info` reads (on the grid the model was trained for)")
@@ -289,6 +315,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", help="cuda or cpu (default: cuda when available; larger model there)")
     demo.add_argument("--fast", action="store_true", help="tiny phantoms and model, one epoch (a smoke test)")
     demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="measure training and inference speed, variant by variant",
+                           description="Times the seed-size EDSR3D: training steps (fp32, tf32, bf16, channels-last, "
+                                       "cuDNN autotuning, torch.compile; batch and patch sweeps; MFU against the "
+                                       "measured matrix-product peak), the real fastai loop, whole-volume inference, "
+                                       "and each variant's accuracy against fp32. See mrisr.bench.")
+    bench.add_argument("--preset", default="auto", choices=["auto", "gpu", "cpu", "tiny"],
+                       help="sizes (default: gpu on CUDA, cpu otherwise; tiny is a smoke test)")
+    bench.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    bench.add_argument("--sections", nargs="+", default=["train", "pipeline", "inference", "accuracy"],
+                       choices=["train", "pipeline", "inference", "accuracy"], help="what to measure (default: all)")
+    bench.add_argument("--volume", help="a real scan for the accuracy section (default: a phantom)")
+    bench.add_argument("--json", help="JSON output file, '-' for stdout (default runs/bench/bench-<time>.json)")
+    bench.add_argument("--markdown", help="append the tables to this Markdown file, e.g. docs/benchmarks.md")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -1,0 +1,84 @@
+"""The speed harness (`mrisr.bench`, ``mrisr bench``): it runs end to end and emits valid JSON and Markdown; its FLOP
+count and timer do what they say; the accuracy section works on the real knee. No timed assertions."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import torch
+
+from mrisr import bench
+from mrisr.cli import main
+from mrisr.models import EDSR3D
+
+
+def _numbers(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _numbers(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _numbers(v)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield value
+
+
+def test_bench_command_writes_json_and_appends_markdown(tmp_path, capsys):
+    markdown = tmp_path / "benchmarks.md"
+    markdown.write_text("# Benchmarks\n\nearlier figures\n")
+    assert main(["bench", "--preset", "tiny", "--device", "cpu", "--json", str(tmp_path / "b.json"),
+                 "--markdown", str(markdown)]) == 0
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert set(result) == {"environment", "peak", "train", "pipeline", "inference", "accuracy"}
+    assert result["environment"]["device"].startswith("CPU") and result["environment"]["date"]
+    assert all(math.isfinite(x) and x >= 0 for x in _numbers(result))
+    train = result["train"]
+    assert [r["variant"] for r in train["variants"]] == [v.name for v in bench.CPU_VARIANTS if not v.compile]
+    for row in train["variants"] + train["sweeps"] + result["pipeline"]:
+        assert row["patches_per_s"] > 0 and "error" not in row
+    assert [r["speedup"] for r in train["variants"]][0] == 1.0
+    assert 0 < result["pipeline"][0]["device_busy"] <= 1 and result["pipeline"][0]["loader_ms_per_batch"] > 0
+    assert all(r["seconds"] > 0 and r["voxels_per_s"] > 0 for r in result["inference"])
+    naive = result["accuracy"]["variants"][0]
+    assert naive["variant"] == bench.NAIVE.name and naive["relative_error"] == 0 and naive["psnr_change_db"] == 0
+    text = markdown.read_text()
+    assert text.startswith("# Benchmarks\n\nearlier figures\n")  # appended, not overwritten
+    assert "### Speed benchmark: CPU" in text and "| naive fp32 |" in text and "torch " + torch.__version__ in text
+    assert text.count("\n|---") == 5  # train, sweeps, pipeline, inference, accuracy
+    assert "### Speed benchmark" in capsys.readouterr().out
+
+
+def test_step_flops_counts_every_convolution_forward_and_backward():
+    model = EDSR3D(n_feats=8, n_blocks=2)
+    voxels = 6**3
+    macs = 1 * 8 * 27 + 5 * 8 * 8 * 27 + 8 * 1 * 27  # head, 2 blocks x 2 + body conv, tail; per voxel
+    # backward: the weight gradient of every conv and the input gradient of all but the head (input needs none)
+    expected = (2 * macs + 2 * 2 * macs - 2 * 8 * 27) * voxels * 3
+    assert bench.step_flops(model, (3, 1, 6, 6, 6), torch.device("cpu")) == expected
+
+
+def test_timer_warms_up_then_times_each_repeat():
+    calls = []
+    seconds = bench.time_steps(lambda: calls.append(1), torch.device("cpu"), warmup=2, repeats=3, steps_per_repeat=4)
+    assert len(calls) == 2 + 3 * 4 and len(seconds) == 3 and all(s >= 0 for s in seconds)
+
+
+def test_backend_restores_the_global_flags():
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    with bench.backend(bench.Variant("x", "tf32", cudnn_benchmark=not saved[1])):
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cudnn.benchmark != saved[1]
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark) == saved
+
+
+def test_accuracy_section_on_the_real_knee(dess_block):
+    sizes = bench.PRESETS["tiny"]
+    variants = [bench.NAIVE, bench.Variant("fp32 + channels_last_3d", channels_last=True)]
+    result = bench.accuracy_section(sizes, variants, torch.device("cpu"), dess_block)
+    assert result["shape"] == list(dess_block.shape)
+    assert result["fp32_psnr_db"] != result["input_psnr_db"]  # the briefly trained network changes its input
+    naive, channels_last = result["variants"]
+    assert naive["relative_error"] == 0 and naive["psnr_change_db"] == 0
+    assert channels_last["relative_error"] < 1e-5 and abs(channels_last["psnr_change_db"]) < 1e-3
+    assert np.isfinite([r["psnr_db"] for r in result["variants"]]).all()
