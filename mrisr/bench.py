@@ -98,9 +98,10 @@ class BenchSizes:
     pipeline_shape: tuple[int, ...] = (96, 160, 160)
     pipeline_batches: int = 48
     volume: tuple[int, ...] = (256, 320, 320)
-    tiles: tuple[int, ...] = (96, 128, 192)
+    tiles: tuple[int, ...] = (128, 192, 256)
     memory_gb: tuple[float, ...] = (12.0, 4.0)
-    inference_repeats: int = 3
+    inference_repeats: int = 2
+    accuracy_shape: tuple[int, ...] = (80, 256, 256)
     accuracy_steps: int = 200
     accuracy_batch: int = 8
 
@@ -110,11 +111,11 @@ PRESETS = {
     "cpu": BenchSizes(batch=2, warmup=1, repeats=3, steps_per_repeat=1, batch_sweep=(1, 4), patch_sweep=(16, 48),
                       variants="cpu", matmul_n=2048, pipeline_subjects=3, pipeline_shape=(48, 96, 96),
                       pipeline_batches=4, volume=(48, 96, 96), tiles=(), memory_gb=(),
-                      inference_repeats=1, accuracy_steps=10, accuracy_batch=2),
+                      inference_repeats=1, accuracy_shape=(24, 160, 160), accuracy_steps=10, accuracy_batch=2),
     "tiny": BenchSizes(n_feats=4, n_blocks=1, patch=12, batch=2, warmup=1, repeats=2, steps_per_repeat=1,
                        batch_sweep=(1,), patch_sweep=(16,), variants="cpu", compile=False, matmul_n=256,
                        pipeline_subjects=3, pipeline_shape=(24, 32, 32), pipeline_batches=2, volume=(12, 24, 24),
-                       tiles=(16,), memory_gb=(), inference_repeats=1, accuracy_steps=2, accuracy_batch=1),
+                       tiles=(16,), memory_gb=(), inference_repeats=1, accuracy_shape=(12, 24, 24), accuracy_steps=2, accuracy_batch=1),
 }
 
 
@@ -467,10 +468,15 @@ def fit_briefly(model: torch.nn.Module, lr_volume: np.ndarray, hr_volume: np.nda
 
 
 def accuracy_section(sizes: BenchSizes, variants: Sequence[Variant], device: torch.device, volume: Volume) -> dict:
-    """Each variant's whole-volume prediction of the degraded ``volume`` against the fp32 one."""
+    """Each variant's whole-volume prediction of the degraded ``volume`` (its central ``sizes.accuracy_shape``
+    block) against the fp32 one."""
+    from mrisr.data import sub_volume
     from mrisr.degrade import preset
     from mrisr.metrics import psnr
 
+    start = [max(0, (n - a) // 2) for n, a in zip(volume.shape, sizes.accuracy_shape)]
+    for axis, (b, a) in enumerate(zip(start, sizes.accuracy_shape)):  # the central block, at most accuracy_shape
+        volume = sub_volume(volume, axis, b, b + a)
     degraded = preset("knee_fast_acquisition")(volume).data
     torch.manual_seed(0)
     model = EDSR3D(n_feats=sizes.n_feats, n_blocks=sizes.n_blocks)
@@ -539,6 +545,11 @@ def run(preset_name: str = "auto", device: str | torch.device | None = None, vol
     if "train" in sections:
         train = result["train"] = train_section(sizes, variants, device, rates[peak_name])
         done(result)
+    # predict_volume runs eager (tiles change shape) and autocasts on CUDA only
+    predicting = [v for v in variants if not v.compile and (device.type == "cuda" or v.precision == "fp32")]
+    if "inference" in sections:
+        result["inference"] = inference_section(sizes, predicting, device)
+        done(result)
     if "pipeline" in sections:
         workers = min(8, max(1, (os.cpu_count() or 2) - 1))
         best = next((v for v in variants if v.name == train.get("best")), NAIVE)
@@ -546,16 +557,11 @@ def run(preset_name: str = "auto", device: str | torch.device | None = None, vol
             {}, {"num_workers": workers},
             {"num_workers": workers, "channels_last": best.channels_last, "cudnn_benchmark": best.cudnn_benchmark}])
         done(result)
-    # predict_volume runs eager (tiles change shape) and autocasts on CUDA only
-    predicting = [v for v in variants if not v.compile and (device.type == "cuda" or v.precision == "fp32")]
-    if "inference" in sections:
-        result["inference"] = inference_section(sizes, predicting, device)
-        done(result)
     if "accuracy" in sections:
         if volume is None:
             from mrisr.phantom import knee_phantom
 
-            volume = knee_phantom(sizes.volume)
+            volume = knee_phantom(sizes.accuracy_shape)
         result["accuracy"] = accuracy_section(sizes, predicting, device, volume)
     return result
 
