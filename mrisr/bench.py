@@ -97,9 +97,10 @@ class BenchSizes:
     pipeline_subjects: int = 4
     pipeline_shape: tuple[int, ...] = (96, 160, 160)
     pipeline_batches: int = 48
+    pipeline_batch_sizes: tuple[int, ...] = (64,)
     volume: tuple[int, ...] = (256, 320, 320)
-    tiles: tuple[int, ...] = (128, 192, 256)
-    memory_gb: tuple[float, ...] = (12.0, 4.0)
+    tiles: tuple[int, ...] = (192,)
+    memory_gb: tuple[float, ...] = (12.0, 8.0, 4.0)
     inference_repeats: int = 2
     accuracy_shape: tuple[int, ...] = (80, 256, 256)
     accuracy_steps: int = 200
@@ -110,12 +111,13 @@ PRESETS = {
     "gpu": BenchSizes(),
     "cpu": BenchSizes(batch=2, warmup=1, repeats=3, steps_per_repeat=1, batch_sweep=(1, 4), patch_sweep=(16, 48),
                       variants="cpu", matmul_n=2048, pipeline_subjects=3, pipeline_shape=(48, 96, 96),
-                      pipeline_batches=4, volume=(48, 96, 96), tiles=(), memory_gb=(),
+                      pipeline_batches=4, pipeline_batch_sizes=(), volume=(48, 96, 96), tiles=(), memory_gb=(),
                       inference_repeats=1, accuracy_shape=(24, 160, 160), accuracy_steps=10, accuracy_batch=2),
     "tiny": BenchSizes(n_feats=4, n_blocks=1, patch=12, batch=2, warmup=1, repeats=2, steps_per_repeat=1,
                        batch_sweep=(1,), patch_sweep=(16,), variants="cpu", compile=False, matmul_n=256,
-                       pipeline_subjects=3, pipeline_shape=(24, 32, 32), pipeline_batches=2, volume=(12, 24, 24),
-                       tiles=(16,), memory_gb=(), inference_repeats=1, accuracy_shape=(12, 24, 24), accuracy_steps=2, accuracy_batch=1),
+                       pipeline_subjects=3, pipeline_shape=(24, 32, 32), pipeline_batches=2,
+                       pipeline_batch_sizes=(), volume=(12, 24, 24), tiles=(16,), memory_gb=(),
+                       inference_repeats=1, accuracy_shape=(12, 24, 24), accuracy_steps=2, accuracy_batch=1),
 }
 
 
@@ -295,16 +297,29 @@ def train_section(sizes: BenchSizes, variants: Sequence[Variant], device: torch.
         r["speedup"] = round(naive["step_ms"] / r["step_ms"], 2)
     best = min(timed, key=lambda r: r["step_ms"])
     best_variant = next(v for v in variants if v.name == best["variant"])
-    sweep_variant = dataclasses.replace(best_variant, compile=False) if best_variant.compile else best_variant
+    # sweeps run eager (compiling every shape takes too long); the compiled best is measured at the best batch after
+    sweep_variant = best_variant
+    if best_variant.compile:
+        sweep_variant = dataclasses.replace(best_variant, compile=False,
+                                            name=best_variant.name.replace(" + compile", ""))
     sweeps = []
-    for batch, patch in [(b, sizes.patch) for b in sizes.batch_sweep] + [(sizes.batch, p) for p in sizes.patch_sweep]:
+
+    def sweep(variant: Variant, batch: int, patch: int) -> None:
         try:
-            sweeps.append(measure_train(sizes, sweep_variant, device, batch, patch,
+            sweeps.append(measure_train(sizes, variant, device, batch, patch,
                                         round(flops_per_voxel * batch * patch**3), peak))
         except Exception as err:  # noqa: BLE001
             if not _out_of_memory(err):
                 raise
-            sweeps.append({"variant": sweep_variant.name, "batch": batch, "patch": patch, "error": "out of memory"})
+            sweeps.append({"variant": variant.name, "batch": batch, "patch": patch, "error": "out of memory"})
+
+    for batch, patch in [(b, sizes.patch) for b in sizes.batch_sweep] + [(sizes.batch, p) for p in sizes.patch_sweep]:
+        sweep(sweep_variant, batch, patch)
+    if best_variant.compile:
+        fastest = max((r for r in sweeps if "error" not in r and r["patch"] == sizes.patch),
+                      key=lambda r: r["patches_per_s"])
+        if fastest["batch"] != sizes.batch:
+            sweep(best_variant, fastest["batch"], sizes.patch)
     result = {"flops_per_voxel": round(flops_per_voxel), "variants": rows, "best": best["variant"],
               "speedup_best_over_naive": best["speedup"], "sweep_variant": sweep_variant.name, "sweeps": sweeps}
     if device.type == "cuda":
@@ -321,7 +336,7 @@ def train_section(sizes: BenchSizes, variants: Sequence[Variant], device: torch.
 
 # -- the real training loop --------------------------------------------------------------------------------------
 
-def pipeline_section(sizes: BenchSizes, device: torch.device, train: dict, settings: Sequence[dict]) -> list[dict]:
+def pipeline_section(sizes: BenchSizes, device: torch.device, settings: Sequence[dict]) -> list[dict]:
     """`sr_learner` fitting phantom subjects (two epochs; the second is timed), once per entry of ``settings``
     (`ExperimentConfig` speed fields; ``{}`` = the library's defaults)."""
     from fastai.callback.core import Callback
@@ -350,10 +365,12 @@ def pipeline_section(sizes: BenchSizes, device: torch.device, train: dict, setti
     rows = []
     for extra in settings:
         with tempfile.TemporaryDirectory() as run_dir:
-            config = ExperimentConfig(name="bench", n_feats=sizes.n_feats, n_blocks=sizes.n_blocks,
-                                      patch_size=sizes.patch, batch_size=sizes.batch,
-                                      patches_per_subject=per_subject, valid_patches_per_subject=sizes.batch,
-                                      valid_cases=[subjects[-1].name], epochs=2, run_dir=run_dir, **extra)
+            batch = extra.get("batch_size", sizes.batch)
+            config = ExperimentConfig(**{"name": "bench", "n_feats": sizes.n_feats, "n_blocks": sizes.n_blocks,
+                                         "patch_size": sizes.patch, "batch_size": batch,
+                                         "patches_per_subject": math.ceil(per_subject * batch / sizes.batch),
+                                         "valid_patches_per_subject": batch, "valid_cases": [subjects[-1].name],
+                                         "epochs": 2, "run_dir": run_dir, **extra})
             learn = sr_learner(config, subjects, device=device, progress=False)
             learn.logger = lambda *_: None
             timer = TrainPhaseTimer()
@@ -368,8 +385,12 @@ def pipeline_section(sizes: BenchSizes, device: torch.device, train: dict, setti
         fast = next(cb for cb in learn.cbs if isinstance(cb, FastPath))
         same = Variant("same settings, compute only", precision, fast.channels_last, fast.cudnn_benchmark,
                        config.compile)
-        compute_s = _compute_only(sizes, same, device, train)
-        rows.append({"settings": extra or "defaults", "num_workers": learn.dls.train.fake_l.num_workers,
+        with backend(same):
+            step = train_step(EDSR3D(n_feats=sizes.n_feats, n_blocks=sizes.n_blocks), same, batch, sizes.patch, device)
+            compute_s = float(np.median(time_steps(step, device, sizes.warmup, sizes.repeats,
+                                                   sizes.steps_per_repeat)))
+        rows.append({"settings": extra or "defaults", "batch": batch,
+                     "num_workers": learn.dls.train.fake_l.num_workers,
                      "channels_last": fast.channels_last, "cudnn_benchmark": fast.cudnn_benchmark,
                      "patches_per_s": round(timer.patches / timer.seconds, 1),
                      "step_ms": round(step_s * 1e3, 2), "loader_ms_per_batch": round(loader_s * 1e3, 2),
@@ -378,16 +399,6 @@ def pipeline_section(sizes: BenchSizes, device: torch.device, train: dict, setti
         log(f"pipeline {rows[-1]['settings']}: {rows[-1]['patches_per_s']} patches/s, "
             f"busy {rows[-1]['device_busy']:.0%}")
     return rows
-
-
-def _compute_only(sizes: BenchSizes, variant: Variant, device: torch.device, train: dict) -> float:
-    """Seconds per compute-only step with ``variant``'s settings at the default batch and patch: from the training
-    table when it has them, else measured now."""
-    for row in train.get("variants", []):
-        match = next((v for v in (*GPU_VARIANTS, *CPU_VARIANTS) if v.name == row["variant"]), None)
-        if match is not None and "error" not in row and dataclasses.replace(match, name=variant.name) == variant:
-            return row["step_ms"] / 1e3
-    return measure_train(sizes, variant, device, sizes.batch, sizes.patch, 0, 1.0)["step_ms"] / 1e3
 
 
 # -- inference ----------------------------------------------------------------------------------------------------
@@ -541,9 +552,8 @@ def run(preset_name: str = "auto", device: str | torch.device | None = None, vol
                       "mfu_against": peak_name}
     log("matrix-product peak: " + ", ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in rates.items()))
     done = on_section or (lambda _: None)
-    train: dict = {}
     if "train" in sections:
-        train = result["train"] = train_section(sizes, variants, device, rates[peak_name])
+        result["train"] = train_section(sizes, variants, device, rates[peak_name])
         done(result)
     # predict_volume runs eager (tiles change shape) and autocasts on CUDA only
     predicting = [v for v in variants if not v.compile and (device.type == "cuda" or v.precision == "fp32")]
@@ -552,10 +562,11 @@ def run(preset_name: str = "auto", device: str | torch.device | None = None, vol
         done(result)
     if "pipeline" in sections:
         workers = min(8, max(1, (os.cpu_count() or 2) - 1))
-        best = next((v for v in variants if v.name == train.get("best")), NAIVE)
-        result["pipeline"] = pipeline_section(sizes, device, train, [
-            {}, {"num_workers": workers},
-            {"num_workers": workers, "channels_last": best.channels_last, "cudnn_benchmark": best.cudnn_benchmark}])
+        settings = [{}, {"num_workers": workers}]
+        if sizes.compile:
+            settings.append({"compile": True})
+        settings += [{"batch_size": b} for b in sizes.pipeline_batch_sizes]
+        result["pipeline"] = pipeline_section(sizes, device, settings)
         done(result)
     if "accuracy" in sections:
         if volume is None:
@@ -617,7 +628,7 @@ def to_markdown(result: dict, command: str = "mrisr bench") -> str:
                         "peak_memory_gib": "peak GiB", "first_step_s": "first step s", "speedup": "vs naive"}),
                 "", f"Batch and patch sweeps ({train['sweep_variant']}):", "",
                 _table(_percent(train["sweeps"], "mfu"),
-                       {"batch": "batch", "patch": "patch", "step_ms": "step ms", "patches_per_s": "patches/s",
+                       {"variant": "variant", "batch": "batch", "patch": "patch", "step_ms": "step ms", "patches_per_s": "patches/s",
                         "voxels_per_s": "voxels/s", "mfu": "MFU", "peak_memory_gib": "peak GiB"})]
     if result.get("train", {}).get("profile"):
         out += ["", f"Where a training step's device time goes ({result['train']['sweep_variant']}, torch.profiler):",
@@ -628,7 +639,7 @@ def to_markdown(result: dict, command: str = "mrisr bench") -> str:
         out += ["", "The real training loop (`sr_learner` on phantom subjects, fastai, the second epoch's training "
                     "phase); device busy = compute-only step / real step:", "",
                 _table(_percent(result["pipeline"], "device_busy"),
-                       {"settings": "settings", "num_workers": "workers", "patches_per_s": "patches/s",
+                       {"settings": "settings", "batch": "batch", "num_workers": "workers", "patches_per_s": "patches/s",
                         "step_ms": "step ms", "loader_ms_per_batch": "loader ms/batch",
                         "compute_ms_per_step": "compute ms/step", "device_busy": "device busy"})]
     if "inference" in result:

@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
         p.add_argument("--patch-size", type=int, help="tile size in input voxels, halo included (default: largest "
                                                       "that fits in memory)")
-        p.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared with a neighbour")
+        p.add_argument("--overlap", type=float, help="fraction of a tile shared with a neighbour (default: 0 with "
+                                                     "the exact halo, as predict_volume)")
         p.add_argument("--batch-size", type=int, help="tiles per forward pass (default: fill memory)")
         p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="precision on CUDA (default: the fast path "
                                                                          "`mrisr bench` chose, CUDA_FAST_PATH)")

@@ -163,13 +163,16 @@ class PatchSampler:
     and redrawn (up to ``tries`` times, keeping the best) until at least ``min_tissue`` of its voxels are above the
     subject's tissue level; otherwise it is placed uniformly. Each patch's place is a pure function of
     ``(seed, epoch, subject, index)``: the LR and HR getters agree, a new ``epoch`` gives new places, and validation
-    patches use a fixed epoch.
+    patches use a fixed epoch. With a CUDA ``device`` the patches are cut from copies of the images on the GPU
+    (places are still chosen on the CPU): no host-to-device copy then stalls the training loop.
     """
 
     def __init__(self, subjects: Sequence[Subject], patch_size: Sequence[int] | int | None,
-                 foreground_fraction: float = 0.9, seed: int = 0, min_tissue: float = 0.5, tries: int = 10):
+                 foreground_fraction: float = 0.9, seed: int = 0, min_tissue: float = 0.5, tries: int = 10,
+                 device: str | torch.device | None = None):
         self.subjects, self.seed, self.epoch = list(subjects), seed, 0
-        self._last = (None, None)
+        self.device = torch.device(device) if device is not None else None
+        self._last, self._device_images = (None, None), {}
         self.foreground_fraction, self.min_tissue, self.tries = foreground_fraction, min_tissue, tries
         ndim = self.subjects[0].ndim
         if patch_size is not None:
@@ -226,17 +229,27 @@ class PatchSampler:
         index = tuple(slice(b // f, b // f + p // f) for b, p, f in zip(start, size, factors))
         return images[n][index][None].float()  # (1, *patch): one channel
 
+    def _images(self, index: int, which: str) -> torch.Tensor:
+        """Subject ``index``'s ``"hr"`` or ``"lr"`` images where patches are cut: on the CUDA ``device`` (copied once)
+        or where they are."""
+        images = getattr(self.subjects[index], which)
+        if self.device is None or self.device.type != "cuda":
+            return images
+        if (index, which) not in self._device_images:
+            self._device_images[index, which] = images.to(self.device)
+        return self._device_images[index, which]
+
     def hr_patch(self, ref: PatchRef) -> torch.Tensor:
         """The HR patch ``(1, *patch_size)``, float32."""
         subject = self.subjects[ref.subject]
-        return self._crop(subject.hr, ref, (1,) * subject.ndim)
+        return self._crop(self._images(ref.subject, "hr"), ref, (1,) * subject.ndim)
 
     def lr_patch(self, ref: PatchRef) -> torch.Tensor:
         """The LR patch at the same place, or the HR patch when the subject is degraded on the fly."""
         subject = self.subjects[ref.subject]
         if subject.lr is None:
-            return self._crop(subject.hr, ref, (1,) * subject.ndim)
-        return self._crop(subject.lr, ref, subject.factors)
+            return self.hr_patch(ref)
+        return self._crop(self._images(ref.subject, "lr"), ref, subject.factors)
 
 
 # -- fastai types -------------------------------------------------------------------------------------------------
@@ -423,7 +436,8 @@ def sr_dataloaders(subjects: Sequence[Subject], valid_names: Sequence[str], patc
     ``patch_size``: HR patch in voxels (int or per axis; ``None`` for whole images). ``patches_per_subject``:
     training patches per subject per epoch. ``degrade_on_the_fly``: subjects prepared without a degradation
     get it applied to each batch on ``device`` (`DegradeBatch`). Returns ``(dls, sampler)``; pass
-    ``ResamplePatches(sampler)`` to the Learner so patches move every epoch.
+    ``ResamplePatches(sampler)`` to the Learner so patches move every epoch. With ``num_workers=0`` and a CUDA
+    ``device``, patches are cut on the GPU.
     """
     names = [s.name for s in subjects]
     unknown = sorted(set(valid_names) - set(names))
@@ -433,7 +447,8 @@ def sr_dataloaders(subjects: Sequence[Subject], valid_names: Sequence[str], patc
         raise ValueError("no validation subjects: name at least one (or hold out a slab with split_slabs)")
     if set(valid_names) == set(names):
         raise ValueError("every subject is in validation: keep at least one for training")
-    sampler = PatchSampler(subjects, patch_size, foreground_fraction, seed)
+    sampler = PatchSampler(subjects, patch_size, foreground_fraction, seed,
+                           device=device if not num_workers else None)  # worker processes cannot use CUDA
     valid = set(valid_names)
     items = [PatchRef(i, k, s.name in valid) for i, s in enumerate(subjects)
              for k in range(valid_patches_per_subject if s.name in valid else patches_per_subject)]

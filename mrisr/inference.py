@@ -31,7 +31,7 @@ from torch import nn
 from mrisr.volume import Volume, intensity_scale as percentile_scale
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-CUDA_FAST_PATH = {"dtype": None, "channels_last": False, "cudnn_benchmark": False}
+CUDA_FAST_PATH = {"dtype": "bf16", "channels_last": True, "cudnn_benchmark": False}
 """What `predict_volume` does on CUDA by default: the fastest settings within 0.01 dB of fp32 in ``mrisr bench``
 (docs/benchmarks.md)."""
 
@@ -57,11 +57,12 @@ def model_geometry(model: nn.Module) -> tuple[int, int, float]:
 
 
 def bytes_per_voxel(model: nn.Module, element_size: int) -> float:
-    """Estimated peak activation memory of a forward pass without gradients, per input voxel of a tile: about six
-    feature maps alive at the input resolution and three at the output resolution (plus working space)."""
+    """Estimated peak activation memory of a forward pass without gradients, per input voxel of a tile: about four
+    feature maps alive at the input resolution and three at the output resolution (plus working space). Measured
+    for the seed-size EDSR3D in bf16 on an H100: about four maps in all (docs/benchmarks.md)."""
     ndim, scale, _ = model_geometry(model)
     channels = max(m.out_channels for m in model.modules() if hasattr(m, "out_channels"))
-    return element_size * channels * (6 + 3 * scale**ndim)
+    return element_size * channels * (4 + 3 * scale**ndim)
 
 
 def memory_budget(device: torch.device) -> int:
@@ -78,22 +79,33 @@ def memory_budget(device: torch.device) -> int:
 
 
 def choose_tiling(shape: Sequence[int], halo: int, budget: int, per_voxel: float, n_images: int = 1,
-                  multiple: int = 8) -> Tiling:
-    """The largest tile (halo included, a ``multiple`` of voxels per axis where the image allows) whose activations
-    fit in ``budget`` bytes at ``per_voxel`` bytes each, and how many such tiles fit in one batch. A tile never
-    exceeds the padded image (``shape + 2 * halo``); the spare budget goes to the other axes, then to the batch."""
-    limit = [n + 2 * halo for n in shape]
+                  multiple: int = 8, overlap: float = 0.0) -> Tiling:
+    """The tile (halo included) that covers the image with the least computation, and how many fit in one batch.
+
+    Among tiles whose activations fit in ``budget`` bytes at ``per_voxel`` bytes each, every side a ``multiple`` of
+    voxels or the whole padded axis (``shape + 2 * halo``), it takes the one with the fewest voxels processed in all
+    (number of tiles x tile size: halos and overlaps are extra work), the larger tile on ties. A long thin slab that
+    spans two axes often beats a cube: its halo is paid on one axis only.
+    """
     voxels = max(budget / per_voxel, 1.0)
-    tile = list(limit)
-    while math.prod(tile) > voxels:
-        side = max(tile)
-        shrunk = max(2 * halo + 1, (int(side * 0.9) // multiple) * multiple or side - 1)
-        if shrunk >= side:
-            break
-        tile = [min(t, shrunk) for t in tile]
-    n_tiles = n_images * math.prod(len(tile_starts(n, t - 2 * halo, 0.0)) for n, t in zip(shape, tile))
+    sizes, counts = [], []
+    for n in shape:
+        limit = n + 2 * halo
+        first = (2 * halo // multiple + 1) * multiple
+        candidates = np.array(sorted({limit, *range(first, limit, multiple)}))
+        sizes.append(candidates)
+        counts.append(np.array([len(tile_starts(n, int(t) - 2 * halo, overlap)) for t in candidates]))
+    size = np.prod(np.meshgrid(*sizes, indexing="ij"), axis=0).astype(float)
+    work = size * np.prod(np.meshgrid(*counts, indexing="ij"), axis=0)
+    work[size > voxels] = np.inf
+    if np.isinf(work).all():  # nothing fits: the smallest tile, and out-of-memory handling if it still fails
+        best = (0,) * len(shape)
+    else:
+        best = np.unravel_index(np.lexsort((-size.ravel(), work.ravel()))[0], work.shape)
+    tile = tuple(int(s[i]) for s, i in zip(sizes, best))
+    n_tiles = n_images * math.prod(int(c[i]) for c, i in zip(counts, best))
     batch = int(max(1, min(n_tiles, voxels // math.prod(tile))))
-    return Tiling(tuple(tile), batch)
+    return Tiling(tile, batch)
 
 
 def tile_starts(n: int, core: int, overlap: float) -> list[int]:
@@ -201,7 +213,7 @@ def channels_last_format(ndim: int) -> torch.memory_format:
 
 
 def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: int | Sequence[int] | None = None,
-                   overlap: float = 0.25, batch_size: int | None = None, device: str | torch.device | None = None,
+                   overlap: float | None = None, batch_size: int | None = None, device: str | torch.device | None = None,
                    dtype: str | None = "auto", blend: str = "gaussian", halo: int | None = None,
                    intensity_scale: float | None = None, memory_gb: float | None = None,
                    channels_last: bool | None = None, cudnn_benchmark: bool | None = None,
@@ -214,7 +226,8 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
         volume: a `Volume` (3D, or 4D time series) or a float array whose last 2 or 3 axes are spatial.
         patch_size: tile size in input voxels per spatial axis, halo included (int or one per axis); ``None`` picks
             the largest that fits the memory budget (`choose_tiling`).
-        overlap: fraction (0 to <1) of a tile's kept core shared with each neighbour.
+        overlap: fraction (0 to <1) of a tile's kept core shared with each neighbour; default 0 when the halo covers
+            the receptive field (tiles are then exact and overlap would only cost time), else 0.25.
         batch_size: tiles per forward pass; ``None`` fills the memory budget.
         device: where the network runs (default: CUDA when available). The model is moved there.
         dtype: ``"bf16"`` or ``"fp16"`` to run under autocast (CUDA only; ignored on the CPU), ``None`` or ``"fp32"``
@@ -243,6 +256,8 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
         if math.isnan(radius):
             raise ValueError(f"{type(model).__name__} does not report its receptive field; pass halo= (voxels)")
         halo = int(math.ceil(radius))
+    if overlap is None:
+        overlap = 0.0 if halo >= radius else 0.25
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     if dtype not in (None, "fp32", "auto", *AUTOCAST_DTYPES):
@@ -271,7 +286,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
     element = 2 if autocast is not None else 4
     budget = int(memory_gb * 2**30) if memory_gb else memory_budget(device)
     per_voxel = bytes_per_voxel(model, element)
-    tiling = choose_tiling(shape, halo, budget, per_voxel, len(images))
+    tiling = choose_tiling(shape, halo, budget, per_voxel, len(images), overlap=overlap)
     if patch_size is not None:
         tile = tuple(int(p) for p in np.broadcast_to(patch_size, ndim))
         if min(tile) <= 2 * halo:

@@ -118,8 +118,23 @@ class _SRNet(nn.Module):
             step /= 2
         return radius + step  # tail conv
 
+    def head_conv(self, x: torch.Tensor, pad_channels: int = 8) -> torch.Tensor:
+        """The first conv, with input and weight zero-padded to ``pad_channels`` channels on CUDA (same result).
+
+        With one input channel, cuDNN computes the head's weight gradient with a slow direct kernel: a quarter of a
+        bf16 training step of the seed-size EDSR3D on an H100 (docs/benchmarks.md). Zero channels route it to the
+        implicit-GEMM kernels the other convs use; the padded input is channels-last, the fast format there."""
+        missing = pad_channels - x.shape[1]
+        if missing <= 0 or not x.is_cuda:
+            return self.head(x)
+        pad = [0, 0] * self.ndim + [0, missing]
+        memory_format = torch.channels_last_3d if self.ndim == 3 else torch.channels_last
+        return self.head._conv_forward(F.pad(x, pad).contiguous(memory_format=memory_format),
+                                       F.pad(self.head.weight, pad).contiguous(memory_format=memory_format),
+                                       self.head.bias)
+
     def forward(self, x):
-        features = self.head(x)
+        features = self.head_conv(x)
         out = self.tail(self.upsample(features + self.body(features)))
         if not self.global_skip:
             return out

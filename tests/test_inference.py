@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mrisr import Volume
-from mrisr.inference import choose_tiling, model_geometry, predict_volume
+from mrisr.inference import choose_tiling, model_geometry, predict_volume, tile_starts
 from mrisr.models import EDSR3D, SRResNet2D
 
 
@@ -139,6 +139,15 @@ def test_tiling_fits_the_budget_and_the_volume():
         tiling = choose_tiling(shape, halo, budget, per_voxel)
         assert math.prod(tiling.tile) * per_voxel * tiling.batch_size <= budget
         assert all(2 * halo < t <= n + 2 * halo for t, n in zip(tiling.tile, shape))
+    # least work: no cube that fits needs fewer voxels processed than the chosen tile (halos included)
+    shape, budget = (256, 320, 320), 12 << 30
+    tiling = choose_tiling(shape, halo, budget, per_voxel)
+
+    def work(tile):
+        return math.prod(t * len(tile_starts(n, t - 2 * halo, 0.0)) for t, n in zip(tile, shape))
+
+    cubes = [(c, c, c) for c in range(2 * halo + 8, 363, 8) if c**3 * per_voxel <= budget]
+    assert cubes and work(tiling.tile) <= min(work([min(t, n + 2 * halo) for t, n in zip(c, shape)]) for c in cubes)
     small = choose_tiling((20, 30, 40), halo, 1 << 30, per_voxel)
     assert small.tile == (62, 72, 82) and small.batch_size == 1  # the whole padded volume in one tile
 

@@ -75,3 +75,19 @@ def test_bad_configuration_errors():
         SRResNet2D(upsampler="bilinear")
     with pytest.raises(ValueError, match="power of 2"):
         EDSR3D(scale=3)
+
+
+@pytest.mark.parametrize("model, shape", [(EDSR3D(n_feats=8, n_blocks=1), (2, 1, 6, 7, 8)),
+                                          (SRResNet2D(n_feats=8, n_blocks=1), (2, 1, 9, 10))], ids=["3d", "2d"])
+def test_channel_padded_head_conv_gives_the_same_output_and_gradients(model, shape):
+    from unittest import mock
+
+    x = torch.rand(shape)
+    plain = model.head(x)
+    (grad_plain,) = torch.autograd.grad(plain.square().sum(), model.head.weight)
+    with mock.patch.object(torch.Tensor, "is_cuda", property(lambda self: True)):  # the CUDA path, on the CPU
+        padded = model.head_conv(x)
+    (grad_padded,) = torch.autograd.grad(padded.square().sum(), model.head.weight)
+    torch.testing.assert_close(padded, plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad_padded, grad_plain, rtol=1e-5, atol=1e-5)
+    assert grad_padded.shape == model.head.weight.shape
