@@ -628,8 +628,9 @@ def to_markdown(result: dict, command: str = "mrisr bench") -> str:
                         "peak_memory_gib": "peak GiB", "first_step_s": "first step s", "speedup": "vs naive"}),
                 "", f"Batch and patch sweeps ({train['sweep_variant']}):", "",
                 _table(_percent(train["sweeps"], "mfu"),
-                       {"variant": "variant", "batch": "batch", "patch": "patch", "step_ms": "step ms", "patches_per_s": "patches/s",
-                        "voxels_per_s": "voxels/s", "mfu": "MFU", "peak_memory_gib": "peak GiB"})]
+                       {"variant": "variant", "batch": "batch", "patch": "patch", "step_ms": "step ms",
+                        "patches_per_s": "patches/s", "voxels_per_s": "voxels/s", "mfu": "MFU",
+                        "peak_memory_gib": "peak GiB"})]
     if result.get("train", {}).get("profile"):
         out += ["", f"Where a training step's device time goes ({result['train']['sweep_variant']}, torch.profiler):",
                 "", _table(_percent(result["train"]["profile"], "share"),
@@ -639,8 +640,8 @@ def to_markdown(result: dict, command: str = "mrisr bench") -> str:
         out += ["", "The real training loop (`sr_learner` on phantom subjects, fastai, the second epoch's training "
                     "phase); device busy = compute-only step / real step:", "",
                 _table(_percent(result["pipeline"], "device_busy"),
-                       {"settings": "settings", "batch": "batch", "num_workers": "workers", "patches_per_s": "patches/s",
-                        "step_ms": "step ms", "loader_ms_per_batch": "loader ms/batch",
+                       {"settings": "settings", "batch": "batch", "num_workers": "workers",
+                        "patches_per_s": "patches/s", "step_ms": "step ms", "loader_ms_per_batch": "loader ms/batch",
                         "compute_ms_per_step": "compute ms/step", "device_busy": "device busy"})]
     if "inference" in result:
         out += ["", f"Whole-volume inference, `predict_volume` of a {' x '.join(map(str, env['sizes']['volume']))} "
