@@ -97,7 +97,7 @@ class BenchSizes:
     pipeline_subjects: int = 4
     pipeline_shape: tuple[int, ...] = (96, 160, 160)
     pipeline_batches: int = 48
-    pipeline_batch_sizes: tuple[int, ...] = (64,)
+    pipeline_batch_sizes: tuple[int, ...] = (64, 128)
     volume: tuple[int, ...] = (256, 320, 320)
     tiles: tuple[int, ...] = (192,)
     memory_gb: tuple[float, ...] = (12.0, 8.0, 4.0)
@@ -562,10 +562,9 @@ def run(preset_name: str = "auto", device: str | torch.device | None = None, vol
         done(result)
     if "pipeline" in sections:
         workers = min(8, max(1, (os.cpu_count() or 2) - 1))
-        settings = [{}, {"num_workers": workers}]
-        if sizes.compile:
-            settings.append({"compile": True})
-        settings += [{"batch_size": b} for b in sizes.pipeline_batch_sizes]
+        settings = [{}, {"num_workers": workers}] + [{"batch_size": b} for b in sizes.pipeline_batch_sizes]
+        if sizes.compile and sizes.pipeline_batch_sizes:
+            settings.append({"batch_size": max(sizes.pipeline_batch_sizes), "compile": True})
         result["pipeline"] = pipeline_section(sizes, device, settings)
         done(result)
     if "accuracy" in sections:

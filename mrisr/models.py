@@ -18,6 +18,27 @@ def _conv(ndim: int, c_in: int, c_out: int, kernel: int = 3) -> nn.Module:
     return (nn.Conv2d if ndim == 2 else nn.Conv3d)(c_in, c_out, kernel, padding=kernel // 2)
 
 
+def padded_conv(conv: nn.Module, x: torch.Tensor, channels: int = 8) -> torch.Tensor:
+    """``conv(x)`` with fewer than ``channels`` input or output channels zero-padded up to ``channels`` on CUDA (the
+    same result; the padded outputs are cut off again).
+
+    With a single input or output channel (the first and last conv of an image network), cuDNN computes the weight
+    gradient in bf16 with slow direct kernels: one took a quarter of a seed-size EDSR3D training step on an H100
+    (docs/benchmarks.md). Zero channels route both to the implicit-GEMM kernels the other convs use; the padded
+    tensors are channels-last, the fast format there.
+    """
+    c_in, c_out = conv.in_channels, conv.out_channels
+    if not x.is_cuda or min(c_in, c_out) >= channels:
+        return conv(x)
+    ndim = x.ndim - 2
+    memory_format = torch.channels_last_3d if ndim == 3 else torch.channels_last
+    extra_in, extra_out = max(0, channels - c_in), max(0, channels - c_out)
+    weight = F.pad(conv.weight, [0, 0] * ndim + [0, extra_in, 0, extra_out])
+    bias = None if conv.bias is None else F.pad(conv.bias, [0, extra_out])
+    x = F.pad(x, [0, 0] * ndim + [0, extra_in]).contiguous(memory_format=memory_format)
+    return conv._conv_forward(x, weight.contiguous(memory_format=memory_format), bias)[:, :c_out]
+
+
 class ResBlock(nn.Module):
     """conv -> ReLU -> conv, scaled by ``res_scale`` and added to the input (EDSR: no batch norm)."""
 
@@ -118,24 +139,9 @@ class _SRNet(nn.Module):
             step /= 2
         return radius + step  # tail conv
 
-    def head_conv(self, x: torch.Tensor, pad_channels: int = 8) -> torch.Tensor:
-        """The first conv, with input and weight zero-padded to ``pad_channels`` channels on CUDA (same result).
-
-        With one input channel, cuDNN computes the head's weight gradient with a slow direct kernel: a quarter of a
-        bf16 training step of the seed-size EDSR3D on an H100 (docs/benchmarks.md). Zero channels route it to the
-        implicit-GEMM kernels the other convs use; the padded input is channels-last, the fast format there."""
-        missing = pad_channels - x.shape[1]
-        if missing <= 0 or not x.is_cuda:
-            return self.head(x)
-        pad = [0, 0] * self.ndim + [0, missing]
-        memory_format = torch.channels_last_3d if self.ndim == 3 else torch.channels_last
-        return self.head._conv_forward(F.pad(x, pad).contiguous(memory_format=memory_format),
-                                       F.pad(self.head.weight, pad).contiguous(memory_format=memory_format),
-                                       self.head.bias)
-
     def forward(self, x):
-        features = self.head_conv(x)
-        out = self.tail(self.upsample(features + self.body(features)))
+        features = padded_conv(self.head, x)
+        out = padded_conv(self.tail, self.upsample(features + self.body(features)))
         if not self.global_skip:
             return out
         if self.scale == 1:

@@ -77,17 +77,22 @@ def test_bad_configuration_errors():
         EDSR3D(scale=3)
 
 
-@pytest.mark.parametrize("model, shape", [(EDSR3D(n_feats=8, n_blocks=1), (2, 1, 6, 7, 8)),
-                                          (SRResNet2D(n_feats=8, n_blocks=1), (2, 1, 9, 10))], ids=["3d", "2d"])
-def test_channel_padded_head_conv_gives_the_same_output_and_gradients(model, shape):
+@pytest.mark.parametrize("conv, shape", [(torch.nn.Conv3d(1, 8, 3, padding=1), (2, 1, 6, 7, 8)),
+                                         (torch.nn.Conv3d(8, 1, 3, padding=1), (2, 8, 6, 7, 8)),
+                                         (torch.nn.Conv2d(1, 1, 3, padding=1), (2, 1, 9, 10))],
+                         ids=["3d-head", "3d-tail", "2d-both"])
+def test_channel_padded_conv_gives_the_same_output_and_gradients(conv, shape):
     from unittest import mock
 
-    x = torch.rand(shape)
-    plain = model.head(x)
-    (grad_plain,) = torch.autograd.grad(plain.square().sum(), model.head.weight)
+    from mrisr.models import padded_conv
+
+    x = torch.rand(shape, requires_grad=True)
+    plain = conv(x)
+    grads_plain = torch.autograd.grad(plain.square().sum(), [conv.weight, conv.bias, x])
     with mock.patch.object(torch.Tensor, "is_cuda", property(lambda self: True)):  # the CUDA path, on the CPU
-        padded = model.head_conv(x)
-    (grad_padded,) = torch.autograd.grad(padded.square().sum(), model.head.weight)
+        padded = padded_conv(conv, x)
+    grads_padded = torch.autograd.grad(padded.square().sum(), [conv.weight, conv.bias, x])
     torch.testing.assert_close(padded, plain, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(grad_padded, grad_plain, rtol=1e-5, atol=1e-5)
-    assert grad_padded.shape == model.head.weight.shape
+    for a, b in zip(grads_padded, grads_plain):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
