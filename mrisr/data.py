@@ -427,6 +427,9 @@ class PrefetchDL(TfmdDL):
     prefetch = 2
 
     def __iter__(self):
+        if not self.prefetch:
+            yield from TfmdDL.__iter__(self)
+            return
         batches, stop, end = queue.Queue(maxsize=self.prefetch), threading.Event(), object()
 
         def produce():

@@ -19,24 +19,22 @@ def _conv(ndim: int, c_in: int, c_out: int, kernel: int = 3) -> nn.Module:
 
 
 def padded_conv(conv: nn.Module, x: torch.Tensor, channels: int = 8) -> torch.Tensor:
-    """``conv(x)`` with fewer than ``channels`` input or output channels zero-padded up to ``channels`` on CUDA (the
-    same result; the padded outputs are cut off again).
+    """``conv(x)`` with the input (and the weight) zero-padded to ``channels`` channels on CUDA when it has fewer:
+    the same result.
 
-    With a single input or output channel (the first and last conv of an image network), cuDNN computes the weight
-    gradient in bf16 with slow direct kernels: one took a quarter of a seed-size EDSR3D training step on an H100
-    (docs/benchmarks.md). Zero channels route both to the implicit-GEMM kernels the other convs use; the padded
-    tensors are channels-last, the fast format there.
+    With one input channel (the first conv of an image network), cuDNN's bf16 kernels for the contiguous format are
+    slow: padding made the bf16 training step of the seed-size EDSR3D 20 % faster on an H100 (docs/benchmarks.md).
+    The padded tensors are channels-last, the fast format there. (Padding a conv's *output* channels the same way
+    made its weight gradient 4x slower, so the last conv is left alone.)
     """
-    c_in, c_out = conv.in_channels, conv.out_channels
-    if not x.is_cuda or min(c_in, c_out) >= channels:
+    missing = channels - conv.in_channels
+    if not x.is_cuda or missing <= 0:
         return conv(x)
     ndim = x.ndim - 2
     memory_format = torch.channels_last_3d if ndim == 3 else torch.channels_last
-    extra_in, extra_out = max(0, channels - c_in), max(0, channels - c_out)
-    weight = F.pad(conv.weight, [0, 0] * ndim + [0, extra_in, 0, extra_out])
-    bias = None if conv.bias is None else F.pad(conv.bias, [0, extra_out])
-    x = F.pad(x, [0, 0] * ndim + [0, extra_in]).contiguous(memory_format=memory_format)
-    return conv._conv_forward(x, weight.contiguous(memory_format=memory_format), bias)[:, :c_out]
+    pad = [0, 0] * ndim + [0, missing]
+    return conv._conv_forward(F.pad(x, pad).contiguous(memory_format=memory_format),
+                              F.pad(conv.weight, pad).contiguous(memory_format=memory_format), conv.bias)
 
 
 class ResBlock(nn.Module):
@@ -141,7 +139,7 @@ class _SRNet(nn.Module):
 
     def forward(self, x):
         features = padded_conv(self.head, x)
-        out = padded_conv(self.tail, self.upsample(features + self.body(features)))
+        out = self.tail(self.upsample(features + self.body(features)))
         if not self.global_skip:
             return out
         if self.scale == 1:

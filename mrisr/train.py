@@ -23,7 +23,7 @@ import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle and L
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.tracker import SaveModelCallback, TrackerCallback
-from fastai.learner import Learner
+from fastai.learner import AvgSmoothLoss, Learner
 from fastai.metrics import Metric
 
 from mrisr.data import ResamplePatches, Subject, prepare_subject, split_slabs, sr_dataloaders
@@ -127,14 +127,31 @@ TRAIN_FAST_PATH = {"channels_last": True, "cudnn_benchmark": False, "num_workers
 (docs/benchmarks.md). On the CPU all are off."""
 
 
+class DeviceSmoothLoss(AvgSmoothLoss):
+    """fastai's smoothed training loss, kept on the loss's device: fastai's own copies it to the CPU after every
+    step, which makes the host wait for the GPU and stops it preparing the next batch meanwhile."""
+
+    def accumulate(self, learn):
+        self.count += 1
+        loss = learn.loss.mean().detach()
+        self.val = torch.lerp(loss, self.val.to(loss.device), self.beta)
+
+
 class FastPath(Callback):
     """Speed settings for a fit: the model and each input batch in channels-last memory format (``channels_last_3d``
-    for volumes), and cuDNN autotuning (``torch.backends.cudnn.benchmark``, restored after the fit)."""
+    for volumes), cuDNN autotuning (``torch.backends.cudnn.benchmark``, restored after the fit), and the smoothed
+    training loss kept on the device (`DeviceSmoothLoss`) so that no step waits for the GPU."""
+
+    device_smooth_loss = True
 
     def __init__(self, channels_last: bool, cudnn_benchmark: bool):
         self.channels_last, self.cudnn_benchmark = channels_last, cudnn_benchmark
 
     def before_fit(self):
+        recorder = getattr(self.learn, "recorder", None)
+        if self.device_smooth_loss and recorder is not None and not isinstance(recorder.smooth_loss,
+                                                                                DeviceSmoothLoss):
+            recorder.smooth_loss = DeviceSmoothLoss(recorder.smooth_loss.beta)
         self.saved = torch.backends.cudnn.benchmark
         torch.backends.cudnn.benchmark = self.cudnn_benchmark or self.saved
         if self.channels_last:
@@ -146,6 +163,9 @@ class FastPath(Callback):
 
     def after_fit(self):
         torch.backends.cudnn.benchmark = self.saved
+        recorder = getattr(self.learn, "recorder", None)
+        if recorder is not None:  # the smoothed losses, on the CPU for plotting and lr_find's suggestions
+            recorder.losses = [v.cpu() if torch.is_tensor(v) else v for v in recorder.losses]
 
 
 def build_model(config: ExperimentConfig) -> torch.nn.Module:

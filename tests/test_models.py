@@ -78,9 +78,9 @@ def test_bad_configuration_errors():
 
 
 @pytest.mark.parametrize("conv, shape", [(torch.nn.Conv3d(1, 8, 3, padding=1), (2, 1, 6, 7, 8)),
-                                         (torch.nn.Conv3d(8, 1, 3, padding=1), (2, 8, 6, 7, 8)),
+                                         (torch.nn.Conv3d(3, 1, 3, padding=1), (2, 3, 6, 7, 8)),
                                          (torch.nn.Conv2d(1, 1, 3, padding=1), (2, 1, 9, 10))],
-                         ids=["3d-head", "3d-tail", "2d-both"])
+                         ids=["3d-head", "3d-three-channels", "2d-one-channel"])
 def test_channel_padded_conv_gives_the_same_output_and_gradients(conv, shape):
     from unittest import mock
 

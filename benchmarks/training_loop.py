@@ -1,0 +1,47 @@
+"""The real training loop (`sr_learner`, fastai) with and without its two host-side remedies; prints a table.
+
+    python benchmarks/training_loop.py                      # GPU: batch 16 and 64
+    python benchmarks/training_loop.py --batch-sizes 2 --preset tiny
+
+Modes: ``prefetch`` (`mrisr.data.PrefetchDL` makes batches in a thread) and ``device loss`` (`mrisr.train.
+DeviceSmoothLoss` keeps fastai's smoothed loss on the GPU, so no step waits for the device). Device busy = the
+compute-only step time of the same settings over the real step time (`mrisr.bench.pipeline_section`).
+"""
+
+import argparse
+import dataclasses
+import json
+
+import torch
+
+from mrisr import bench
+from mrisr.data import PrefetchDL
+from mrisr.train import FastPath
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="auto", choices=["auto", *bench.PRESETS])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sizes = bench.PRESETS[args.preset if args.preset != "auto" else ("gpu" if device.type == "cuda" else "cpu")]
+    rows = []
+    for prefetch in (0, 2):
+        for device_loss in (False, True):
+            PrefetchDL.prefetch, FastPath.device_smooth_loss = prefetch, device_loss
+            for row in bench.pipeline_section(dataclasses.replace(sizes, pipeline_subjects=3), device,
+                                              [{"batch_size": b} for b in args.batch_sizes]):
+                rows.append({"prefetch": bool(prefetch), "device_loss": device_loss, **row})
+    print(bench._table(bench._percent(rows, "device_busy"),
+                       {"prefetch": "prefetch", "device_loss": "device loss", "batch": "batch",
+                        "patches_per_s": "patches/s", "step_ms": "step ms", "loader_ms_per_batch": "loader ms/batch",
+                        "compute_ms_per_step": "compute ms/step", "device_busy": "device busy"}))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": bench.environment(device, sizes, "pipeline")["device"], "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
