@@ -1,11 +1,12 @@
-"""The real training loop (`sr_learner`, fastai) with and without its two host-side remedies; prints a table.
+"""The real training loop (`sr_learner`, fastai) with and without `mrisr.train.DeviceSmoothLoss`; prints a table.
 
     python benchmarks/training_loop.py                      # GPU: batch 16 and 64
     python benchmarks/training_loop.py --batch-sizes 2 --preset tiny
 
-Modes: ``prefetch`` (`mrisr.data.PrefetchDL` makes batches in a thread) and ``device loss`` (`mrisr.train.
-DeviceSmoothLoss` keeps fastai's smoothed loss on the GPU, so no step waits for the device). Device busy = the
-compute-only step time of the same settings over the real step time (`mrisr.bench.pipeline_section`).
+fastai copies its smoothed training loss to the CPU after every step, so the host waits for the GPU and only then
+cuts the next batch; `DeviceSmoothLoss` (the default, through `mrisr.train.FastPath`) keeps it on the device.
+Device busy = the compute-only step time of the same settings over the real step time
+(`mrisr.bench.pipeline_section`).
 """
 
 import argparse
@@ -15,7 +16,6 @@ import json
 import torch
 
 from mrisr import bench
-from mrisr.data import PrefetchDL
 from mrisr.train import FastPath
 
 
@@ -28,14 +28,13 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sizes = bench.PRESETS[args.preset if args.preset != "auto" else ("gpu" if device.type == "cuda" else "cpu")]
     rows = []
-    for prefetch in (0, 2):
-        for device_loss in (False, True):
-            PrefetchDL.prefetch, FastPath.device_smooth_loss = prefetch, device_loss
-            for row in bench.pipeline_section(dataclasses.replace(sizes, pipeline_subjects=3), device,
-                                              [{"batch_size": b} for b in args.batch_sizes]):
-                rows.append({"prefetch": bool(prefetch), "device_loss": device_loss, **row})
+    for device_loss in (False, True):
+        FastPath.device_smooth_loss = device_loss
+        for row in bench.pipeline_section(dataclasses.replace(sizes, pipeline_subjects=3), device,
+                                          [{"batch_size": b} for b in args.batch_sizes]):
+            rows.append({"device_loss": device_loss, **row})
     print(bench._table(bench._percent(rows, "device_busy"),
-                       {"prefetch": "prefetch", "device_loss": "device loss", "batch": "batch",
+                       {"device_loss": "device loss", "batch": "batch", "cudnn_benchmark": "cudnn.benchmark",
                         "patches_per_s": "patches/s", "step_ms": "step ms", "loader_ms_per_batch": "loader ms/batch",
                         "compute_ms_per_step": "compute ms/step", "device_busy": "device busy"}))
     if args.json:

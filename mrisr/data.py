@@ -20,15 +20,13 @@ of `mrisr.volume`) and ``(batch, 1, H, W)`` in 2D.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from fastai.data.block import DataBlock, TransformBlock
-from fastai.data.core import TfmdDL, show_batch
+from fastai.data.core import show_batch
 from fastai.learner import show_results
 from fastai.data.transforms import FuncSplitter
 from fastai.torch_core import TensorBase
@@ -415,50 +413,6 @@ def permutable_axes(subject: Subject, tolerance: float = 0.01) -> tuple[int, ...
 
 # -- DataLoaders --------------------------------------------------------------------------------------------------
 
-class PrefetchDL(TfmdDL):
-    """fastai's ``TfmdDL`` preparing the next ``prefetch`` batches (patches cut, moved, augmented) in a background
-    thread while the model trains on the current one.
-
-    fastai waits for the device after every step (its smoothed loss is copied to the CPU), so in the same thread the
-    time to make a batch adds to every step; the thread makes it while the main thread waits (the wait releases
-    the GIL). Kernels it launches go to the same CUDA stream, so they stay in order.
-    """
-
-    prefetch = 2
-
-    def __iter__(self):
-        if not self.prefetch:
-            yield from TfmdDL.__iter__(self)
-            return
-        batches, stop, end = queue.Queue(maxsize=self.prefetch), threading.Event(), object()
-
-        def produce():
-            try:
-                for b in TfmdDL.__iter__(self):
-                    while not stop.is_set():
-                        try:
-                            batches.put(b, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                batches.put(end)
-            except BaseException as err:  # noqa: BLE001 (raised again in the consuming thread)
-                batches.put(err)
-
-        thread = threading.Thread(target=produce, daemon=True, name="mrisr-prefetch")
-        thread.start()
-        try:
-            while (b := batches.get()) is not end:
-                if isinstance(b, BaseException):
-                    raise b
-                yield b
-        finally:  # also when the consumer stops early
-            stop.set()
-            thread.join()
-
-
 class ResamplePatches:
     """Callback factory: before each training epoch, move every training patch to a new random place."""
 
@@ -508,6 +462,5 @@ def sr_dataloaders(subjects: Sequence[Subject], valid_names: Sequence[str], patc
                       get_x=lambda ref: sampler.lr_patch(ref),
                       get_y=lambda ref: sampler.hr_patch(ref), splitter=FuncSplitter(lambda ref: ref.valid),
                       batch_tfms=batch_tfms, n_inp=1)
-    dls = block.dataloaders(None, bs=batch_size, num_workers=num_workers, device=device, shuffle=True,
-                            dl_type=PrefetchDL if not num_workers else TfmdDL)
+    dls = block.dataloaders(None, bs=batch_size, num_workers=num_workers, device=device, shuffle=True)
     return dls, sampler

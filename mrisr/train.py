@@ -122,7 +122,7 @@ class ExperimentConfig:
 
 
 MODELS = {"edsr3d": EDSR3D, "srresnet2d": SRResNet2D}
-TRAIN_FAST_PATH = {"channels_last": True, "cudnn_benchmark": False, "num_workers": 0}
+TRAIN_FAST_PATH = {"channels_last": True, "cudnn_benchmark": True, "num_workers": 0}
 """What `sr_learner` does on CUDA where the config says ``None``: the fastest settings ``mrisr bench`` measured
 (docs/benchmarks.md). On the CPU all are off."""
 

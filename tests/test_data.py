@@ -96,23 +96,6 @@ def test_dataloaders_split_by_subject_and_show(knee_subjects):
         sr_dataloaders([train, holdout], ["knee", "knee:holdout"], patch_size=16)
 
 
-def test_prefetching_loader_gives_every_batch_and_stops_cleanly(knee_subjects):
-    import threading
-
-    (train, holdout), _ = knee_subjects
-    dls, _ = sr_dataloaders([train, holdout], ["knee:holdout"], patch_size=16, patches_per_subject=10,
-                            valid_patches_per_subject=6, batch_size=4, augment=False, device="cpu")
-    assert type(dls.valid).__name__ == "PrefetchDL"
-    first, again = [torch.cat([x for x, _ in dls.valid]) for _ in range(2)]  # validation: fixed order and places
-    assert first.shape == (6, 1, 16, 16, 16) and torch.equal(first, again)
-    direct = torch.stack([dls.valid.dataset[i][0] for i in range(6)])
-    assert torch.equal(first, direct)  # what the thread made is what the items say
-    assert sum(len(x) for x, _ in dls.train) == 8  # drop_last: two full batches of 4 from 10 patches
-    for _ in dls.train:  # leaving early stops the producer thread
-        break
-    assert not [t for t in threading.enumerate() if t.name == "mrisr-prefetch"]
-
-
 def test_flip_permute_acts_identically_on_input_and_target(knee_subjects):
     (train, _), _ = knee_subjects
     assert permutable_axes(train) == (1, 2)  # 0.3125 mm rows and columns; the 1.5 mm slice axis stays put
