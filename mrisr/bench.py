@@ -110,7 +110,7 @@ class BenchSizes:
 PRESETS = {
     "gpu": BenchSizes(),
     "cpu": BenchSizes(batch=2, warmup=1, repeats=3, steps_per_repeat=1, batch_sweep=(1, 4), patch_sweep=(16, 48),
-                      variants="cpu", matmul_n=2048, pipeline_subjects=3, pipeline_shape=(48, 96, 96),
+                      variants="cpu", matmul_n=1024, pipeline_subjects=3, pipeline_shape=(48, 96, 96),
                       pipeline_batches=4, pipeline_batch_sizes=(), volume=(32, 64, 64), tiles=(), memory_gb=(),
                       inference_repeats=1, accuracy_shape=(16, 64, 64), accuracy_steps=10, accuracy_batch=2),
     "tiny": BenchSizes(n_feats=4, n_blocks=1, patch=12, batch=2, warmup=1, repeats=2, steps_per_repeat=1,

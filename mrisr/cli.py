@@ -210,8 +210,7 @@ def cmd_bench(args) -> int:
     result = run(args.preset, device=args.device, volume=volume, sections=args.sections, on_section=save)
     save(result)
     print(json.dumps(result, indent=2) if path is None else f"JSON: {path}")
-    command = "mrisr bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "mrisr bench"
-    markdown = to_markdown(result, command.strip())
+    markdown = to_markdown(result, " ".join(["mrisr", *args.argv]))
     if args.markdown:
         print(f"Markdown appended to {append_markdown(Path(args.markdown), markdown)}")
     print(markdown)
@@ -343,6 +342,7 @@ def _quiet_dependencies() -> None:
 def main(argv: list[str] | None = None) -> int:
     _quiet_dependencies()
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except (InputError, DownloadError, ValueError, MemoryError) as err:
