@@ -8,7 +8,7 @@ import torch
 
 from mrisr.errors import InputError
 from mrisr.bench import NAIVE, backend
-from mrisr.train import ExperimentConfig, load_model, save_checkpoint, sr_learner
+from mrisr.train import DeviceSmoothLoss, ExperimentConfig, load_model, save_checkpoint, sr_learner
 
 matplotlib.use("Agg")
 
@@ -33,6 +33,9 @@ def test_training_lowers_validation_loss_and_beats_the_baseline_on_the_held_out_
     valid_losses = [row[1] for row in learn.recorder.values]
     assert valid_losses[-1] < valid_losses[0]
     assert min(valid_losses) < 0.9 * baseline  # at least 10 % lower MSE than the blurred input itself
+    assert isinstance(learn.recorder.smooth_loss, DeviceSmoothLoss)  # kept on the device during the fit
+    assert learn.recorder.losses and all(not torch.is_tensor(v) or v.device.type == "cpu"
+                                         for v in learn.recorder.losses)  # on the CPU after it, for plots
     names = learn.recorder.metric_names
     assert {"mse_loss", "psnr", "ssim", "hfen"} <= set(names)
 
@@ -96,3 +99,17 @@ def test_config_json_round_trip_and_errors(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.pth")
     with pytest.raises(InputError, match="not an mrisr checkpoint"):
         load_model(tmp_path / "other.pth")
+
+
+def test_device_smooth_loss_equals_fastais():
+    from types import SimpleNamespace
+
+    from fastai.learner import AvgSmoothLoss
+
+    ours, theirs = DeviceSmoothLoss(0.9), AvgSmoothLoss(0.9)
+    for metric in (ours, theirs):
+        metric.reset()
+        for value in (3.0, 1.0, 2.5, 0.5):
+            metric.accumulate(SimpleNamespace(loss=torch.tensor([value, value + 1.0])))
+    assert ours.count == theirs.count == 4
+    torch.testing.assert_close(ours.value, theirs.value)
