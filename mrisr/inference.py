@@ -57,9 +57,9 @@ def model_geometry(model: nn.Module) -> tuple[int, int, float]:
 
 
 def bytes_per_voxel(model: nn.Module, element_size: int) -> float:
-    """Estimated peak activation memory of a forward pass without gradients, per input voxel of a tile: about four
-    feature maps alive at the input resolution and three at the output resolution (plus working space). Measured
-    for the seed-size EDSR3D in bf16 on an H100: about four maps in all (docs/benchmarks.md)."""
+    """Estimated peak activation memory of a forward pass without gradients, per input voxel of a tile, with a
+    margin: four feature maps at the input resolution and three at the output resolution. The seed-size EDSR3D
+    (scale 1) measured about four in all, in bf16 and fp32 on an H100 (docs/benchmarks.md)."""
     ndim, scale, _ = model_geometry(model)
     channels = max(m.out_channels for m in model.modules() if hasattr(m, "out_channels"))
     return element_size * channels * (4 + 3 * scale**ndim)
@@ -213,7 +213,8 @@ def channels_last_format(ndim: int) -> torch.memory_format:
 
 
 def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: int | Sequence[int] | None = None,
-                   overlap: float | None = None, batch_size: int | None = None, device: str | torch.device | None = None,
+                   overlap: float | None = None, batch_size: int | None = None,
+                   device: str | torch.device | None = None,
                    dtype: str | None = "auto", blend: str = "gaussian", halo: int | None = None,
                    intensity_scale: float | None = None, memory_gb: float | None = None,
                    channels_last: bool | None = None, cudnn_benchmark: bool | None = None,
