@@ -33,7 +33,7 @@ def main() -> None:
         for row in bench.pipeline_section(dataclasses.replace(sizes, pipeline_subjects=3), device,
                                           [{"batch_size": b} for b in args.batch_sizes]):
             rows.append({"device_loss": device_loss, **row})
-    print(bench._table(bench._percent(rows, "device_busy"),
+    print(bench.markdown_table(bench.as_percent(rows, "device_busy"),
                        {"device_loss": "device loss", "batch": "batch", "cudnn_benchmark": "cudnn.benchmark",
                         "patches_per_s": "patches/s", "step_ms": "step ms", "loader_ms_per_batch": "loader ms/batch",
                         "compute_ms_per_step": "compute ms/step", "device_busy": "device busy"}))

@@ -584,7 +584,7 @@ def run(preset_name: str = "auto", device: str | torch.device | None = None, vol
 
 # -- report -------------------------------------------------------------------------------------------------------
 
-def _table(rows: Sequence[dict], columns: dict[str, str]) -> str:
+def markdown_table(rows: Sequence[dict], columns: dict[str, str]) -> str:
     """A Markdown table of ``rows`` with ``columns`` (key -> header); failed rows show their error."""
     lines = ["| " + " | ".join(columns.values()) + " |", "|" + "---|" * len(columns)]
     for r in rows:
@@ -607,7 +607,7 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _percent(rows: Sequence[dict], key: str) -> list[dict]:
+def as_percent(rows: Sequence[dict], key: str) -> list[dict]:
     return [{**r, key: f"{r[key]:.1%}"} if key in r else r for r in rows]
 
 
@@ -629,31 +629,31 @@ def to_markdown(result: dict, command: str = "mrisr bench") -> str:
         out += ["", f"Training step, compute only (random {sizes['patch']}^3 patches on the device, batch "
                     f"{sizes['batch']}; {train['flops_per_voxel'] / 1e6:.1f} MFLOP per voxel forward+backward). "
                     f"Fastest: **{train['best']}**, {train['speedup_best_over_naive']}x the naive loop.", "",
-                _table(_percent(train["variants"], "mfu"),
+                markdown_table(as_percent(train["variants"], "mfu"),
                        {"variant": "variant", "step_ms": "step ms", "patches_per_s": "patches/s",
                         "voxels_per_s": "voxels/s", "tflops": "TFLOP/s", "mfu": "MFU",
                         "peak_memory_gib": "peak GiB", "first_step_s": "first step s", "speedup": "vs naive"}),
                 "", f"Batch and patch sweeps ({train['sweep_variant']}):", "",
-                _table(_percent(train["sweeps"], "mfu"),
+                markdown_table(as_percent(train["sweeps"], "mfu"),
                        {"variant": "variant", "batch": "batch", "patch": "patch", "step_ms": "step ms",
                         "patches_per_s": "patches/s", "voxels_per_s": "voxels/s", "mfu": "MFU",
                         "peak_memory_gib": "peak GiB"})]
     if result.get("train", {}).get("profile"):
         out += ["", f"Where a training step's device time goes ({result['train']['sweep_variant']}, torch.profiler):",
-                "", _table(_percent(result["train"]["profile"], "share"),
+                "", markdown_table(as_percent(result["train"]["profile"], "share"),
                            {"kernel": "kernel", "calls_per_step": "calls/step", "ms_per_step": "ms/step",
                             "share": "share"})]
     if "pipeline" in result:
         out += ["", "The real training loop (`sr_learner` on phantom subjects, fastai, the second epoch's training "
                     "phase); device busy = compute-only step / real step:", "",
-                _table(_percent(result["pipeline"], "device_busy"),
+                markdown_table(as_percent(result["pipeline"], "device_busy"),
                        {"settings": "settings", "batch": "batch", "num_workers": "workers",
                         "patches_per_s": "patches/s", "step_ms": "step ms", "loader_ms_per_batch": "loader ms/batch",
                         "compute_ms_per_step": "compute ms/step", "device_busy": "device busy"})]
     if "inference" in result:
         out += ["", f"Whole-volume inference, `predict_volume` of a {' x '.join(map(str, env['sizes']['volume']))} "
                     "volume (median of repeats after a warm-up; halo = receptive field, exact):", "",
-                _table(result["inference"], {"variant": "variant", "tile": "tile", "memory_gb": "budget GiB",
+                markdown_table(result["inference"], {"variant": "variant", "tile": "tile", "memory_gb": "budget GiB",
                                              "tile_used": "tile used", "seconds": "seconds",
                                              "voxels_per_s": "voxels/s", "peak_memory_gib": "peak GiB",
                                              "speedup": "vs naive"})]
@@ -661,7 +661,7 @@ def to_markdown(result: dict, command: str = "mrisr bench") -> str:
         acc = result["accuracy"]
         out += ["", f"Accuracy against fp32 on `{acc['volume']}` {tuple(acc['shape'])} (degraded: "
                     f"{acc['input_psnr_db']} dB; fp32 network: {acc['fp32_psnr_db']} dB):", "",
-                _table(acc["variants"], {"variant": "variant", "relative_error": "relative error",
+                markdown_table(acc["variants"], {"variant": "variant", "relative_error": "relative error",
                                          "psnr_change_db": "PSNR change dB"})]
     return "\n".join(out) + "\n"
 
