@@ -78,9 +78,9 @@ CPU_VARIANTS = (
 
 @dataclass
 class BenchSizes:
-    """What one run measures. Sizes in voxels; ``volume`` is (slice, row, column); a ``None`` tile lets
-    `predict_volume` choose from its memory budget; ``memory_gb`` are activation budgets in GiB tried with the
-    chosen tile."""
+    """What one run measures. Sizes in voxels; ``volume`` is (slice, row, column). Inference runs first with the
+    tiling `predict_volume` chooses, then with each activation budget in ``memory_gb`` (GiB) and each fixed tile
+    side in ``tiles``. ``matmul_n``: side of the matrix products that measure the peak."""
 
     n_feats: int = 64
     n_blocks: int = 9
