@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mrisr.inference import channels_last_format, predict_volume
+from mrisr.inference import channels_last_format, cudnn_autotuning, is_out_of_memory, predict_volume
 from mrisr.models import EDSR3D, count_parameters
 from mrisr.volume import Volume, intensity_scale
 
@@ -161,15 +161,13 @@ def time_steps(step: Callable[[], object], device: torch.device, warmup: int, re
 def backend(variant: Variant):
     """The global flags a variant needs (TF32 on or off for matrix products and convolutions, cuDNN autotuning),
     restored afterwards."""
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
-    tf32 = variant.precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-    torch.backends.cudnn.benchmark = variant.cudnn_benchmark
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = variant.precision == "tf32"
     try:
-        yield
+        with cudnn_autotuning(variant.cudnn_benchmark):
+            yield
     finally:
-        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-         torch.backends.cudnn.benchmark) = saved
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def peak_memory_gib(device: torch.device) -> float | None:
@@ -275,10 +273,6 @@ def kernel_profile(step: Callable[[], None], device: torch.device, steps: int = 
              "calls_per_step": count // steps} for name, t, count in timed[:top]]
 
 
-def _out_of_memory(err: BaseException) -> bool:
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
-
-
 def train_section(sizes: BenchSizes, variants: Sequence[Variant], device: torch.device, peak: float) -> dict:
     """Every variant at the default batch and patch, then batch and patch sweeps with the fastest."""
     model = EDSR3D(n_feats=sizes.n_feats, n_blocks=sizes.n_blocks).to(device)
@@ -309,7 +303,7 @@ def train_section(sizes: BenchSizes, variants: Sequence[Variant], device: torch.
             sweeps.append(measure_train(sizes, variant, device, batch, patch,
                                         round(flops_per_voxel * batch * patch**3), peak))
         except Exception as err:  # noqa: BLE001
-            if not _out_of_memory(err):
+            if not is_out_of_memory(err):
                 raise
             sweeps.append({"variant": variant.name, "batch": batch, "patch": patch, "error": "out of memory"})
 
@@ -385,10 +379,7 @@ def pipeline_section(sizes: BenchSizes, device: torch.device, settings: Sequence
         fast = next(cb for cb in learn.cbs if isinstance(cb, FastPath))
         same = Variant("same settings, compute only", precision, fast.channels_last, fast.cudnn_benchmark,
                        config.compile)
-        with backend(same):
-            step = train_step(EDSR3D(n_feats=sizes.n_feats, n_blocks=sizes.n_blocks), same, batch, sizes.patch, device)
-            compute_s = float(np.median(time_steps(step, device, sizes.warmup, sizes.repeats,
-                                                   sizes.steps_per_repeat)))
+        compute_s = measure_train(sizes, same, device, batch, sizes.patch, flops=0, peak=1.0)["step_ms"] / 1e3
         rows.append({"settings": extra or "defaults", "batch": batch,
                      "num_workers": learn.dls.train.fake_l.num_workers,
                      "channels_last": fast.channels_last, "cudnn_benchmark": fast.cudnn_benchmark,
@@ -449,8 +440,8 @@ def inference_section(sizes: BenchSizes, variants: Sequence[Variant], device: to
     for r in timed:
         r["speedup"] = round(timed[0]["seconds"] / r["seconds"], 2) if timed[0]["variant"] == NAIVE.name else None
     best = next(v for v in variants if v.name == min(timed, key=lambda r: r["seconds"])["variant"])
-    rows += [attempt(best, None, m) for m in sizes.memory_gb if m is not None]
-    rows += [attempt(best, t, None) for t in sizes.tiles if t is not None]
+    rows += [attempt(best, None, m) for m in sizes.memory_gb]
+    rows += [attempt(best, t, None) for t in sizes.tiles]
     return rows
 
 
@@ -497,11 +488,11 @@ def accuracy_section(sizes: BenchSizes, variants: Sequence[Variant], device: tor
     reference_psnr = float(psnr(reference, volume.data, data_range))
     rows = []
     for variant in variants:
-        out = _predict(model, degraded, variant, device)
+        out = reference if variant == NAIVE else _predict(model, degraded, variant, device)
+        out_psnr = float(psnr(out, volume.data, data_range))
         rows.append({"variant": variant.name,
                      "relative_error": float(np.linalg.norm(out - reference) / np.linalg.norm(reference)),
-                     "psnr_db": round(float(psnr(out, volume.data, data_range)), 4),
-                     "psnr_change_db": round(float(psnr(out, volume.data, data_range)) - reference_psnr, 4)})
+                     "psnr_db": round(out_psnr, 4), "psnr_change_db": round(out_psnr - reference_psnr, 4)})
         log(f"accuracy {variant.name}: relative error {rows[-1]['relative_error']:.2e}, "
             f"PSNR change {rows[-1]['psnr_change_db']:+.4f} dB")
     return {"volume": volume.meta.get("source_path", "phantom"), "shape": list(volume.shape),
@@ -547,8 +538,8 @@ def run(preset_name: str = "auto", device: str | torch.device | None = None, vol
     log(f"{result['environment']['device']}, torch {torch.__version__}, preset {preset_name}")
     # n^3 products; bf16 on a CPU without bf16 units takes seconds per product, so it is timed at n <= 1024 there
     sides = {"bf16": sizes.matmul_n if device.type == "cuda" else min(sizes.matmul_n, 1024), "fp32": sizes.matmul_n}
-    rates = {k: matmul_rate(device, getattr(torch, {"bf16": "bfloat16", "fp32": "float32"}[k]), n)
-             for k, n in sides.items()}
+    dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
+    rates = {k: matmul_rate(device, dtypes[k], n) for k, n in sides.items()}
     peak_name = max(rates, key=rates.get)
     if device.type == "cpu" and rates["bf16"] < rates["fp32"]:  # no bf16 matrix units: bf16 steps take minutes
         result["skipped"] = [f"{v.name}: bf16 matrix products run at {rates['bf16'] / 1e9:.1f} GFLOP/s here, slower "

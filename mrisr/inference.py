@@ -131,7 +131,8 @@ def blending_weights(core: Sequence[int], blend: str, sigma_scale: float = 0.125
     return np.maximum(weights / weights.max(), 1e-3).astype(np.float32)
 
 
-def _is_out_of_memory(err: BaseException) -> bool:
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` says a device (or the host) ran out of memory: torch and the allocators raise several types."""
     if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
         return True
     text = str(err).lower()
@@ -279,7 +280,10 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
         needed = 4 * images.numel() * (2 + 2 * scale**ndim) + 4 * len(images) * math.prod(n + 2 * halo for n in shape)
         store = device if needed <= 0.25 * torch.cuda.mem_get_info(device)[0] else store
     images = images.to(store)
-    scale_value = percentile_scale(images) if intensity_scale is None else float(intensity_scale)
+    if intensity_scale is None:  # numpy's on the CPU, as in training; a sort where it lies on the GPU
+        scale_value = percentile_scale(images if images.is_cuda else data)
+    else:
+        scale_value = float(intensity_scale)
     images = images / scale_value  # a new tensor: on the CPU, images shares memory with the caller's array
 
     memory_format = channels_last_format(ndim) if channels_last else torch.contiguous_format
@@ -303,7 +307,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
                            progress)
             break
         except Exception as err:  # noqa: BLE001 (out-of-memory errors come in several types)
-            if not _is_out_of_memory(err):
+            if not is_out_of_memory(err):
                 raise
             smaller = _smaller(tiling, halo)
             if device.type == "cuda":

@@ -29,7 +29,7 @@ from fastai.metrics import Metric
 from mrisr.data import ResamplePatches, Subject, prepare_subject, split_slabs, sr_dataloaders
 from mrisr.degrade import Degradation, preset
 from mrisr.errors import InputError
-from mrisr.inference import channels_last_format
+from mrisr.inference import channels_last_format, cudnn_autotuning
 from mrisr.io.atomic import atomic_path
 from mrisr.losses import PerceptualLoss, SRLoss
 from mrisr.metrics import fastai_metrics
@@ -152,8 +152,8 @@ class FastPath(Callback):
         if self.device_smooth_loss and recorder is not None and not isinstance(recorder.smooth_loss,
                                                                                 DeviceSmoothLoss):
             recorder.smooth_loss = DeviceSmoothLoss(recorder.smooth_loss.beta)
-        self.saved = torch.backends.cudnn.benchmark
-        torch.backends.cudnn.benchmark = self.cudnn_benchmark or self.saved
+        self.autotuning = cudnn_autotuning(self.cudnn_benchmark or torch.backends.cudnn.benchmark)
+        self.autotuning.__enter__()
         if self.channels_last:
             self.learn.model.to(memory_format=channels_last_format(self.learn.model.ndim))
 
@@ -162,7 +162,7 @@ class FastPath(Callback):
             self.learn.xb = tuple(x.contiguous(memory_format=channels_last_format(x.ndim - 2)) for x in self.learn.xb)
 
     def after_fit(self):
-        torch.backends.cudnn.benchmark = self.saved
+        self.autotuning.__exit__(None, None, None)
         recorder = getattr(self.learn, "recorder", None)
         if recorder is not None:  # the smoothed losses, on the CPU for plotting and lr_find's suggestions
             recorder.losses = [v.cpu() if torch.is_tensor(v) else v for v in recorder.losses]
