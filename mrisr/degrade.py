@@ -24,6 +24,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -82,6 +83,21 @@ class Step:
 
     def to_dict(self) -> dict:
         return {"step": type(self).__name__, **dataclasses.asdict(self)}
+
+    def axis_key(self, axis: int, ndim: int, ctx: Context):
+        """What this step does along spatial ``axis``: ``None`` if nothing, else a hashable description (its name and
+        parameters, per-axis values picked for this axis). Two axes with equal keys in every step are degraded alike,
+        so swapping them (augmentation) keeps a training pair a valid example of the degradation."""
+        axes = self.resolve_axes(ndim, ctx)
+        if axis not in axes:
+            return None
+        values = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name != "axes" and isinstance(value, tuple) and len(value) == len(axes):
+                value = value[axes.index(axis)]
+            values.append((f.name, value if f.name != "axes" else None))
+        return type(self).__name__, tuple(values)
 
     def _check_axes(self, ndim: int):
         if isinstance(self.axes, tuple) and any(not 0 <= a < ndim for a in self.axes):
@@ -283,6 +299,9 @@ class SliceThickness(Step):
     thickness: int = 2
     stride: int | None = None
 
+    def resolve_axes(self, ndim, ctx):
+        return (0,)
+
     def __post_init__(self):
         self.thickness = _int_factor(self.thickness, "SliceThickness")
         self.stride = self.thickness if self.stride is None else _int_factor(self.stride, "SliceThickness")
@@ -388,13 +407,37 @@ class Degradation:
         return cls.from_dict(json.loads(text))
 
     def size_multiple(self) -> tuple[int, ...]:
-        """Per spatial axis, the number the input size must be a multiple of (the product of downsampling factors)."""
+        """Per spatial axis, the number the input size must be a multiple of (the product of downsampling factors
+        and slice strides), so that an upsampling step brings the image back to its original size."""
         multiple = [1] * self.ndim
         for step in self.steps:
             if isinstance(step, Downsample):
                 for axis, f in step.factors(self.ndim, Context(None, None, None)).items():
                     multiple[axis] *= f
+            elif isinstance(step, SliceThickness):
+                multiple[0] *= step.stride
         return tuple(multiple)
+
+    def forward_model(self) -> Degradation:
+        """The deterministic part of the acquisition model: this degradation without its noise steps (the ``A`` of
+        data consistency, `mrisr.consistency`)."""
+        return Degradation([s for s in self.steps if not isinstance(s, RicianNoise)], self.ndim, self.name)
+
+    def axis_roles(self, spacing: Sequence[float] | None = None,
+                   phase_encoding_axes: Sequence[int] | None = None) -> tuple:
+        """Per spatial axis, a hashable description of what every step does along it (`Step.axis_key`): axes with
+        equal roles are degraded alike."""
+        ctx = Context(None if spacing is None else tuple(spacing),
+                      None if phase_encoding_axes is None else tuple(phase_encoding_axes), None)
+        return tuple(tuple(step.axis_key(axis, self.ndim, ctx) for step in self.steps) for axis in range(self.ndim))
+
+    def volume_axes(self, volume: Volume) -> tuple[tuple[float, ...], tuple[int, ...] | None]:
+        """``(spacing, phase_encoding_axes)`` of ``volume`` in this degradation's spatial axes (the last ``ndim`` of
+        the volume's three): what `apply_tensor` needs to degrade the volume's array as it degrades the volume."""
+        first = 3 - self.ndim  # first volume axis the degradation acts on
+        pe = volume.meta.get("phase_encoding_axes")
+        pe = None if pe is None else tuple(int(a) - first for a in pe if int(a) >= first)
+        return tuple(volume.spacing[first:]), pe
 
     # -- application --------------------------------------------------------------------------------------------
     def __call__(self, x, *, spacing: Sequence[float] | None = None,
@@ -446,10 +489,8 @@ class Degradation:
 
     def _apply_volume(self, volume: Volume, seed) -> Volume:
         first = 3 - self.ndim  # first volume axis the degradation acts on
-        pe = volume.meta.get("phase_encoding_axes")
-        pe = None if pe is None else tuple(int(a) - first for a in pe if int(a) >= first)
         try:
-            data, maps = self.apply_tensor(torch.from_numpy(volume.data), volume.spacing[first:], pe, seed)
+            data, maps = self.apply_tensor(torch.from_numpy(volume.data), *self.volume_axes(volume), seed)
         except ValueError as err:
             raise InputError(volume.meta.get("source_path"), f"{self.name} degradation: {err}") from None
         affine = volume.affine.copy()
@@ -505,11 +546,40 @@ def cardiac_x4() -> Degradation:
                        name="cardiac_x4")
 
 
-PRESETS = {f.__name__: f for f in (knee_fast_acquisition, knee_fast_acquisition_blur, cardiac_x4)}
+def knee_thick_slices(factor: int = 3) -> Degradation:
+    """Thick slices: ``factor`` consecutive slices averaged into one (a rectangular slice profile ``factor`` times
+    thicker, no gap), then cubic interpolation back onto the original slice grid along the slice axis (axis 0).
+
+    What a faster 2D multi-slice protocol with thicker slices gives; the network then sees the cubic-interpolated
+    thick-slice scan on the original grid. The slice count must be a multiple of ``factor``.
+    """
+    return Degradation([SliceThickness(thickness=factor), Upsample(factor=factor, method="bicubic", axes=(0,))],
+                       ndim=3, name="knee_thick_slices")
+
+
+PRESETS = {f.__name__: f for f in (knee_fast_acquisition, knee_fast_acquisition_blur, knee_thick_slices, cardiac_x4)}
 
 
 def preset(name: str) -> Degradation:
-    """The named preset: ``knee_fast_acquisition``, ``knee_fast_acquisition_blur`` or ``cardiac_x4``."""
+    """The named preset: ``knee_fast_acquisition``, ``knee_fast_acquisition_blur``, ``knee_thick_slices`` or
+    ``cardiac_x4``."""
     if name not in PRESETS:
         raise ValueError(f"unknown degradation preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]()
+
+
+def load_degradation(spec: str | dict | Degradation) -> Degradation:
+    """A `Degradation` from a preset name, a JSON file holding `Degradation.to_dict`, a dict, or itself."""
+    if isinstance(spec, Degradation):
+        return spec
+    if isinstance(spec, dict):
+        return Degradation.from_dict(spec)
+    if spec in PRESETS:
+        return preset(spec)
+    path = Path(spec)
+    if not path.is_file():
+        raise InputError(path, f"neither a degradation preset ({', '.join(PRESETS)}) nor a JSON spec file")
+    try:
+        return Degradation.from_json(path.read_text())
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(path, f"not a valid degradation spec ({type(err).__name__}: {err})") from None
