@@ -122,6 +122,7 @@ def _predict_options(args) -> dict:
 
 def cmd_predict(args) -> int:
     """Super-resolve one scan with a trained model and write it as NIfTI with the matching affine."""
+    from mrisr.degrade import load_degradation
     from mrisr.inference import predict_volume
     from mrisr.io import load_volume, save_volume
     from mrisr.train import load_model
@@ -131,7 +132,9 @@ def cmd_predict(args) -> int:
     model, config = load_model(args.checkpoint, args.device or "cpu")
     volume = load_volume(args.input, **_load_options(args))
     start = time.perf_counter()
-    result = predict_volume(model, volume, progress=not args.quiet, **_predict_options(args))
+    consistency = load_degradation(args.consistency) if args.consistency else None
+    result = predict_volume(model, volume, progress=not args.quiet, consistency=consistency,
+                            **_predict_options(args))
     seconds = time.perf_counter() - start
     save_volume(result, args.output)
     print(f"{args.output}: {result.data.shape} at {' x '.join(f'{s:.4g}' for s in result.spacing)} mm "
@@ -158,7 +161,7 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"no cases given and {args.checkpoint[0]} names no test cases; list the scans to evaluate")
     volumes = {case_name(p): load_volume(p, **config.load_options) for p in cases}
     table, _ = compare(dict(zip(labels, (m for m, _ in loaded))), volumes, config.get_degradation(), seed=args.seed,
-                       **_predict_options(args))
+                       consistency=args.consistency, **_predict_options(args))
     summary = summarize(table)
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print("\n".join(verdict(summary)))
@@ -277,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("output", help="output .nii or .nii.gz (affine scaled for networks with scale > 1)")
     predict.add_argument("--checkpoint", required=True, help="best.pth of a training run")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.add_argument("--consistency", metavar="PRESET|SPEC.json",
+                         help="the degradation that made the input: make the output consistent with the input "
+                              "under it (measured k-space put back, or back-projection; mrisr.consistency)")
     add_predict_options(predict)
     _add_load_options(predict)
     predict.set_defaults(func=cmd_predict)
@@ -288,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--labels", nargs="+", help="one name per checkpoint (default: run folder names)")
     evaluate.add_argument("--seed", type=int, default=0, help="degradation seed (default 0)")
     evaluate.add_argument("--out", help="write <OUT>.csv, <OUT>_summary.csv and <OUT>.md")
+    evaluate.add_argument("--consistency", action="store_true",
+                          help="also score each model made consistent with its input ('<label>+DC' rows)")
     add_predict_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 

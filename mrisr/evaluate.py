@@ -19,6 +19,8 @@ from mrisr.foreground import foreground_mask
 from mrisr.volume import Volume
 
 COLUMNS = ["psnr_db", "ssim", "nrmse", "hfen"]
+CONSISTENCY = "consistency_error"  # ||A(method) - lr|| / ||lr||: how far a method's output is from explaining the scan
+DC_SUFFIX = "+DC"
 
 
 def score(pred: Volume, target: Volume, data_range: float, mask: np.ndarray | None = None, ndim: int = 3) -> dict:
@@ -63,11 +65,12 @@ def baseline_table(hr: Volume, degradation: Degradation, seed: int = 0, data_ran
 # -- experiments: models against baselines, over subjects -----------------------------------------------------------
 
 LR_LABEL, HR_LABEL = "LR input", "HR"
-HIGHER_IS_BETTER = {"psnr_db": True, "ssim": True, "nrmse": False, "hfen": False}
+HIGHER_IS_BETTER = {"psnr_db": True, "ssim": True, "nrmse": False, "hfen": False, CONSISTENCY: False}
 
 
 def compare(models: dict[str, object], cases: dict[str, Volume], degradation: Degradation, seed: int = 0,
-            keep: bool | list[str] = False, **predict_options) -> tuple[pd.DataFrame, dict[str, dict[str, Volume]]]:
+            keep: bool | list[str] = False, consistency: bool = False,
+            **predict_options) -> tuple[pd.DataFrame, dict[str, dict[str, Volume]]]:
     """Degrade each high-resolution case, super-resolve it with every model, and score models and baselines.
 
     Args:
@@ -75,13 +78,16 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
         cases: subject name -> high-resolution `Volume` (the reference).
         degradation: what made the low-resolution input (the same for every case; ``seed`` per case is fixed).
         keep: keep the volumes (``True``, or a list of subject names) for figures and animations.
+        consistency: also score each model's output made consistent with the input (`mrisr.consistency.enforce`),
+            as ``"<model>+DC"`` rows of kind ``"model"``.
         **predict_options: passed to `predict_volume` (device, dtype, patch_size, ...).
 
     Returns:
-        ``(table, volumes)``: one row per (subject, method, region) with ``kind`` ``"baseline"`` or ``"model"`` and
-        the `COLUMNS` scores; ``volumes[subject]`` maps ``"LR input"``, every method (but the ``"degraded input"``
+        ``(table, volumes)``: one row per (subject, method, region) with ``kind`` ``"baseline"`` or ``"model"``, the
+        `COLUMNS` scores and `CONSISTENCY` (``||A(output) - input|| / ||input||``, the same for both regions); ``volumes[subject]`` maps ``"LR input"``, every method (but the ``"degraded input"``
         baseline, which is the LR input) and ``"HR"`` to its `Volume`: ready for `mrisr.render.animate`.
     """
+    from mrisr.consistency import consistency_error, enforce
     from mrisr.inference import predict_volume
 
     tables, volumes = [], {}
@@ -92,9 +98,14 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
         for label, model in models.items():
             methods[label] = predict_volume(model, lr, **predict_options)
             kinds[label] = "model"
+            if consistency:
+                methods[label + DC_SUFFIX] = enforce(methods[label], lr, degradation)
+                kinds[label + DC_SUFFIX] = "model"
         table = score_table(methods, hr, ndim=degradation.ndim).reset_index()
         table.insert(0, "subject", name)
         table.insert(2, "kind", table["method"].map(kinds))
+        errors = {label: consistency_error(volume, lr, degradation) for label, volume in methods.items()}
+        table[CONSISTENCY] = table["method"].map(errors)
         tables.append(table)
         if keep is True or (keep and name in keep):
             volumes[name] = {LR_LABEL: lr, **{k: v for k, v in methods.items() if v is not lr}, HR_LABEL: hr}
@@ -121,7 +132,8 @@ def summarize(table: pd.DataFrame, region: str = "foreground", confidence: float
 
     rows = table[table["region"] == region]
     best = best_baseline(table, region)
-    by_method = {m: g.set_index("subject")[COLUMNS] for m, g in rows.groupby("method", sort=False)}
+    columns = [c for c in [*COLUMNS, CONSISTENCY] if c in table]
+    by_method = {m: g.set_index("subject")[columns] for m, g in rows.groupby("method", sort=False)}
     out = {}
     for method, scores in by_method.items():
         out[(method, "mean")] = scores.mean()
@@ -196,7 +208,8 @@ def style(summary: pd.DataFrame):
         is_best = (column.index.get_level_values("statistic") == "mean") & np.isclose(column, best)
         return ["font-weight: bold" if b else "" for b in is_best]
 
-    return summary.style.format("{:.4f}").apply(bold_best, subset=COLUMNS)
+    return summary.style.format("{:.4f}").apply(bold_best, subset=[c for c in [*COLUMNS, CONSISTENCY]
+                                                                    if c in summary])
 
 
 def feature_distance(pred: Volume, target: Volume, perceptual, ndim: int = 3, device="cpu",

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mrisr.consistency import enforce
+from mrisr.degrade import load_degradation
 from mrisr.volume import Volume, intensity_scale as percentile_scale
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -219,7 +221,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
                    dtype: str | None = "auto", blend: str = "gaussian", halo: int | None = None,
                    intensity_scale: float | None = None, memory_gb: float | None = None,
                    channels_last: bool | None = None, cudnn_benchmark: bool | None = None,
-                   progress: bool = False) -> Volume | np.ndarray:
+                   consistency=None, progress: bool = False) -> Volume | np.ndarray:
     """Super-resolve a whole scan with ``model``, tile by tile; the result is on the CPU, in the input's intensities.
 
     Args:
@@ -245,6 +247,9 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
             `CUDA_FAST_PATH`'s choice on CUDA, off elsewhere.
         cudnn_benchmark: let cuDNN time its algorithms for the tile shape (``torch.backends.cudnn.benchmark``, restored
             afterwards); ``None``: `CUDA_FAST_PATH`'s choice on CUDA.
+        consistency: the `mrisr.degrade.Degradation` (or preset name, or spec file) that made ``volume``: the output
+            is then made consistent with ``volume`` under it (`mrisr.consistency.enforce`: the measured k-space band
+            put back, or iterative back-projection). ``volume`` must then be a `Volume`.
         progress: show a progress bar over batches.
 
     On CUDA the volume is padded, blended and normalised on the GPU when it fits in a quarter of the free memory.
@@ -253,6 +258,12 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
         A `Volume` (float32; affine scaled for ``scale > 1``) or an array, as given.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if consistency is not None:
+        consistency = load_degradation(consistency)
+        if not isinstance(volume, Volume):
+            raise ValueError("consistency= needs a Volume (its spacing and phase-encoding axes say how it was "
+                             "degraded); for arrays call mrisr.consistency.enforce with spacing= and "
+                             "phase_encoding_axes=")
     ndim, scale, radius = model_geometry(model)
     if halo is None:
         if math.isnan(radius):
@@ -325,5 +336,6 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
     for axis in range(3 - ndim, 3):  # output index j sits at input index (j + 0.5) / scale - 0.5
         affine[:3, 3] += (0.5 / scale - 0.5) * volume.affine[:3, axis]
         affine[:3, axis] = volume.affine[:3, axis] / scale
-    return Volume(out, affine, {**volume.meta, "super_resolution": {"model": type(model).__name__, "scale": scale,
-                                                                    "tile": list(tiling.tile), "halo": halo}})
+    result = Volume(out, affine, {**volume.meta, "super_resolution": {"model": type(model).__name__, "scale": scale,
+                                                                      "tile": list(tiling.tile), "halo": halo}})
+    return result if consistency is None else enforce(result, volume, consistency)

@@ -11,7 +11,7 @@ from scipy import stats
 
 from mrisr import Volume
 from mrisr.degrade import preset
-from mrisr.evaluate import (COLUMNS, HR_LABEL, LR_LABEL, best_baseline, compare, save_tables, style, summarize,
+from mrisr.evaluate import (COLUMNS, CONSISTENCY, HR_LABEL, LR_LABEL, best_baseline, compare, save_tables, style, summarize,
                             verdict)
 from mrisr.models import EDSR3D
 from mrisr.phantom import knee_phantom
@@ -31,10 +31,45 @@ def test_compare_scores_every_subject_method_and_region(dess_block):
         model, baseline = rows.set_index("method").loc[["identity", "degraded input"], COLUMNS].to_numpy()
         np.testing.assert_allclose(model, baseline, rtol=1e-4)
     assert list(volumes) == ["knee"] and list(volumes["knee"]) == [LR_LABEL, "identity", HR_LABEL]
+    by_method = table.groupby("method")[CONSISTENCY]
+    np.testing.assert_allclose(by_method.get_group("identity").to_numpy(),
+                               by_method.get_group("degraded input").to_numpy(), rtol=1e-4)
+    assert (table[CONSISTENCY] > 0.01).all()  # the input degraded again is not the input: it lost more k-space
 
     table2, _ = compare({}, {"p": cases["phantom"]}, preset("cardiac_x4"), device="cpu")
     assert set(table2["method"]) == {"nearest", "linear", "cubic"}
     assert best_baseline(table2) == table2[table2.region == "foreground"].set_index("method")["psnr_db"].idxmax()
+
+
+def test_compare_with_consistency_adds_a_dc_row_that_puts_the_measurement_back(dess_block):
+    """A 'model' that blurs everything is inconsistent with its input; the +DC row restores the measured band and
+    so scores better than the model alone, with a consistency error near zero."""
+    import torch
+
+    class Blur(torch.nn.Module):
+        ndim, scale = 3, 1
+
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv3d(1, 1, 3, padding=1, bias=False)
+            torch.nn.init.constant_(self.conv.weight, 1 / 27)
+
+        def receptive_radius(self):
+            return 1
+
+        def forward(self, x):
+            return self.conv(x)
+
+    cases = {"knee": Volume(dess_block.data[:16, :64, :64], dess_block.affine, dess_block.meta)}
+    table, _ = compare({"blur": Blur()}, cases, preset("knee_fast_acquisition"), consistency=True, device="cpu")
+    rows = table[table.region == "foreground"].set_index("method")
+    assert list(rows.index) == ["degraded input", "blur", "blur+DC"]
+    assert rows.loc["blur+DC", "kind"] == "model"
+    assert rows.loc["blur", CONSISTENCY] > 0.05 and rows.loc["blur+DC", CONSISTENCY] < 1e-3
+    assert rows.loc["blur+DC", "psnr_db"] > rows.loc["blur", "psnr_db"] + 1
+    summary = summarize(table)
+    assert ("blur+DC", "vs degraded input") in summary.index and CONSISTENCY in summary.columns
+
 
 
 def _synthetic(diffs: list[float]) -> pd.DataFrame:
