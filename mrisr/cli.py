@@ -102,7 +102,7 @@ def _read_config(path: str):
 
 def cmd_train(args) -> int:
     """Train the experiment a config file describes; the best model lands in ``<run_dir>/best.pth``."""
-    from mrisr.train import sr_learner
+    from mrisr.train import fit, sr_learner
 
     config = _read_config(args.config)
     overrides = {"epochs": args.epochs, "run_dir": args.run_dir}
@@ -110,7 +110,8 @@ def cmd_train(args) -> int:
         if value is not None:
             setattr(config, key, value)
     learn = sr_learner(config, device=args.device)
-    learn.fit_one_cycle(config.epochs, config.lr_max)
+    lr = fit(learn, config)
+    print(f"peak learning rate {lr:.3g}{' (lr_find)' if config.lr_max is None else ''}")
     print(f"best model: {Path(config.run_dir) / 'best.pth'}")
     return 0
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage
 from fastai.data.block import DataBlock, TransformBlock
 from fastai.data.core import show_batch
 from fastai.learner import show_results
@@ -35,6 +36,7 @@ from fasttransform import Transform
 
 from mrisr.degrade import Degradation
 from mrisr.foreground import foreground_mask, tissue_threshold
+from mrisr.metrics import gain_db
 from mrisr.volume import Volume, intensity_scale
 
 # -- subjects -----------------------------------------------------------------------------------------------------
@@ -54,6 +56,12 @@ class Subject:
         intensity_scale: the raw intensity that maps to 1.0: the 99.5th percentile of the network's input (the
             degraded image; the HR image when degrading on the fly), as `mrisr.inference.predict_volume` normalises.
         tissue_level: normalised intensity above which a voxel counts as tissue (`tissue_threshold`).
+        phase_encoding_axes: spatial axes (of ``hr``'s images) that were phase encoded, or ``None`` if unknown.
+        axis_roles: per spatial axis, what the degradation does along it (`Degradation.axis_roles`); ``None`` if
+            unknown. Augmentation swaps only axes with equal roles.
+        residual: float32 ``(K,)``, per foreground sample, how much the LR image differs from the HR image around
+            it (``|HR - LR|`` smoothed over about 2 voxels; ``None`` when degrading on the fly): where the detail
+            the network must restore lies.
     """
 
     name: str
@@ -64,6 +72,9 @@ class Subject:
     foreground: np.ndarray
     intensity_scale: float
     tissue_level: float
+    phase_encoding_axes: tuple[int, ...] | None = None
+    axis_roles: tuple | None = None
+    residual: np.ndarray | None = None
 
     @property
     def ndim(self) -> int:
@@ -71,8 +82,9 @@ class Subject:
 
 
 def prepare_subject(volume: Volume, degradation: Degradation | None, name: str | None = None, seed: int = 0,
-                    max_foreground: int = 200_000) -> Subject:
-    """Normalise ``volume`` and degrade it with ``degradation`` (``None``: degrade later, on the fly).
+                    max_foreground: int = 200_000, on_the_fly: bool = False) -> Subject:
+    """Normalise ``volume`` and degrade it with ``degradation`` (``None`` or ``on_the_fly``: degrade later, per
+    batch; a degradation given with ``on_the_fly`` still says which axes it treats alike).
 
     A 3D degradation keeps the volume (and its frames) as images; a 2D degradation makes every slice of every frame
     an image. The foreground is `foreground_mask` of the volume (of its time average for a time series).
@@ -81,7 +93,13 @@ def prepare_subject(volume: Volume, degradation: Degradation | None, name: str |
     ndim = 3 if degradation is None else degradation.ndim
     data = volume.data if volume.data.ndim == 4 else volume.data[None]  # (T, S, R, C)
     mask = foreground_mask(volume)
-    lr = None if degradation is None else degradation(volume, seed=seed).data
+    pe, roles = None, None
+    if degradation is not None:
+        spacing, pe = degradation.volume_axes(volume)
+        roles = degradation.axis_roles(spacing, pe)
+    elif volume.meta.get("phase_encoding_axes") is not None:
+        pe = tuple(int(a) for a in volume.meta["phase_encoding_axes"])
+    lr = None if degradation is None or on_the_fly else degradation(volume, seed=seed).data
     scale = intensity_scale(data if lr is None else lr)  # the network input's, as `predict_volume` computes it
     tissue_level = float(tissue_threshold(torch.from_numpy(data.mean(0)), 3)) / scale
     hr = data.reshape(-1, *data.shape[-ndim:]) / scale
@@ -100,9 +118,16 @@ def prepare_subject(volume: Volume, degradation: Degradation | None, name: str |
                                  for t in range(frames)])
     if len(coords) > max_foreground:
         coords = coords[np.random.default_rng(seed).choice(len(coords), max_foreground, replace=False)]
+    residual = None
+    if lr is not None:  # |HR - LR| (LR repeated onto the HR grid), smoothed, at each foreground sample
+        upsampled = lr
+        for axis, f in enumerate(factors):
+            upsampled = upsampled.repeat(f, axis=1 + axis)
+        difference = ndimage.gaussian_filter(np.abs(hr - upsampled), sigma=[0] + [2.0] * ndim)
+        residual = difference[tuple(coords.T)].astype(np.float32)
     return Subject(name, torch.from_numpy(hr.astype(np.float16)),
                    None if lr is None else torch.from_numpy(lr.astype(np.float16)), factors,
-                   tuple(volume.spacing[3 - ndim:]), coords.astype(np.int32), scale, tissue_level)
+                   tuple(volume.spacing[3 - ndim:]), coords.astype(np.int32), scale, tissue_level, pe, roles, residual)
 
 
 def split_slabs(volume: Volume, holdout: float = 0.25, margin_mm: float = 10.0, axis: int = 0,
@@ -160,7 +185,9 @@ class PatchSampler:
 
     ``patch_size`` is the HR patch in voxels per spatial axis (a multiple of the LR factors; ``None``: whole images).
     With probability ``foreground_fraction`` a patch must be on tissue: it is centred on a random foreground voxel
-    and redrawn (up to ``tries`` times, keeping the best) until at least ``min_tissue`` of its voxels are above the
+    (with ``residual_sampling``, a foreground voxel drawn with probability in proportion to ``0.5 / K + 0.5 *
+    residual / sum(residual)``: half of the patches go where the LR and HR images differ most, at edges and fine
+    texture, instead of uniformly over tissue) and redrawn (up to ``tries`` times, keeping the best) until at least ``min_tissue`` of its voxels are above the
     subject's tissue level; otherwise it is placed uniformly. Each patch's place is a pure function of
     ``(seed, epoch, subject, index)``: the LR and HR getters agree, a new ``epoch`` gives new places, and validation
     patches use a fixed epoch. With a CUDA ``device`` the patches are cut from copies of the images on the GPU
@@ -169,8 +196,9 @@ class PatchSampler:
 
     def __init__(self, subjects: Sequence[Subject], patch_size: Sequence[int] | int | None,
                  foreground_fraction: float = 0.9, seed: int = 0, min_tissue: float = 0.5, tries: int = 10,
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, residual_sampling: bool = False):
         self.subjects, self.seed, self.epoch = list(subjects), seed, 0
+        self.cumulative = [_centre_cdf(s, residual_sampling) for s in self.subjects]
         self.device = torch.device(device) if device is not None else None
         self._last, self._device_images = (None, None), {}
         self.foreground_fraction, self.min_tissue, self.tries = foreground_fraction, min_tissue, tries
@@ -202,8 +230,11 @@ class PatchSampler:
             start = [int(rng.integers(s - p + 1)) for s, p in zip(size, self.patch_size)]
             return self._aligned(subject, int(rng.integers(subject.hr.shape[0])), start)
         best = (-1.0, None)
+        cdf = self.cumulative[ref.subject]
         for _ in range(self.tries):
-            n, *centre = subject.foreground[rng.integers(len(subject.foreground))]
+            pick = rng.integers(len(subject.foreground)) if cdf is None else min(
+                int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(cdf) - 1)
+            n, *centre = subject.foreground[pick]
             candidate = self._aligned(subject, int(n), [c - p // 2 for c, p in zip(centre, self.patch_size)])
             tissue = self.tissue_fraction(subject, candidate)
             if tissue > best[0]:
@@ -250,6 +281,16 @@ class PatchSampler:
         if subject.lr is None:
             return self.hr_patch(ref)
         return self._crop(self._images(ref.subject, "lr"), ref, subject.factors)
+
+
+def _centre_cdf(subject: Subject, residual_sampling: bool) -> np.ndarray | None:
+    """Cumulative weights of the subject's foreground samples as patch centres (``None``: uniform)."""
+    if not residual_sampling or subject.residual is None or not len(subject.residual):
+        return None
+    residual = subject.residual.astype(np.float64)
+    total = residual.sum()
+    weights = 0.5 / len(residual) + (0.5 * residual / total if total > 0 else 0.5 / len(residual))
+    return np.cumsum(weights)
 
 
 # -- fastai types -------------------------------------------------------------------------------------------------
@@ -317,8 +358,12 @@ def _show_pairs(samples, outs=None, max_n=4, figsize=None):
     fig, axes = plt.subplots(n, columns, figsize=figsize or (4 * columns, 2.2 * n), squeeze=False)
     for row in range(n):
         panels = [samples[row][0], samples[row][1]] + ([outs[row][0]] if outs is not None else [])
-        for col, (panel, label) in enumerate(zip(panels, ("input", "target", "prediction"))):
-            VolumeTensor(panel).show(ctx=axes[row, col], title=label if row == 0 else None)
+        titles = ["input", "target", "prediction"] if row == 0 else [None, None, ""]
+        if outs is not None:  # what the network added to its input on this patch
+            gain = float(gain_db(*(torch.as_tensor(p).float()[None] for p in (panels[2], panels[0], panels[1])))[0])
+            titles[2] = f"{titles[2] or ''} {gain:+.2f} dB".strip()
+        for col, panel in enumerate(panels):
+            VolumeTensor(panel).show(ctx=axes[row, col], title=titles[col])
     fig.tight_layout()
     return axes.ravel().tolist()
 
@@ -404,8 +449,11 @@ class RandomIntensityScale(RandTransform):
 
 
 def permutable_axes(subject: Subject, tolerance: float = 0.01) -> tuple[int, ...]:
-    """Spatial axes that share the most common voxel size (within ``tolerance``) and LR factor: safe to permute."""
-    keys = [(round(s / tolerance) * tolerance, f) for s, f in zip(subject.spacing, subject.factors)]
+    """Spatial axes that share the most common voxel size (within ``tolerance``), LR factor and degradation role
+    (`Subject.axis_roles`): safe to permute. Swapping a phase-encoded axis that lost k-space with a readout axis
+    that kept it would teach the network to sharpen axes that were never blurred."""
+    roles = subject.axis_roles or (None,) * subject.ndim
+    keys = [(round(s / tolerance) * tolerance, f, r) for s, f, r in zip(subject.spacing, subject.factors, roles)]
     best = max(set(keys), key=keys.count)
     axes = tuple(a for a, k in enumerate(keys) if k == best)
     return axes if len(axes) > 1 else ()
@@ -430,7 +478,7 @@ def sr_dataloaders(subjects: Sequence[Subject], valid_names: Sequence[str], patc
                    patches_per_subject: int = 64, valid_patches_per_subject: int = 16, batch_size: int = 8,
                    augment: bool = True, degrade_on_the_fly: Degradation | None = None,
                    phase_encoding_axes=None, foreground_fraction: float = 0.9, seed: int = 0, device=None,
-                   num_workers: int = 0):
+                   num_workers: int = 0, residual_sampling: bool = False):
     """fastai ``DataLoaders`` of paired patches from ``subjects``, split by subject: ``valid_names`` validate.
 
     ``patch_size``: HR patch in voxels (int or per axis; ``None`` for whole images). ``patches_per_subject``:
@@ -448,14 +496,16 @@ def sr_dataloaders(subjects: Sequence[Subject], valid_names: Sequence[str], patc
     if set(valid_names) == set(names):
         raise ValueError("every subject is in validation: keep at least one for training")
     sampler = PatchSampler(subjects, patch_size, foreground_fraction, seed,
-                           device=device if not num_workers else None)  # worker processes cannot use CUDA
+                           device=device if not num_workers else None,  # worker processes cannot use CUDA
+                           residual_sampling=residual_sampling)
     valid = set(valid_names)
     items = [PatchRef(i, k, s.name in valid) for i, s in enumerate(subjects)
              for k in range(valid_patches_per_subject if s.name in valid else patches_per_subject)]
     ndim = subjects[0].ndim
     batch_tfms = []
     if degrade_on_the_fly is not None:
-        batch_tfms.append(DegradeBatch(degrade_on_the_fly, subjects[0].spacing, phase_encoding_axes))
+        pe = phase_encoding_axes if phase_encoding_axes is not None else subjects[0].phase_encoding_axes
+        batch_tfms.append(DegradeBatch(degrade_on_the_fly, subjects[0].spacing, pe))
     if augment:
         batch_tfms += [RandomFlipPermute(ndim, permutable=permutable_axes(subjects[0])), RandomIntensityScale()]
     block = DataBlock(blocks=(VolumeBlock(LRVolume), VolumeBlock(HRVolume)), get_items=lambda _: items,

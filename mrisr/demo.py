@@ -20,7 +20,7 @@ from mrisr.evaluate import HR_LABEL, LR_LABEL, compare, save_tables, summarize, 
 from mrisr.io import load_volume, save_volume
 from mrisr.phantom import knee_phantom
 from mrisr.render import animate
-from mrisr.train import ExperimentConfig, case_name, split_cases, sr_learner
+from mrisr.train import ExperimentConfig, case_name, fit, split_cases, sr_learner
 
 DEGRADATION = "knee_fast_acquisition"
 
@@ -75,7 +75,7 @@ def run_demo(data: list[str | Path] | None = None, run_dir: str | Path = "runs/d
     log(f"mrisr demo ({mode} mode on {device}): {source}; train on {len(cases) - len(valid) - len(test)}, "
         f"validate on {valid or 'a hold-out slab'}, test on {test}")
     learn = sr_learner(config, device=device)
-    learn.fit_one_cycle(config.epochs, config.lr_max)
+    fit(learn, config)
     trained = time.perf_counter() - start
 
     test_volumes = {case_name(p): load_volume(p) for p in cases if case_name(p) in test}

@@ -169,21 +169,35 @@ def as_slices(volume: torch.Tensor, axis: int, index: torch.Tensor | None = None
     return moved.transpose(1, 2).reshape(n * k, c, a, b)
 
 
-class SRLoss(nn.Module):
-    """``MSE + perceptual_weight * perceptual``; the last batch's terms are kept in ``self.terms`` for logging."""
+def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, epsilon: float = 1e-3) -> torch.Tensor:
+    """Mean of ``sqrt((pred - target)^2 + epsilon^2)``: L1 with a smooth minimum (Charbonnier et al., ICIP 1994;
+    LapSRN, Lai et al. 2017). ``epsilon`` in units of the normalised intensity."""
+    return torch.sqrt((pred - target) ** 2 + epsilon**2).mean()
 
-    def __init__(self, perceptual: PerceptualLoss | None = None, perceptual_weight: float = 0.0):
+
+#: The pixel term of `SRLoss` by name: MSE (the seeds'), L1 (what EDSR trains with) or Charbonnier.
+PIXEL_LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "charbonnier": charbonnier_loss}
+
+
+class SRLoss(nn.Module):
+    """``pixel + perceptual_weight * perceptual``, ``pixel`` one of `PIXEL_LOSSES` (default MSE); the last batch's
+    terms are kept in ``self.terms`` for logging, under the pixel loss's name and ``"perceptual"``."""
+
+    def __init__(self, perceptual: PerceptualLoss | None = None, perceptual_weight: float = 0.0, pixel: str = "mse"):
         super().__init__()
         if perceptual_weight and perceptual is None:
             raise ValueError("perceptual_weight > 0 needs a PerceptualLoss")
+        if pixel not in PIXEL_LOSSES:
+            raise ValueError(f"pixel loss must be one of {list(PIXEL_LOSSES)}, got {pixel!r}")
         self.perceptual, self.perceptual_weight = perceptual, float(perceptual_weight)
+        self.pixel = pixel
         self.terms: dict[str, torch.Tensor] = {}
 
     def forward(self, pred, target):
-        mse = F.mse_loss(pred.float(), target.float())
-        self.terms = {"mse": mse.detach()}
+        pixel = PIXEL_LOSSES[self.pixel](pred.float(), target.float())
+        self.terms = {self.pixel: pixel.detach()}
         if not self.perceptual_weight:
-            return mse
+            return pixel
         perceptual = self.perceptual(pred, target)
         self.terms["perceptual"] = perceptual.detach()
-        return mse + self.perceptual_weight * perceptual
+        return pixel + self.perceptual_weight * perceptual

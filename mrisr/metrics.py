@@ -21,7 +21,7 @@ import torch
 from mrisr.filtering import gaussian_filter, gaussian_laplace
 from mrisr.foreground import foreground_mask
 
-__all__ = ["psnr", "ssim", "nrmse", "hfen", "foreground_mask", "fastai_metrics"]
+__all__ = ["psnr", "ssim", "nrmse", "hfen", "gain_db", "foreground_mask", "fastai_metrics"]
 
 
 def _prepare(pred, target, mask, ndim):
@@ -127,6 +127,18 @@ def hfen(pred, target, mask=None, ndim: int | None = None, pooled: bool = False,
         raise ValueError(f"hfen works on 2 or 3 image axes, not {ndim}")
     log_err, log_t = gaussian_laplace(torch.stack([p - t, t]), sigma, ndim, radius)
     return _out(torch.sqrt(_mean(log_err**2, m, over) / _mean(log_t**2, m, over)), is_numpy)
+
+
+def gain_db(pred: torch.Tensor, inputs: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """PSNR of ``pred`` minus PSNR of the network's own input, per sample (dB): what the network adds to doing
+    nothing. Tensors are ``(batch, 1, *spatial)``; an input on a coarser grid (``scale > 1``) is first brought to the
+    target's grid by linear interpolation (``align_corners=False``, the cell-centred grid of `mrisr.degrade`)."""
+    pred, inputs, target = pred.float(), inputs.float(), target.float()
+    ndim = target.ndim - 2
+    if inputs.shape[2:] != target.shape[2:]:
+        inputs = torch.nn.functional.interpolate(inputs, size=target.shape[2:], align_corners=False,
+                                                 mode="bilinear" if ndim == 2 else "trilinear")
+    return psnr(pred, target, data_range, ndim=ndim + 1) - psnr(inputs, target, data_range, ndim=ndim + 1)
 
 
 def fastai_metrics(data_range: float = 1.0) -> list:

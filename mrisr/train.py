@@ -4,8 +4,7 @@ The straight path (what the notebooks and ``mrisr train`` do)::
 
     config = ExperimentConfig.from_json(Path("knee_mse.json").read_text())
     learn = sr_learner(config)            # data, degradation, model, loss, metrics, checkpointing
-    learn.lr_find()
-    learn.fit_one_cycle(config.epochs, config.lr_max)
+    fit(learn, config)                    # one-cycle schedule at config.lr_max (lr_find's suggestion if None)
     model, config = load_model(Path(config.run_dir) / "best.pth")
 """
 
@@ -31,8 +30,8 @@ from mrisr.degrade import Degradation, preset
 from mrisr.errors import InputError
 from mrisr.inference import channels_last_format, cudnn_autotuning
 from mrisr.io.atomic import atomic_path
-from mrisr.losses import PerceptualLoss, SRLoss
-from mrisr.metrics import fastai_metrics
+from mrisr.losses import PIXEL_LOSSES, PerceptualLoss, SRLoss
+from mrisr.metrics import fastai_metrics, gain_db
 from mrisr.models import EDSR3D, SRResNet2D
 
 CHECKPOINT_FORMAT = "mrisr-checkpoint-1"
@@ -49,7 +48,12 @@ class ExperimentConfig:
     Degradation: a preset name or a `Degradation` spec dict; ``degrade_on_the_fly`` applies it per batch on the
     device instead of once per volume. Model: ``"edsr3d"`` or ``"srresnet2d"`` with its sizes. Loss: MSE plus
     ``perceptual_weight`` times the VGG16 loss (``vgg_weights`` / ``vgg_normalization`` as `PerceptualLoss`).
-    Schedule: patch size in HR voxels, patches per subject per epoch, batch size, epochs, one-cycle peak lr.
+    Schedule: patch size in HR voxels, patches per subject per epoch, batch size, epochs, one-cycle peak lr
+    (``lr_max``; ``None``: `lr_find`'s valley) with ``warmup`` the fraction of steps spent rising to it.
+    Recipe (docs/training.md has the ablation that chose the defaults): ``loss`` ``"mse"``, ``"l1"`` or
+    ``"charbonnier"`` (the pixel term; the perceptual term adds to it); ``res_scale`` (EDSR's residual scaling);
+    ``residual_sampling`` (patches drawn towards where LR and HR differ, `mrisr.data.PatchSampler`); ``ema``
+    (decay of an exponential moving average of the weights, used for validation and saved; ``None``: off).
     Speed (CUDA only; ``None`` means `TRAIN_FAST_PATH`'s choice, measured with ``mrisr bench``):
     ``mixed_precision`` ``"bf16"``, ``"fp16"`` or ``None``; ``channels_last`` memory format; ``cudnn_benchmark``
     (cuDNN picks its fastest algorithms by timing them); ``compile`` (``torch.compile`` of the model);
@@ -81,8 +85,13 @@ class ExperimentConfig:
     valid_patches_per_subject: int = 16
     batch_size: int = 8
     epochs: int = 10
-    lr_max: float = 1e-3
+    lr_max: float | None = 2e-4
+    warmup: float = 0.25
     weight_decay: float = 0.0
+    loss: str = "mse"
+    res_scale: float = 1.0
+    residual_sampling: bool = False
+    ema: float | None = None
     augment: bool = True
     mixed_precision: str | None = "bf16"
     channels_last: bool | None = None
@@ -97,6 +106,12 @@ class ExperimentConfig:
             raise ValueError(f"model must be one of {list(MODELS)}, got {self.model!r}")
         if self.mixed_precision not in (None, "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be 'bf16', 'fp16' or None, got {self.mixed_precision!r}")
+        if self.loss not in PIXEL_LOSSES:
+            raise ValueError(f"loss must be one of {list(PIXEL_LOSSES)}, got {self.loss!r}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError(f"ema is a decay in (0, 1) or None, got {self.ema!r}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -172,7 +187,7 @@ def build_model(config: ExperimentConfig) -> torch.nn.Module:
     """The network the config names, freshly initialised (seeded by ``config.seed``)."""
     torch.manual_seed(config.seed)
     return MODELS[config.model](n_feats=config.n_feats, n_blocks=config.n_blocks, scale=config.scale,
-                                upsampler=config.upsampler)
+                                upsampler=config.upsampler, res_scale=config.res_scale)
 
 
 def load_subjects(config: ExperimentConfig) -> list[Subject]:
@@ -184,7 +199,6 @@ def load_subjects(config: ExperimentConfig) -> list[Subject]:
     from mrisr.io import load_volume
 
     spec = config.get_degradation()
-    degradation = None if config.degrade_on_the_fly else spec
     paths = [Path(p) for p in config.cases]
     chosen = [p for p in paths if case_name(p) not in config.test_cases]
     if not chosen:
@@ -195,10 +209,11 @@ def load_subjects(config: ExperimentConfig) -> list[Subject]:
         if path == chosen[-1] and not config.valid_cases:
             train, holdout = split_slabs(volume, config.holdout_slab, config.holdout_margin_mm, config.holdout_axis,
                                          slab_multiple(spec, config.holdout_axis))
-            subjects += [prepare_subject(train, degradation, case_name(path), config.seed),
-                         prepare_subject(holdout, degradation, f"{case_name(path)}:holdout", config.seed)]
+            parts = [(train, case_name(path)), (holdout, f"{case_name(path)}:holdout")]
         else:
-            subjects.append(prepare_subject(volume, degradation, case_name(path), config.seed))
+            parts = [(volume, case_name(path))]
+        subjects += [prepare_subject(part, spec, name, config.seed, on_the_fly=config.degrade_on_the_fly)
+                     for part, name in parts]
     return subjects
 
 
@@ -248,7 +263,7 @@ def validation_names(config: ExperimentConfig, subjects: list[Subject]) -> list[
 
 
 class LossTerm(Metric):
-    """A fastai metric that averages one term of `SRLoss` (``"mse"`` or ``"perceptual"``) over the batches."""
+    """A fastai metric that averages one term of `SRLoss` (its pixel loss or ``"perceptual"``) over the batches."""
 
     def __init__(self, term: str):
         self.term = term
@@ -268,6 +283,72 @@ class LossTerm(Metric):
     @property
     def name(self):
         return f"{self.term}_loss"
+
+
+class GainOverInput(Metric):
+    """``gain_db``: mean PSNR of the model's output minus mean PSNR of its own input, on the same patches (dB, data
+    range 1 of the normalised scale; `mrisr.metrics.gain_db`). Positive: the network is better than doing nothing."""
+
+    def reset(self):
+        self.total, self.count = 0.0, 0
+
+    def accumulate(self, learn):
+        gain = gain_db(learn.pred, learn.xb[0], learn.yb[0])
+        self.total += float(gain.sum())
+        self.count += len(gain)
+
+    @property
+    def value(self):
+        return self.total / self.count if self.count else None
+
+    @property
+    def name(self):
+        return "gain_db"
+
+
+class WeightEMA(Callback):
+    """An exponential moving average of the weights (``torch.optim.swa_utils``, decay ``decay`` per step): validation,
+    checkpoints and the fitted model use the average; training steps update the raw weights (Polyak averaging, as
+    in many SR and diffusion recipes). Skipped during ``lr_find``."""
+
+    order = 5  # before the checkpoint's after_epoch: the checkpoint saves the averaged weights
+
+    def __init__(self, decay: float = 0.999):
+        self.decay = decay
+
+    def before_fit(self):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        self.skip = hasattr(self.learn, "lr_finder")
+        if not self.skip:
+            self.average = AveragedModel(self.learn.model, multi_avg_fn=get_ema_multi_avg_fn(self.decay),
+                                         use_buffers=True)
+            self.raw = None
+
+    def after_step(self):
+        if not self.skip:
+            self.average.update_parameters(self.learn.model)
+
+    def _swap_in(self, state):
+        self.learn.model.load_state_dict(state)
+
+    def before_validate(self):
+        if not self.skip:
+            self.raw = {k: v.detach().clone() for k, v in self.learn.model.state_dict().items()}
+            self._swap_in(self.average.module.state_dict())
+
+    def before_train(self):
+        if not self.skip and self.raw is not None:
+            self._swap_in(self.raw)
+            self.raw = None
+
+
+def fit(learn: Learner, config: ExperimentConfig) -> float:
+    """Train ``learn`` with the one-cycle schedule (``config.epochs``, peak ``config.lr_max`` reached after
+    ``config.warmup`` of the steps); with ``lr_max=None`` the peak is `lr_find`'s valley. Returns the peak lr."""
+    lr = config.lr_max if config.lr_max is not None else float(learn.lr_find(show_plot=False).valley)
+    learn.fit_one_cycle(config.epochs, lr, pct_start=config.warmup)
+    return lr
 
 
 def save_checkpoint(model: torch.nn.Module, config: ExperimentConfig, path: Path, **info) -> Path:
@@ -359,15 +440,15 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
     dls, sampler = sr_dataloaders(subjects, validation_names(config, subjects), config.patch_size,
                                   config.patches_per_subject, config.valid_patches_per_subject, config.batch_size,
                                   config.augment, on_the_fly, seed=config.seed, device=device,
-                                  num_workers=fast["num_workers"])
+                                  num_workers=fast["num_workers"], residual_sampling=config.residual_sampling)
     perceptual = None
     if config.perceptual_weight:
         perceptual = PerceptualLoss(config.perceptual_layers, weights=config.vgg_weights,
                                     normalization=config.vgg_normalization,
                                     slices_per_axis=config.perceptual_slices_per_axis).to(device)
-    loss = SRLoss(perceptual, config.perceptual_weight)
-    metrics = [LossTerm("mse")] + ([LossTerm("perceptual")] if perceptual is not None else [])
-    metrics += fastai_metrics(data_range=1.0)
+    loss = SRLoss(perceptual, config.perceptual_weight, pixel=config.loss)
+    metrics = [LossTerm(config.loss)] + ([LossTerm("perceptual")] if perceptual is not None else [])
+    metrics += fastai_metrics(data_range=1.0)[:1] + [GainOverInput()] + fastai_metrics(data_range=1.0)[1:]
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / "config.json", ".json") as tmp:
@@ -377,7 +458,8 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
         model.compile()  # in place: the state dict keeps its keys, so checkpoints load into plain models
     learn = Learner(dls, model, loss_func=loss, metrics=metrics, wd=config.weight_decay, path=run_dir, model_dir=".",
                     cbs=[ResamplePatches(sampler), Checkpoint(run_dir / "best.pth", config),
-                         FastPath(bool(fast["channels_last"]), bool(fast["cudnn_benchmark"]))])
+                         FastPath(bool(fast["channels_last"]), bool(fast["cudnn_benchmark"]))]
+                    + ([WeightEMA(config.ema)] if config.ema else []))
     if device.type == "cuda" and config.mixed_precision:
         learn = learn.to_bf16() if config.mixed_precision == "bf16" else learn.to_fp16()
     if not (progress if progress is not None else _interactive()):

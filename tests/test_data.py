@@ -10,7 +10,7 @@ import torch
 from mrisr import Volume
 from mrisr.data import (DegradeBatch, HRVolume, LRVolume, PatchRef, PatchSampler, RandomFlipPermute,
                         permutable_axes, prepare_subject, split_slabs, sr_dataloaders)
-from mrisr.degrade import preset
+from mrisr.degrade import Degradation, Downsample, GaussianBlur, Upsample, preset
 
 matplotlib.use("Agg")
 
@@ -96,9 +96,19 @@ def test_dataloaders_split_by_subject_and_show(knee_subjects):
         sr_dataloaders([train, holdout], ["knee", "knee:holdout"], patch_size=16)
 
 
-def test_flip_permute_acts_identically_on_input_and_target(knee_subjects):
-    (train, _), _ = knee_subjects
-    assert permutable_axes(train) == (1, 2)  # 0.3125 mm rows and columns; the 1.5 mm slice axis stays put
+def test_only_axes_degraded_alike_are_permuted(knee_subjects):
+    (train, _), crop = knee_subjects
+    # Rows (readout, untouched) and columns (phase encoded, blurred) share 0.3125 mm but not the degradation.
+    assert train.phase_encoding_axes == (0, 2) and permutable_axes(train) == ()
+    alike = prepare_subject(crop, Degradation([GaussianBlur(1.0)], name="isotropic blur"), "knee")
+    assert permutable_axes(alike) == (1, 2)  # 0.3125 mm rows and columns; the 1.5 mm slice axis stays put
+    in_plane = prepare_subject(crop, Degradation([Downsample(2, axes=(1, 2)), Upsample(2, axes=(1, 2))]), "knee")
+    assert permutable_axes(in_plane) == (1, 2)
+    rows_only = prepare_subject(crop, Degradation([Downsample(2, axes=(1,)), Upsample(2, axes=(1,))]), "knee")
+    assert permutable_axes(rows_only) == ()
+
+
+def test_flip_permute_acts_identically_on_input_and_target():
     torch.manual_seed(0)
     x = torch.rand(8, 1, 6, 7, 7)
     aug = RandomFlipPermute(3, permutable=(1, 2))
