@@ -37,7 +37,9 @@ def test_training_lowers_validation_loss_and_beats_the_baseline_on_the_held_out_
     assert learn.recorder.losses and all(not torch.is_tensor(v) or v.device.type == "cpu"
                                          for v in learn.recorder.losses)  # on the CPU after it, for plots
     names = learn.recorder.metric_names
-    assert {"mse_loss", "psnr", "ssim", "hfen"} <= set(names)
+    assert {"mse_loss", "psnr", "gain_db", "ssim", "hfen"} <= set(names)
+    gains = [row[names.index("gain_db") - 1] for row in learn.recorder.values]  # values skip the epoch column
+    assert gains[-1] > 0  # better than its own input on the held-out slab, as the loss says
 
 
 def test_checkpoint_carries_the_config_and_gives_identical_predictions(knee_run, tmp_path):
