@@ -160,6 +160,19 @@ def slab_subjects(volume: Volume, n: int, axis: int = 0, margin_mm: float = 10.0
     return [sub_volume(volume, axis, k * (length + margin), k * (length + margin) + length) for k in range(n)]
 
 
+def crop_to_multiple(volume: Volume, multiple) -> Volume:
+    """``volume`` with each of its three axes cut at the end to a multiple of ``multiple`` (one int per axis, or
+    one for all): what a degradation with downsampling or thick slices needs (`Degradation.size_multiple`)."""
+    multiple = np.broadcast_to(multiple, 3)
+    for axis, m in enumerate(multiple):
+        n = volume.shape[axis]
+        if n % m:
+            if n < m:
+                raise ValueError(f"axis {axis} has {n} voxels, fewer than the multiple {m} it must be cut to")
+            volume = sub_volume(volume, axis, 0, n // m * m)
+    return volume
+
+
 def sub_volume(volume: Volume, axis: int, start: int, stop: int) -> Volume:
     """Voxels ``start:stop`` along volume ``axis`` (0, 1 or 2; frames kept), the affine shifted to match."""
     index = [slice(None)] * volume.data.ndim

@@ -78,8 +78,9 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
         cases: subject name -> high-resolution `Volume` (the reference).
         degradation: what made the low-resolution input (the same for every case; ``seed`` per case is fixed).
         keep: keep the volumes (``True``, or a list of subject names) for figures and animations.
-        consistency: also score each model's output made consistent with the input (`mrisr.consistency.enforce`),
-            as ``"<model>+DC"`` rows of kind ``"model"``.
+        consistency: also score every method made consistent with the input (`mrisr.consistency.enforce`), as
+            ``"<method>+DC"`` rows of the method's kind: a baseline made consistent is a baseline too (for
+            reduced-grid degradations, interpolation followed by back-projection, Irani and Peleg 1991).
         **predict_options: passed to `predict_volume` (device, dtype, patch_size, ...).
 
     Returns:
@@ -98,9 +99,10 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
         for label, model in models.items():
             methods[label] = predict_volume(model, lr, **predict_options)
             kinds[label] = "model"
-            if consistency:
+        if consistency:  # every method made consistent, baselines too (interpolation + back-projection)
+            for label in list(methods):
                 methods[label + DC_SUFFIX] = enforce(methods[label], lr, degradation)
-                kinds[label + DC_SUFFIX] = "model"
+                kinds[label + DC_SUFFIX] = kinds[label]
         table = score_table(methods, hr, ndim=degradation.ndim).reset_index()
         table.insert(0, "subject", name)
         table.insert(2, "kind", table["method"].map(kinds))
@@ -110,6 +112,33 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
         if keep is True or (keep and name in keep):
             volumes[name] = {LR_LABEL: lr, **{k: v for k, v in methods.items() if v is not lr}, HR_LABEL: hr}
     return pd.concat(tables, ignore_index=True), volumes
+
+
+def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean of ``values`` and its ``confidence`` interval (Student's t; ``nan`` bounds
+    with fewer than two values)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    return mean, mean - half, mean + half
+
+
+def slice_gains(method: Volume, baseline: Volume, target: Volume, data_range: float | None = None,
+                mask: np.ndarray | None = None, min_voxels: int = 100) -> np.ndarray:
+    """Per slice (volume axis 0), PSNR of ``method`` minus PSNR of ``baseline`` against ``target`` (dB), on the
+    foreground (``mask``, default `foreground_mask` of the target) of slices with at least ``min_voxels`` of it.
+    ``data_range`` defaults to the target's max minus min, as `score_table`. Neighbouring slices are correlated, so
+    an interval over them is narrower than one over subjects would be."""
+    data_range = float(target.data.max() - target.data.min()) if data_range is None else data_range
+    mask = foreground_mask(target) if mask is None else mask
+    keep = mask.reshape(mask.shape[0], -1).sum(1) >= min_voxels
+    scores = [metrics.psnr(v.data[keep], target.data[keep], data_range, mask[keep], ndim=2)
+              for v in (method, baseline)]
+    return np.asarray(scores[0] - scores[1], dtype=np.float64)
 
 
 def best_baseline(table: pd.DataFrame, region: str = "foreground", metric: str = "psnr_db") -> str:
@@ -128,8 +157,6 @@ def summarize(table: pd.DataFrame, region: str = "foreground", confidence: float
     the mean paired difference (model minus the best baseline, subject by subject), with ``"ci_low"`` /
     ``"ci_high"`` rows bounding its ``confidence`` interval (Student's t over subjects; ``nan`` with one subject).
     """
-    from scipy import stats
-
     rows = table[table["region"] == region]
     best = best_baseline(table, region)
     columns = [c for c in [*COLUMNS, CONSISTENCY] if c in table]
@@ -140,11 +167,9 @@ def summarize(table: pd.DataFrame, region: str = "foreground", confidence: float
         out[(method, "std")] = scores.std(ddof=1) if len(scores) > 1 else scores.mean() * np.nan
     for method in rows.loc[rows["kind"] == "model", "method"].unique():
         diff = (by_method[method] - by_method[best]).dropna()
-        n = len(diff)
-        half = (stats.t.ppf(0.5 + confidence / 2, n - 1) * diff.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
-        out[(method, f"vs {best}")] = diff.mean()
-        out[(method, "ci_low")] = diff.mean() - half
-        out[(method, "ci_high")] = diff.mean() + half
+        intervals = {c: mean_interval(diff[c], confidence) for c in diff}
+        for k, statistic in enumerate((f"vs {best}", "ci_low", "ci_high")):
+            out[(method, statistic)] = pd.Series({c: v[k] for c, v in intervals.items()})
     summary = pd.DataFrame(out).T
     summary.index.names = ["method", "statistic"]
     summary.attrs.update(region=region, best_baseline=best, n_subjects=int(rows["subject"].nunique()),

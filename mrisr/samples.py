@@ -3,6 +3,7 @@ datasets, for smoke runs of the notebooks and for trying the pipeline before dow
 
 * `knee_slabs`: the 3 T DESS knee cut into spatially disjoint slabs along its rows (superior-inferior), each written
   as a NIfTI "subject". One anatomy, so scores between slabs are not scores between patients.
+* `fair_knee`: the second knee (FAIR toolbox, another subject and scanner) for testing on an unseen scan.
 * `cardiac_cine`: the ACDC short-axis cine slice (30 phases) as a NIfTI time series.
 """
 
@@ -41,6 +42,16 @@ def knee_slabs(out_dir: str | Path, n: int = 4, columns: int = 192, margin_mm: f
     for path, slab in zip(paths, slab_subjects(knee, n, axis=1, margin_mm=margin_mm, multiple=8)):
         save_volume(slab, path)
     return paths
+
+
+def fair_knee():
+    """The FAIR-toolbox knee (``knee_fair/knee3D.mat``, variable ``dataT``): 128 x 64 x 128 voxels of about 1 mm, a
+    `Volume` whose phase-encoding axes are (0, 2) (the file does not record them)."""
+    from mrisr.io import load_volume
+
+    volume = load_volume(sample_dir() / "knee_fair" / "knee3D.mat", variable="dataT")
+    volume.meta["phase_encoding_axes"] = (0, 2)
+    return volume
 
 
 def cardiac_cine(out_dir: str | Path) -> Path:

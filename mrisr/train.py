@@ -25,7 +25,7 @@ from fastai.callback.tracker import SaveModelCallback, TrackerCallback
 from fastai.learner import AvgSmoothLoss, Learner
 from fastai.metrics import Metric
 
-from mrisr.data import ResamplePatches, Subject, prepare_subject, split_slabs, sr_dataloaders
+from mrisr.data import ResamplePatches, Subject, crop_to_multiple, prepare_subject, split_slabs, sr_dataloaders
 from mrisr.degrade import Degradation, preset
 from mrisr.errors import InputError
 from mrisr.inference import channels_last_format, cudnn_autotuning
@@ -191,7 +191,8 @@ def build_model(config: ExperimentConfig) -> torch.nn.Module:
 
 
 def load_subjects(config: ExperimentConfig) -> list[Subject]:
-    """Load, degrade and normalise the config's training and validation cases (test cases are left alone).
+    """Load, degrade and normalise the config's training and validation cases (test cases are left alone), each
+    cut to the degradation's size multiple (`mrisr.data.crop_to_multiple`).
 
     Without ``valid_cases``, the last training case is split into a training part and a spatially disjoint hold-out
     slab named ``<case>:holdout`` that validates.
@@ -204,8 +205,9 @@ def load_subjects(config: ExperimentConfig) -> list[Subject]:
     if not chosen:
         raise ValueError("no training cases: every case is a test case (or cases is empty)")
     subjects = []
+    multiple = dict(zip(range(3 - spec.ndim, 3), spec.size_multiple()))
     for path in chosen:
-        volume = load_volume(path, **config.load_options)
+        volume = crop_to_multiple(load_volume(path, **config.load_options), [multiple.get(a, 1) for a in range(3)])
         if path == chosen[-1] and not config.valid_cases:
             train, holdout = split_slabs(volume, config.holdout_slab, config.holdout_margin_mm, config.holdout_axis,
                                          slab_multiple(spec, config.holdout_axis))

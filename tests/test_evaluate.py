@@ -63,12 +63,13 @@ def test_compare_with_consistency_adds_a_dc_row_that_puts_the_measurement_back(d
     cases = {"knee": Volume(dess_block.data[:16, :64, :64], dess_block.affine, dess_block.meta)}
     table, _ = compare({"blur": Blur()}, cases, preset("knee_fast_acquisition"), consistency=True, device="cpu")
     rows = table[table.region == "foreground"].set_index("method")
-    assert list(rows.index) == ["degraded input", "blur", "blur+DC"]
-    assert rows.loc["blur+DC", "kind"] == "model"
+    assert list(rows.index) == ["degraded input", "blur", "degraded input+DC", "blur+DC"]
+    assert rows.loc["blur+DC", "kind"] == "model" and rows.loc["degraded input+DC", "kind"] == "baseline"
     assert rows.loc["blur", CONSISTENCY] > 0.05 and rows.loc["blur+DC", CONSISTENCY] < 1e-3
     assert rows.loc["blur+DC", "psnr_db"] > rows.loc["blur", "psnr_db"] + 1
     summary = summarize(table)
-    assert ("blur+DC", "vs degraded input") in summary.index and CONSISTENCY in summary.columns
+    best = summary.attrs["best_baseline"]
+    assert ("blur+DC", f"vs {best}") in summary.index and CONSISTENCY in summary.columns
 
 
 
