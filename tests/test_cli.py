@@ -110,6 +110,32 @@ def test_predict_writes_nifti_with_the_scaled_affine_on_real_dess(dess_block, tm
     assert out.data.mean() == pytest.approx(source.data.mean(), rel=0.02)
 
 
+def test_predict_with_consistency_agrees_with_the_measured_scan(dess_block, tmp_path):
+    from mrisr import Volume, load_volume, save_volume
+    from mrisr.consistency import consistency_error
+    from mrisr.degrade import preset
+    from mrisr.models import EDSR3D
+    from mrisr.train import ExperimentConfig, save_checkpoint
+
+    spec = preset("knee_fast_acquisition")
+    lr = spec(Volume(dess_block.data[:12, :48, :48], dess_block.affine, dess_block.meta))
+    scan = save_volume(lr, tmp_path / "lr.nii.gz")
+    save_checkpoint(EDSR3D(n_feats=4, n_blocks=1), ExperimentConfig(n_feats=4, n_blocks=1), tmp_path / "id.pth")
+    (tmp_path / "spec.json").write_text(spec.to_json())
+    for given in ("knee_fast_acquisition", tmp_path / "spec.json"):
+        result = run("predict", scan, tmp_path / "sr.nii.gz", "--checkpoint", tmp_path / "id.pth", "--device", "cpu",
+                     "--quiet", "--consistency", given)
+        assert result.returncode == 0, result.stderr
+        out, measured = load_volume(tmp_path / "sr.nii.gz"), load_volume(scan)
+        # The untrained network returns its input, which the truncation does not reproduce; DC makes it agree.
+        assert consistency_error(measured, measured, spec) > 0.01
+        assert consistency_error(out, measured, spec) < 1e-3
+    (tmp_path / "broken.json").write_text('{"steps": [{"step": "Sharpen"}]}')
+    result = run("predict", scan, tmp_path / "x.nii.gz", "--checkpoint", tmp_path / "id.pth", "--consistency",
+                 tmp_path / "broken.json")
+    assert result.returncode == 1 and "broken.json" in result.stderr and result.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("args, name", [
     (("train", "missing.json"), "missing.json"),
     (("predict", "missing.nii.gz", "out.nii.gz", "--checkpoint", "x.pth"), "x.pth"),
