@@ -53,7 +53,7 @@ def test_02_03_train_both_knee_models(workspace):
     for name, run in [("02_knee3d_mse", "knee_mse"), ("03_knee3d_perceptual", "knee_perceptual")]:
         nb = execute(name, workspace, run_dir=str(workspace / "runs" / run))
         assert (workspace / "runs" / run / "best.pth").is_file()
-        assert "test ['knee_slab_4']" in outputs(nb)
+        assert "test ['knee_slab_4']" in outputs(nb) and "gain_db" in outputs(nb)
     assert "perceptual_loss" in outputs(nb)  # 03 logs the VGG term as a metric
 
 
@@ -62,7 +62,8 @@ def test_04_compare(workspace):
     nb = execute("04_knee3d_compare", workspace, runs=runs, tables=str(workspace / "compare/test"),
                  animations_dir=str(workspace / "animations"), gif_step=8)
     table = pd.read_csv(workspace / "compare/test.csv")
-    assert set(table["method"]) == {"degraded input", "MSE", "MSE+perceptual"}
+    methods = {"degraded input", "MSE", "MSE+perceptual"}
+    assert set(table["method"]) == methods | {f"{m}+DC" for m in methods}  # each also made data-consistent
     assert set(table["subject"]) == {"knee_slab_4"}
     gifs = sorted(p.name for p in (workspace / "animations").iterdir())
     assert gifs == ["knee_knee_slab_4.gif", "knee_knee_slab_4_errors.gif"]
