@@ -7,9 +7,10 @@ For each degradation a fresh EDSR3D (the `ExperimentConfig` defaults: the librar
 of the DESS knee (`mrisr.samples.knee_slabs`: four slabs along the rows, 10 mm apart), validated on slab 3, and
 tested on slab 4 (held out) and on the FAIR knee (another subject and scanner, phase-encoding axes (0, 2), never
 seen in training). Each test case is degraded and super-resolved, and both the input and the output are made
-consistent with the input (`mrisr.consistency.enforce`; "degraded input+DC" is what data consistency alone does). Degradations: `knee_fast_acquisition` (central half of k-space along the phase-encoding
-axes), `knee_fast_acquisition_blur` (its Gaussian counterpart), `knee_thick_slices` (3 slices averaged, cubic back to
-the grid; volumes cut to a multiple of 3 slices).
+consistent with the input (`mrisr.consistency.enforce`; "degraded input+DC" is what data consistency alone does).
+Degradations: `knee_fast_acquisition` (central half of k-space along the phase-encoding axes),
+`knee_fast_acquisition_blur` (its Gaussian counterpart), `knee_thick_slices` (3 slices averaged, cubic back to the
+grid; volumes cut to a multiple of 3 slices).
 
 Prints one table, on the foreground: degradation | case | method | PSNR | SSIM | HFEN | consistency error | gain over
 the degraded input, mean over slices with a 95 % interval (Student's t over the slices along axis 0; neighbouring
@@ -80,7 +81,8 @@ def evaluate_case(name: str, hr, model, degradation, device) -> list[dict]:
     return out
 
 
-def run(preset_name: str, degradations: list[str], overrides: dict, device: str, out_dir: Path, log=print) -> pd.DataFrame:
+def run(preset_name: str, degradations: list[str], overrides: dict, device: str, out_dir: Path,
+        log=print) -> pd.DataFrame:
     settings = dict(PRESETS[preset_name])
     columns = settings.pop("columns")
     slabs = knee_slabs(out_dir / f"slabs_{columns}", n=4, columns=columns)

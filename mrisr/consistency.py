@@ -73,7 +73,8 @@ def consistency_error(sr, lr, degradation: Degradation, *, spacing=None, phase_e
     forward = _checked_forward(degradation, x, y, spacing, pe)
     y = y.abs() if y.is_complex() else y  # a complex measurement is compared as the magnitude image it gives
     with torch.no_grad():
-        return float(torch.linalg.vector_norm(forward.apply_tensor(x, spacing, pe)[0] - y) / torch.linalg.vector_norm(y))
+        residual = forward.apply_tensor(x, spacing, pe)[0] - y
+        return float(torch.linalg.vector_norm(residual) / torch.linalg.vector_norm(y))
 
 
 # -- k-space projection ----------------------------------------------------------------------------------------------
@@ -84,8 +85,8 @@ def _mirror(x: torch.Tensor, dims) -> torch.Tensor:
 
 
 def _band(step: KSpaceTruncation, shape, axes, dims, ndim, ctx, device):
-    """Per axis, the acquisition window over the ``n`` frequencies in FFT order (0 outside the kept band), the kept
-    count ``m``, and where the kept band sits."""
+    """Per axis of ``axes``: ``(window, n, m)``: the acquisition window over the ``n`` frequencies, in FFT order and
+    shaped to broadcast along ``dim`` (0 outside the ``m`` kept samples)."""
     profiles = []
     for axis, dim in zip(axes, dims):
         n = shape[dim]

@@ -200,10 +200,10 @@ class PatchSampler:
     With probability ``foreground_fraction`` a patch must be on tissue: it is centred on a random foreground voxel
     (with ``residual_sampling``, a foreground voxel drawn with probability in proportion to ``0.5 / K + 0.5 *
     residual / sum(residual)``: half of the patches go where the LR and HR images differ most, at edges and fine
-    texture, instead of uniformly over tissue) and redrawn (up to ``tries`` times, keeping the best) until at least ``min_tissue`` of its voxels are above the
-    subject's tissue level; otherwise it is placed uniformly. Each patch's place is a pure function of
-    ``(seed, epoch, subject, index)``: the LR and HR getters agree, a new ``epoch`` gives new places, and validation
-    patches use a fixed epoch. With a CUDA ``device`` the patches are cut from copies of the images on the GPU
+    texture, instead of uniformly over tissue) and redrawn (up to ``tries`` times, keeping the best) until at least
+    ``min_tissue`` of its voxels are above the subject's tissue level; otherwise it is placed uniformly. Each patch's
+    place is a pure function of ``(seed, epoch, subject, index)``: the LR and HR getters agree, a new ``epoch`` gives
+    new places, and validation patches use a fixed epoch. With a CUDA ``device`` the patches are cut from copies of the images on the GPU
     (places are still chosen on the CPU): no host-to-device copy then stalls the training loop.
     """
 

@@ -85,8 +85,9 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
 
     Returns:
         ``(table, volumes)``: one row per (subject, method, region) with ``kind`` ``"baseline"`` or ``"model"``, the
-        `COLUMNS` scores and `CONSISTENCY` (``||A(output) - input|| / ||input||``, the same for both regions); ``volumes[subject]`` maps ``"LR input"``, every method (but the ``"degraded input"``
-        baseline, which is the LR input) and ``"HR"`` to its `Volume`: ready for `mrisr.render.animate`.
+        `COLUMNS` scores and `CONSISTENCY` (``||A(output) - input|| / ||input||``, the same for both regions);
+        ``volumes[subject]`` maps ``"LR input"``, every method (but the ``"degraded input"`` baseline, which is the
+        LR input) and ``"HR"`` to its `Volume`: ready for `mrisr.render.animate`.
     """
     from mrisr.consistency import consistency_error, enforce
     from mrisr.inference import predict_volume

@@ -11,8 +11,8 @@ from scipy import stats
 
 from mrisr import Volume
 from mrisr.degrade import preset
-from mrisr.evaluate import (COLUMNS, CONSISTENCY, HR_LABEL, LR_LABEL, best_baseline, compare, save_tables, style, summarize,
-                            verdict)
+from mrisr.evaluate import (COLUMNS, CONSISTENCY, HR_LABEL, LR_LABEL, best_baseline, compare, save_tables, style,
+                            summarize, verdict)
 from mrisr.models import EDSR3D
 from mrisr.phantom import knee_phantom
 
