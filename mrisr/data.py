@@ -203,8 +203,8 @@ class PatchSampler:
     texture, instead of uniformly over tissue) and redrawn (up to ``tries`` times, keeping the best) until at least
     ``min_tissue`` of its voxels are above the subject's tissue level; otherwise it is placed uniformly. Each patch's
     place is a pure function of ``(seed, epoch, subject, index)``: the LR and HR getters agree, a new ``epoch`` gives
-    new places, and validation patches use a fixed epoch. With a CUDA ``device`` the patches are cut from copies of the images on the GPU
-    (places are still chosen on the CPU): no host-to-device copy then stalls the training loop.
+    new places, and validation patches use a fixed epoch. With a CUDA ``device`` the patches are cut from copies of
+    the images on the GPU (places are still chosen on the CPU): no host-to-device copy then stalls the training loop.
     """
 
     def __init__(self, subjects: Sequence[Subject], patch_size: Sequence[int] | int | None,
