@@ -88,9 +88,9 @@ class ExperimentConfig:
     lr_max: float | None = 2e-4
     warmup: float = 0.25
     weight_decay: float = 0.0
-    loss: str = "mse"
+    loss: str = "l1"
     res_scale: float = 1.0
-    residual_sampling: bool = False
+    residual_sampling: bool = True
     ema: float | None = None
     augment: bool = True
     mixed_precision: str | None = "bf16"

@@ -37,7 +37,7 @@ def test_training_lowers_validation_loss_and_beats_the_baseline_on_the_held_out_
     assert learn.recorder.losses and all(not torch.is_tensor(v) or v.device.type == "cpu"
                                          for v in learn.recorder.losses)  # on the CPU after it, for plots
     names = learn.recorder.metric_names
-    assert {"mse_loss", "psnr", "gain_db", "ssim", "hfen"} <= set(names)
+    assert {"l1_loss", "psnr", "gain_db", "ssim", "hfen"} <= set(names)  # the recipe's pixel loss, L1
     gains = [row[names.index("gain_db") - 1] for row in learn.recorder.values]  # values skip the epoch column
     assert gains[-1] > 0  # better than its own input on the held-out slab, as the loss says
 
@@ -71,7 +71,8 @@ def test_lr_find_and_show_results(knee_run):
 
 def test_cardiac_2d_learner_with_perceptual_loss_logs_both_terms(sample_data, tmp_path):
     config = ExperimentConfig(name="tiny-heart", model="srresnet2d", upsampler="nearest", scale=4, n_feats=8,
-                              n_blocks=1, cases=[str(sample_data / "cardiac_acdc_cine_slice" / "demo_data.mat")],
+                              loss="mse", n_blocks=1,
+                              cases=[str(sample_data / "cardiac_acdc_cine_slice" / "demo_data.mat")],
                               load_options={"axes": "RCT"}, degradation="cardiac_x4", holdout_slab=0.3, holdout_axis=2,
                               holdout_margin_mm=8, patch_size=32, patches_per_subject=8, valid_patches_per_subject=4,
                               batch_size=4, epochs=1, perceptual_weight=0.01,
