@@ -25,10 +25,10 @@ from mrisr.train import ExperimentConfig, fit, sr_learner
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=["16x2", "32x4"])
+    parser.add_argument("--sizes", nargs="+", default=["16x2"])
     parser.add_argument("--lrs", nargs="+", type=float, default=[3e-4, 1e-3, 3e-3])
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--patches", type=int, default=80, help="training patches per subject per epoch")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--patches", type=int, default=160, help="training patches per subject per epoch")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / f"mrisr-lr-study-{os.getuid()}"))
     args = parser.parse_args()

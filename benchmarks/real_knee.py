@@ -44,7 +44,7 @@ from mrisr.train import ExperimentConfig, case_name, fit, sr_learner
 DEGRADATIONS = ["knee_fast_acquisition", "knee_fast_acquisition_blur", "knee_thick_slices"]
 PRESETS = {  # columns of the DESS knee kept; network and schedule
     "cpu": dict(columns=192, n_feats=16, n_blocks=2, patch_size=24, patches_per_subject=160,
-                valid_patches_per_subject=32, batch_size=8, epochs=8),
+                valid_patches_per_subject=32, batch_size=8, epochs=8, lr_max=1e-3),  # small nets want more lr
     "gpu": dict(columns=512, n_feats=64, n_blocks=9, patch_size=32, patches_per_subject=2048,
                 valid_patches_per_subject=256, batch_size=64, epochs=24),
 }

@@ -32,7 +32,7 @@ SETTINGS = {
     "cpu": dict(subjects=7, shape=(48, 128, 128), n_feats=16, n_blocks=4, patch_size=24, patches_per_epoch=192,
                 valid_patches_per_subject=8, batch_size=8, epochs=8, lr_max=1e-3),
     "cuda": dict(subjects=10, shape=(64, 192, 192), n_feats=64, n_blocks=9, patch_size=32, patches_per_epoch=2048,
-                 valid_patches_per_subject=32, batch_size=16, epochs=20, lr_max=1e-3),
+                 valid_patches_per_subject=32, batch_size=16, epochs=20, lr_max=2e-4),
 }
 
 
