@@ -249,7 +249,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
             afterwards); ``None``: `CUDA_FAST_PATH`'s choice on CUDA.
         consistency: the `mrisr.degrade.Degradation` (or preset name, or spec file) that made ``volume``: the output
             is then made consistent with ``volume`` under it (`mrisr.consistency.enforce`: the measured k-space band
-            put back, or iterative back-projection). ``volume`` must then be a `Volume`.
+            put back, or iterative back-projection), on ``device`` when it is a GPU. ``volume`` must then be a `Volume`.
         progress: show a progress bar over batches.
 
     On CUDA the volume is padded, blended and normalised on the GPU when it fits in a quarter of the free memory.
@@ -338,4 +338,6 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
         affine[:3, axis] = volume.affine[:3, axis] / scale
     result = Volume(out, affine, {**volume.meta, "super_resolution": {"model": type(model).__name__, "scale": scale,
                                                                       "tile": list(tiling.tile), "halo": halo}})
-    return result if consistency is None else enforce(result, volume, consistency)
+    if consistency is None:
+        return result
+    return enforce(result, volume, consistency, device=device if device.type == "cuda" else None)

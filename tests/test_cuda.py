@@ -38,3 +38,15 @@ def test_metrics_on_gpu_match_cpu(dess_block):
     for fn in (lambda p, t: metrics.psnr(p, t, data_range), lambda p, t: metrics.ssim(p, t, data_range),
                metrics.nrmse, metrics.hfen):
         assert abs(float(fn(lr.cuda(), hr.cuda())) - float(fn(lr, hr))) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["knee_fast_acquisition", "knee_thick_slices"])
+def test_data_consistency_on_gpu_matches_cpu(dess_block, name):
+    from mrisr.consistency import enforce
+
+    spec = preset(name)
+    hr = dess_block.with_data(dess_block.data[:18])
+    lr = spec(hr)
+    guess = hr.with_data(hr.data + 0.02 * float(hr.data.max()) * np.random.default_rng(0).standard_normal(hr.shape))
+    cpu, gpu = enforce(guess, lr, spec), enforce(guess, lr, spec, device="cuda")
+    np.testing.assert_allclose(gpu.data, cpu.data, rtol=0, atol=1e-3 * float(hr.data.max()))
