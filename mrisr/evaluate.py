@@ -89,8 +89,6 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
         ``volumes[subject]`` maps ``"LR input"``, every method (but the ``"degraded input"`` baseline, which is the
         LR input) and ``"HR"`` to its `Volume`: ready for `mrisr.render.animate`.
     """
-    import torch
-
     from mrisr.consistency import consistency_error, enforce
     from mrisr.inference import predict_volume
 
@@ -103,10 +101,9 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
             methods[label] = predict_volume(model, lr, **predict_options)
             kinds[label] = "model"
         if consistency:  # every method made consistent, baselines too (interpolation + back-projection)
-            where = predict_options.get("device")
-            where = where if where is not None and torch.device(where).type == "cuda" else None
             for label in list(methods):
-                methods[label + DC_SUFFIX] = enforce(methods[label], lr, degradation, device=where)
+                methods[label + DC_SUFFIX] = enforce(methods[label], lr, degradation,
+                                                     device=predict_options.get("device"))
                 kinds[label + DC_SUFFIX] = kinds[label]
         table = score_table(methods, hr, ndim=degradation.ndim).reset_index()
         table.insert(0, "subject", name)

@@ -46,8 +46,9 @@ class ExperimentConfig:
     (``holdout_slab`` fraction, behind ``holdout_margin_mm``, along volume axis ``holdout_axis``) validates.
     ``load_options`` are passed to the loader.
     Degradation: a preset name or a `Degradation` spec dict; ``degrade_on_the_fly`` applies it per batch on the
-    device instead of once per volume. Model: ``"edsr3d"`` or ``"srresnet2d"`` with its sizes. Loss: MSE plus
-    ``perceptual_weight`` times the VGG16 loss (``vgg_weights`` / ``vgg_normalization`` as `PerceptualLoss`).
+    device instead of once per volume. Model: ``"edsr3d"`` or ``"srresnet2d"`` with its sizes. Loss: the pixel loss
+    ``loss`` plus ``perceptual_weight`` times the VGG16 loss (``vgg_weights`` / ``vgg_normalization`` as
+    `PerceptualLoss`); the seeds' experiments are ``loss="mse"``.
     Schedule: patch size in HR voxels, patches per subject per epoch, batch size, epochs, one-cycle peak lr
     (``lr_max``; ``None``: `lr_find`'s valley) with ``warmup`` the fraction of steps spent rising to it.
     Recipe (docs/training.md has the ablation that chose the defaults): ``loss`` ``"mse"``, ``"l1"`` or
@@ -311,9 +312,8 @@ class GainOverInput(Metric):
 class WeightEMA(Callback):
     """An exponential moving average of the weights (``torch.optim.swa_utils``, decay ``decay`` per step): validation,
     checkpoints and the fitted model use the average; training steps update the raw weights (Polyak averaging, as
-    in many SR and diffusion recipes). Skipped during ``lr_find``."""
-
-    order = 5  # before the checkpoint's after_epoch: the checkpoint saves the averaged weights
+    in many SR and diffusion recipes). The average is swapped in before each validation and the raw weights back
+    before the next epoch's training, so the checkpoint of an epoch holds the average. Skipped during ``lr_find``."""
 
     def __init__(self, decay: float = 0.999):
         self.decay = decay
@@ -331,17 +331,14 @@ class WeightEMA(Callback):
         if not self.skip:
             self.average.update_parameters(self.learn.model)
 
-    def _swap_in(self, state):
-        self.learn.model.load_state_dict(state)
-
     def before_validate(self):
         if not self.skip:
             self.raw = {k: v.detach().clone() for k, v in self.learn.model.state_dict().items()}
-            self._swap_in(self.average.module.state_dict())
+            self.learn.model.load_state_dict(self.average.module.state_dict())
 
     def before_train(self):
         if not self.skip and self.raw is not None:
-            self._swap_in(self.raw)
+            self.learn.model.load_state_dict(self.raw)
             self.raw = None
 
 

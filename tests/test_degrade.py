@@ -231,3 +231,25 @@ def test_volume_errors_name_the_file():
     vol = Volume.from_spacing(np.zeros((4, 6, 6)), meta={"source_path": "scans/knee.nii.gz"})
     with pytest.raises(InputError, match=r"^scans/knee.nii.gz: knee_fast_acquisition degradation: .*phase"):
         preset("knee_fast_acquisition")(vol)
+
+
+def test_thick_slice_preset_keeps_the_grid_and_averages_slices(dess_block):
+    from mrisr.data import crop_to_multiple
+    from mrisr.degrade import load_degradation
+
+    spec = preset("knee_thick_slices")
+    assert spec.size_multiple() == (3, 1, 1)
+    knee = crop_to_multiple(Volume(dess_block.data[:20], dess_block.affine, dess_block.meta), spec.size_multiple())
+    assert knee.shape[0] == 18
+    lr = spec(knee)
+    assert lr.shape == knee.shape and np.allclose(lr.affine, knee.affine)  # same grid: the input is the baseline
+    thick = knee.data.reshape(6, 3, *knee.shape[1:]).mean(1)  # what the scanner measured
+    # The interpolated slice at each thick slice's centre is that thick slice (cubic, cell-centred).
+    np.testing.assert_allclose(lr.data[1::3][1:-1], thick[1:-1], rtol=1e-4, atol=1e-3 * float(knee.data.max()))
+    # The slice axis is degraded, the in-plane axes are not: only axes 1 and 2 play the same role.
+    roles = spec.axis_roles(knee.spacing)
+    assert roles[1] == roles[2] != roles[0]
+    assert load_degradation(spec.to_dict()).to_dict() == spec.to_dict()
+    assert load_degradation("knee_thick_slices").to_dict() == spec.to_dict()
+    with pytest.raises(InputError, match="neither a degradation preset"):
+        load_degradation("no_such_preset")
