@@ -121,15 +121,14 @@ def test_predict_with_consistency_agrees_with_the_measured_scan(dess_block, tmp_
     lr = spec(Volume(dess_block.data[:12, :48, :48], dess_block.affine, dess_block.meta))
     scan = save_volume(lr, tmp_path / "lr.nii.gz")
     save_checkpoint(EDSR3D(n_feats=4, n_blocks=1), ExperimentConfig(n_feats=4, n_blocks=1), tmp_path / "id.pth")
-    (tmp_path / "spec.json").write_text(spec.to_json())
-    for given in ("knee_fast_acquisition", tmp_path / "spec.json"):
-        result = run("predict", scan, tmp_path / "sr.nii.gz", "--checkpoint", tmp_path / "id.pth", "--device", "cpu",
-                     "--quiet", "--consistency", given)
-        assert result.returncode == 0, result.stderr
-        out, measured = load_volume(tmp_path / "sr.nii.gz"), load_volume(scan)
-        # The untrained network returns its input, which the truncation does not reproduce; DC makes it agree.
-        assert consistency_error(measured, measured, spec) > 0.01
-        assert consistency_error(out, measured, spec) < 1e-3
+    (tmp_path / "spec.json").write_text(spec.to_json())  # a spec file (load_degradation also takes preset names)
+    result = run("predict", scan, tmp_path / "sr.nii.gz", "--checkpoint", tmp_path / "id.pth", "--device", "cpu",
+                 "--quiet", "--consistency", tmp_path / "spec.json")
+    assert result.returncode == 0, result.stderr
+    out, measured = load_volume(tmp_path / "sr.nii.gz"), load_volume(scan)
+    # The untrained network returns its input, which the truncation does not reproduce; DC makes it agree.
+    assert consistency_error(measured, measured, spec) > 0.01
+    assert consistency_error(out, measured, spec) < 1e-3
     (tmp_path / "broken.json").write_text('{"steps": [{"step": "Sharpen"}]}')
     result = run("predict", scan, tmp_path / "x.nii.gz", "--checkpoint", tmp_path / "id.pth", "--consistency",
                  tmp_path / "broken.json")
