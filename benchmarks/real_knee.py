@@ -39,7 +39,7 @@ from mrisr.degrade import preset
 from mrisr.evaluate import CONSISTENCY, DC_SUFFIX, HR_LABEL, LR_LABEL, compare, mean_interval, slice_gains
 from mrisr.io import load_volume
 from mrisr.samples import fair_knee, knee_slabs
-from mrisr.train import ExperimentConfig, case_name, fit, sr_learner
+from mrisr.train import ExperimentConfig, case_name, fit, slab_multiple, sr_learner
 
 DEGRADATIONS = ["knee_fast_acquisition", "knee_fast_acquisition_blur", "knee_thick_slices"]
 PRESETS = {  # columns of the DESS knee kept; network and schedule
@@ -89,7 +89,7 @@ def run(preset_name: str, degradations: list[str], overrides: dict, device: str,
     rows = []
     for name in degradations:
         degradation = preset(name)
-        multiple = degradation.size_multiple()
+        multiple = [slab_multiple(degradation, axis) for axis in range(3)]
         config = ExperimentConfig(name=f"real_knee_{name}", cases=[str(p) for p in slabs],
                                   valid_cases=[case_name(slabs[2])], test_cases=[case_name(slabs[3])],
                                   degradation=name, run_dir=str(out_dir / name), **settings)

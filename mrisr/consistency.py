@@ -18,8 +18,9 @@ enforce this:
 
 Magnitude images. Scanners store magnitude images, so the measured complex image ``z`` (band-limited) is only known
 as ``lr = |z|``. Where ``z`` rings below zero (Gibbs lobes at edges, air), ``lr`` is rectified. The projection
-restores the sign of ``z`` from the network's own band-limited image before taking ``lr``'s spectrum, so that the
-degraded reference itself passes through unchanged (`enforce(hr, A(hr))` returns ``hr``). The band kept is made
+takes the phase of ``z`` from the network's own band-limited image and refines it (Fienup's error reduction) before
+taking the spectrum of ``lr`` with that phase, so that the degraded reference itself passes through unchanged
+(`enforce(hr, A(hr))` returns ``hr``). The band kept is made
 symmetric (``k`` and ``-k`` together), so a real image stays real and its measured band is matched exactly.
 
 `consistency_error` is ``||A(sr) - lr|| / ||lr||``: 0 for an output that explains the measurement exactly.
@@ -91,10 +92,7 @@ def _band(step: KSpaceTruncation, shape, axes, dims, ndim, ctx, device):
     for axis, dim in zip(axes, dims):
         n = shape[dim]
         m = step.kept(axis, n, ndim, ctx)
-        window = np.zeros(n)
-        start = n // 2 - m // 2
-        window[start:start + m] = step._window(m)
-        window = np.fft.ifftshift(window)  # centred -> FFT order
+        window = np.fft.ifftshift(step.band_window(n, m))  # centred -> FFT order
         view = [1] * len(shape)
         view[dim] = n
         profiles.append((torch.as_tensor(window, dtype=torch.float32, device=device).view(view), n, m))

@@ -93,10 +93,12 @@ class Step:
             return None
         values = []
         for f in dataclasses.fields(self):
+            if f.name == "axes":
+                continue
             value = getattr(self, f.name)
-            if f.name != "axes" and isinstance(value, tuple) and len(value) == len(axes):
+            if isinstance(value, tuple) and len(value) == len(axes):
                 value = value[axes.index(axis)]
-            values.append((f.name, value if f.name != "axes" else None))
+            values.append((f.name, value))
         return type(self).__name__, tuple(values)
 
     def _check_axes(self, ndim: int):
@@ -147,6 +149,14 @@ class KSpaceTruncation(Step):
             return windows.tukey(m, self.tukey_alpha, sym=True)
         return np.ones(m)
 
+    def band_window(self, n: int, m: int) -> np.ndarray:
+        """The acquisition window over all ``n`` centred k-space samples: the ``m``-sample window on the kept band
+        (index ``n // 2`` is k = 0), 0 elsewhere."""
+        profile = np.zeros(n)
+        start = n // 2 - m // 2
+        profile[start:start + m] = self._window(m)
+        return profile
+
     def apply(self, x, ctx, ndim):
         axes = self.resolve_axes(ndim, ctx)
         dims = [x.ndim - ndim + a for a in axes]
@@ -155,12 +165,10 @@ class KSpaceTruncation(Step):
         for axis, dim in zip(axes, dims):
             n = x.shape[dim]
             m = self.kept(axis, n, ndim, ctx)
-            start = n // 2 - m // 2
             if self.same_grid:
-                profile = np.zeros(n)
-                profile[start:start + m] = self._window(m)
+                profile = self.band_window(n, m)
             else:
-                k = k.narrow(dim, start, m)
+                k = k.narrow(dim, n // 2 - m // 2, m)
                 profile, scale = self._window(m), scale * np.sqrt(m / n)
             shape = [1] * k.ndim
             shape[dim] = -1

@@ -206,9 +206,9 @@ def load_subjects(config: ExperimentConfig) -> list[Subject]:
     if not chosen:
         raise ValueError("no training cases: every case is a test case (or cases is empty)")
     subjects = []
-    multiple = dict(zip(range(3 - spec.ndim, 3), spec.size_multiple()))
+    multiple = [slab_multiple(spec, axis) for axis in range(3)]
     for path in chosen:
-        volume = crop_to_multiple(load_volume(path, **config.load_options), [multiple.get(a, 1) for a in range(3)])
+        volume = crop_to_multiple(load_volume(path, **config.load_options), multiple)
         if path == chosen[-1] and not config.valid_cases:
             train, holdout = split_slabs(volume, config.holdout_slab, config.holdout_margin_mm, config.holdout_axis,
                                          slab_multiple(spec, config.holdout_axis))
