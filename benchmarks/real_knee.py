@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ import torch
 
 from mrisr.data import crop_to_multiple
 from mrisr.degrade import preset
+from mrisr.bench import device_name
 from mrisr.evaluate import CONSISTENCY, DC_SUFFIX, HR_LABEL, LR_LABEL, compare, mean_interval, slice_gains
 from mrisr.io import load_volume
 from mrisr.samples import fair_knee, knee_slabs
@@ -72,7 +72,7 @@ def evaluate_case(name: str, hr, model, degradation, device) -> list[dict]:
     lr, target = kept[LR_LABEL], kept[HR_LABEL]
     out = []
     for method in rows.index:
-        gains = slice_gains(kept.get(method, lr), lr, target)
+        gains = slice_gains(kept.get(method, lr), lr, target)["psnr_db"]
         mean, low, high = mean_interval(gains)
         out.append({"degradation": degradation.name, "case": name, "method": method,
                     "psnr_db": rows.loc[method, "psnr_db"], "ssim": rows.loc[method, "ssim"],
@@ -115,12 +115,6 @@ def markdown(table: pd.DataFrame) -> str:
         lines.append(f"| {r.degradation} | {r.case} | {r.method.replace('model', 'EDSR3D')} | {r.psnr_db:.2f} | "
                      f"{r.ssim:.4f} | {r.hfen:.4f} | {getattr(r, CONSISTENCY):.4f} | {gain} |")
     return "\n".join(lines) + "\n"
-
-
-def device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def main(argv: list[str] | None = None) -> int:

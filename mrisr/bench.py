@@ -505,10 +505,17 @@ def accuracy_section(sizes: BenchSizes, variants: Sequence[Variant], device: tor
 SECTIONS = ("train", "pipeline", "inference", "accuracy")
 
 
+def device_name(device: str | torch.device) -> str:
+    """What a benchmark ran on, in words: the GPU's name, or the CPU's cores and torch threads."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
 def environment(device: torch.device, sizes: BenchSizes, preset_name: str) -> dict:
     cuda = device.type == "cuda"
-    return {"device": torch.cuda.get_device_name(device) if cuda else f"CPU ({os.cpu_count()} cores, "
-                                                                       f"{torch.get_num_threads()} threads)",
+    return {"device": device_name(device),
             "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
             "cudnn": torch.backends.cudnn.version() if cuda else None,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

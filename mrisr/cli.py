@@ -143,6 +143,25 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_selfsr(args) -> int:
+    """Super-resolve one anisotropic scan along its slice axis from the scan alone (SMORE), write NIfTI."""
+    from mrisr.io import load_volume, save_volume
+    from mrisr.selfsr import super_resolve
+
+    if not args.output.endswith((".nii", ".nii.gz")):
+        raise InputError(args.output, "the output is written as NIfTI: name it .nii or .nii.gz")
+    if Path(args.output).resolve() == Path(args.scan).resolve():
+        raise InputError(args.output, "is the input scan: choose another output name (the input is never overwritten)")
+    volume = load_volume(args.scan, **_load_options(args))
+    result = super_resolve(volume, args.target_spacing, args.preset, args.device, progress=not args.quiet,
+                           slice_thickness=args.slice_thickness, consistency=args.consistency, seed=args.seed)
+    save_volume(result, args.output)
+    seconds = result.meta["selfsr"]["train_s"] + result.meta["selfsr"]["apply_s"]
+    print(f"{args.output}: {result.data.shape} at {' x '.join(f'{s:.4g}' for s in result.spacing)} mm "
+          f"(self-supervised, {args.preset} preset, {seconds:.0f} s)")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     """Degrade reference scans, super-resolve them with each model, score models and baselines per subject."""
     from mrisr.evaluate import compare, save_tables, summarize, verdict
@@ -287,6 +306,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_options(predict)
     _add_load_options(predict)
     predict.set_defaults(func=cmd_predict)
+
+    selfsr = sub.add_parser("selfsr", help="super-resolve one anisotropic scan through-plane from itself (SMORE)",
+                            description="Trains a 2D network on the scan's own in-plane images, degraded along one "
+                                        "axis as its slices degrade the slice axis, applies it to the through-plane "
+                                        "images of both orientations and fuses them (mrisr.selfsr). No other scan "
+                                        "or ground truth is needed.")
+    selfsr.add_argument("scan", help="any scan `mrisr info` reads, its slice axis (axis 0) coarser than in-plane")
+    selfsr.add_argument("output", help="output .nii or .nii.gz")
+    selfsr.add_argument("--target-spacing", type=float, metavar="MM",
+                        help="output slice spacing in mm, dividing the slice spacing (default: about the in-plane "
+                             "spacing: isotropic)")
+    selfsr.add_argument("--slice-thickness", type=float, metavar="MM",
+                        help="slice thickness in mm when the header does not give it (default: the slice spacing)")
+    selfsr.add_argument("--preset", default="fast", choices=["fast", "full"],
+                        help="fast: minutes on a CPU; full: a GPU (default fast)")
+    selfsr.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    selfsr.add_argument("--consistency", action="store_true",
+                        help="make the output consistent with the scan (its slices averaged give the scan back)")
+    selfsr.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    selfsr.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_load_options(selfsr)
+    selfsr.set_defaults(func=cmd_selfsr)
 
     evaluate = sub.add_parser("evaluate", help="score trained models and baselines on reference scans")
     evaluate.add_argument("cases", nargs="*", help="high-resolution reference scans (default: the first "

@@ -84,6 +84,11 @@ class Step:
     def to_dict(self) -> dict:
         return {"step": type(self).__name__, **dataclasses.asdict(self)}
 
+    def thickness_after(self, thickness: float, spacing: float) -> float | None:
+        """The slice thickness (mm) after this step acts along the slice axis, from the thickness and the slice
+        spacing (mm) before it; ``None`` when the step changes the slice profile in a way not tracked."""
+        return None
+
     def axis_key(self, axis: int, ndim: int, ctx: Context):
         """What this step does along spatial ``axis``: ``None`` if nothing, else a hashable description (its name and
         parameters, per-axis values picked for this axis). Two axes with equal keys in every step are degraded alike,
@@ -259,12 +264,17 @@ class Downsample(_Resample):
             if self.method == "area":
                 x = x.unflatten(dim, (n // f, f)).mean(dim + 1)
             else:
-                x = _resize_axis(x, dim, n // f, "bicubic", antialias=True)
+                x = resize_axis(x, dim, n // f, "bicubic", antialias=True)
         return x
 
     def index_map(self, axis, n_in, n_out, ctx, ndim):
         f = self.factors(ndim, ctx).get(axis, 1)
         return float(f), (f - 1) / 2
+
+    def thickness_after(self, thickness, spacing):
+        if self.method != "area":
+            return None
+        return thickness + (self.factors(3, Context(None, None, None)).get(0, 1) - 1) * spacing
 
 
 @dataclass
@@ -286,12 +296,15 @@ class Upsample(_Resample):
             if self.method == "nearest":
                 x = x.repeat_interleave(f, dim=dim)
             else:
-                x = _resize_axis(x, dim, x.shape[dim] * f, self.method, antialias=False)
+                x = resize_axis(x, dim, x.shape[dim] * f, self.method, antialias=False)
         return x
 
     def index_map(self, axis, n_in, n_out, ctx, ndim):
         f = self.factors(ndim, ctx).get(axis, 1)
         return 1.0 / f, (1.0 / f - 1) / 2
+
+    def thickness_after(self, thickness, spacing):
+        return thickness  # interpolation between slices adds no measured signal from further away
 
 
 @dataclass
@@ -299,29 +312,50 @@ class SliceThickness(Step):
     """Thick slices: each output slice averages ``thickness`` consecutive input slices (a rectangular slice profile),
     and slices are ``stride`` input slices apart (default ``thickness``: contiguous slices, no gap or overlap).
 
-    Acts on spatial axis 0, the slice axis; 3D only. Output slice ``i`` is centred on input slice
-    ``stride * i + (thickness - 1) / 2``.
+    Acts on spatial axis 0: the slice axis of a volume, or of a through-plane image (slice, row) in 2D. Output slice
+    ``i`` is centred on input slice ``stride * i + (thickness - 1) / 2``; with ``centred=True`` it is centred on
+    the ``i``-th block of ``stride`` input slices instead (``stride * i + (stride - 1) / 2``, the input mirrored at
+    its ends where a slice reaches beyond them; ``thickness - stride`` even): slices with a gap (``thickness <
+    stride``) or an overlap keep the grid of contiguous ones, ``n // stride`` of them. A slice ``d`` mm thick made of
+    fine slices ``s`` mm apart is ``d + (thickness - 1) * s`` mm thick (``Volume.meta["slice_thickness_mm"]``
+    follows).
     """
 
-    min_ndim: ClassVar[int] = 3
     thickness: int = 2
     stride: int | None = None
+    centred: bool = False
 
     def resolve_axes(self, ndim, ctx):
         return (0,)
 
+    def thickness_after(self, thickness: float, spacing: float) -> float:
+        return thickness + (self.thickness - 1) * spacing
+
     def __post_init__(self):
         self.thickness = _int_factor(self.thickness, "SliceThickness")
         self.stride = self.thickness if self.stride is None else _int_factor(self.stride, "SliceThickness")
+        if self.centred and (self.thickness - self.stride) % 2:
+            raise ValueError(f"SliceThickness: centred slices need thickness - stride even, got {self.thickness} "
+                             f"and {self.stride}")
 
     def apply(self, x, ctx, ndim):
         dim = x.ndim - ndim
+        margin = (self.thickness - self.stride) // 2 if self.centred else 0
+        if margin > 0:  # mirror (scipy's "reflect") so that the first and last slices reach beyond the input
+            if x.shape[dim] < margin:
+                raise ValueError(f"SliceThickness: {x.shape[dim]} slices are too few to mirror {margin} at each end")
+            x = torch.cat([x.narrow(dim, 0, margin).flip(dim), x,
+                           x.narrow(dim, x.shape[dim] - margin, margin).flip(dim)], dim)
+        elif margin < 0:  # a gap: the first slice starts inside the input
+            x = x.narrow(dim, -margin, max(0, x.shape[dim] + 2 * margin))
         if x.shape[dim] < self.thickness:
             raise ValueError(f"SliceThickness: {x.shape[dim]} slices cannot make a {self.thickness}-slice slab")
         return x.unfold(dim, self.thickness, self.stride).mean(-1)
 
     def index_map(self, axis, n_in, n_out, ctx, ndim):
-        return (float(self.stride), (self.thickness - 1) / 2) if axis == 0 else (1.0, 0.0)
+        if axis != 0:
+            return 1.0, 0.0
+        return float(self.stride), ((self.stride if self.centred else self.thickness) - 1) / 2
 
 
 @dataclass
@@ -350,6 +384,9 @@ class RicianNoise(Step):
         noise = torch.randn((2, *x.shape), generator=ctx.generator, device=x.device, dtype=x.dtype)
         return torch.sqrt((x + sigma * noise[0]) ** 2 + (sigma * noise[1]) ** 2)
 
+    def thickness_after(self, thickness, spacing):
+        return thickness
+
 
 def _int_factor(value, name: str):
     values = np.atleast_1d(value)
@@ -358,7 +395,7 @@ def _int_factor(value, name: str):
     return tuple(int(v) for v in values) if isinstance(value, (list, tuple)) else int(value)
 
 
-def _resize_axis(x: torch.Tensor, dim: int, size: int, mode: str, antialias: bool) -> torch.Tensor:
+def resize_axis(x: torch.Tensor, dim: int, size: int, mode: str, antialias: bool) -> torch.Tensor:
     """Resize one axis with ``torch.nn.functional.interpolate`` (``align_corners=False``)."""
     moved = x.movedim(dim, -1)
     lines = moved.reshape(-1, 1, 1, moved.shape[-1])
@@ -447,6 +484,22 @@ class Degradation:
         pe = None if pe is None else tuple(int(a) - first for a in pe if int(a) >= first)
         return tuple(volume.spacing[first:]), pe
 
+    def slice_thickness(self, thickness: float, spacing: float, phase_encoding_axes=None) -> float | None:
+        """The slice thickness (mm) of a volume degraded by this 3D degradation, from the volume's slice
+        ``thickness`` and slice ``spacing`` (mm); ``None`` when a step changes the slice profile in a way not tracked
+        (`Step.thickness_after`). A 2D degradation leaves the slices as they are."""
+        if self.ndim == 2:
+            return thickness
+        ctx = Context(None, None if phase_encoding_axes is None else tuple(phase_encoding_axes), None)
+        for step in self.steps:
+            if 0 not in step.resolve_axes(self.ndim, ctx):
+                continue
+            thickness = step.thickness_after(thickness, spacing)
+            if thickness is None:
+                return None
+            spacing *= step.index_map(0, 1, 1, ctx, self.ndim)[0]
+        return thickness
+
     # -- application --------------------------------------------------------------------------------------------
     def __call__(self, x, *, spacing: Sequence[float] | None = None,
                  phase_encoding_axes: Sequence[int] | None = None, seed: int | torch.Generator | None = None):
@@ -507,7 +560,11 @@ class Degradation:
             affine[:3, 3] += b * column
             affine[:3, first + axis] = a * column
         data = data.abs() if data.is_complex() else data
-        return Volume(data.numpy(), affine, {**volume.meta, "degradation": self.to_json()})
+        meta = {**volume.meta, "degradation": self.to_json()}
+        thickness = meta.pop("slice_thickness_mm", None)
+        if thickness is not None:
+            thickness = self.slice_thickness(float(thickness), volume.spacing[0], volume.meta.get("phase_encoding_axes"))
+        return Volume(data.numpy(), affine, meta | ({} if thickness is None else {"slice_thickness_mm": thickness}))
 
 
 def _copy(step):

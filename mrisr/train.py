@@ -32,7 +32,7 @@ from mrisr.inference import channels_last_format, cudnn_autotuning
 from mrisr.io.atomic import atomic_path
 from mrisr.losses import PIXEL_LOSSES, PerceptualLoss, SRLoss
 from mrisr.metrics import fastai_metrics, gain_db
-from mrisr.models import EDSR3D, SRResNet2D
+from mrisr.models import EDSR2D, EDSR3D, SRResNet2D
 
 CHECKPOINT_FORMAT = "mrisr-checkpoint-1"
 
@@ -46,9 +46,9 @@ class ExperimentConfig:
     (``holdout_slab`` fraction, behind ``holdout_margin_mm``, along volume axis ``holdout_axis``) validates.
     ``load_options`` are passed to the loader.
     Degradation: a preset name or a `Degradation` spec dict; ``degrade_on_the_fly`` applies it per batch on the
-    device instead of once per volume. Model: ``"edsr3d"`` or ``"srresnet2d"`` with its sizes. Loss: the pixel loss
-    ``loss`` plus ``perceptual_weight`` times the VGG16 loss (``vgg_weights`` / ``vgg_normalization`` as
-    `PerceptualLoss`); the seeds' experiments are ``loss="mse"``.
+    device instead of once per volume. Model: ``"edsr3d"``, ``"srresnet2d"`` or ``"edsr2d"`` with its sizes.
+    Loss: the pixel loss ``loss`` plus ``perceptual_weight`` times the VGG16 loss (``vgg_weights`` /
+    ``vgg_normalization`` as `PerceptualLoss`); the seeds' experiments are ``loss="mse"``.
     Schedule: patch size in HR voxels, patches per subject per epoch, batch size, epochs, one-cycle peak lr
     (``lr_max``; ``None``: `lr_find`'s valley) with ``warmup`` the fraction of steps spent rising to it.
     Recipe (docs/training.md has the ablation that chose the defaults): ``loss`` ``"mse"``, ``"l1"`` or
@@ -137,7 +137,7 @@ class ExperimentConfig:
             self.degradation)
 
 
-MODELS = {"edsr3d": EDSR3D, "srresnet2d": SRResNet2D}
+MODELS = {"edsr3d": EDSR3D, "srresnet2d": SRResNet2D, "edsr2d": EDSR2D}
 TRAIN_FAST_PATH = {"channels_last": True, "cudnn_benchmark": True, "num_workers": 0}
 """What `sr_learner` does on CUDA where the config says ``None``: the fastest settings ``mrisr bench`` measured
 (docs/benchmarks.md). On the CPU all are off."""

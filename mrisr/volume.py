@@ -35,7 +35,8 @@ class Volume:
         meta: small dict. Keys every loader sets: ``source_format`` (``"dicom"``, ``"nifti"``, ``"ismrmrd"``,
             ``"fastmri"``, ``"mat"``, ``"npy"``, ``"phantom"``), ``source_path``. Where known:
             ``series_description`` (str), ``field_strength_t`` (tesla), ``phase_encoding_axes`` (tuple of array
-            axes along which the scan was phase encoded, in the convention above), ``frame_time_ms``.
+            axes along which the scan was phase encoded, in the convention above), ``frame_time_ms``,
+            ``slice_thickness_mm`` (the thickness of a slice along axis 0, which may differ from its spacing).
 
     ``spacing`` (mm per voxel along axes 0, 1, 2: centre-to-centre distance) is derived from ``affine``.
     """

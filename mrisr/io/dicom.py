@@ -128,6 +128,7 @@ def read_dicom_series(folder: Path, series=None) -> Volume:
         "series_uid": str(getattr(first, "SeriesInstanceUID", "")) or None,
         "field_strength_t": float(first.MagneticFieldStrength) if "MagneticFieldStrength" in first else None,
         "phase_encoding_axes": phase_axes or None,
+        "slice_thickness_mm": float(first.SliceThickness) if getattr(first, "SliceThickness", None) else None,
         "manufacturer": str(getattr(first, "Manufacturer", "")) or None,
     }
     if n_frames > 1:

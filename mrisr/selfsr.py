@@ -1,0 +1,319 @@
+"""Self-supervised super-resolution of one anisotropic scan, from the scan alone: SMORE.
+
+Zhao C, Dewey BE, Pham DL, Calabresi PA, Reich DS, Prince JL. "SMORE: a self-supervised anti-aliasing and
+super-resolution algorithm for MRI using deep learning." IEEE Transactions on Medical Imaging 40(3): 805-817, 2021.
+
+A scan with thick slices (a 2D multi-slice protocol: 0.3-0.5 mm in-plane, 1.5-6 mm slices) is sharp in-plane, and
+blurred by the slice profile and aliased by the slice spacing through-plane. Its own in-plane images show the
+anatomy at fine resolution; degrading them along one in-plane axis as the slices degrade the slice axis makes
+training pairs, with no other scan:
+
+1. **Slice profile** (`slice_geometry`): slice spacing ``s`` and thickness ``d`` (mm) from the `Volume`
+   (``meta["slice_thickness_mm"]``, else the spacing: contiguous slices) or given; a rectangular profile ``d`` wide.
+   The output slices are ``t = s / k`` apart (``k`` an integer; default: the in-plane spacing, rounded so that it
+   divides ``s``).
+2. **Training pairs** (`training_volumes`, `training_degradation`): each in-plane image is resampled along one
+   in-plane axis onto the output grid ``t`` (anti-aliased bicubic: the target, a slice about ``t`` thick). That axis
+   is then averaged over ``d / t`` samples every ``k`` samples (`mrisr.degrade.SliceThickness`: the blur of the
+   profile and the aliasing of sampling every ``s`` mm) and brought back onto the ``t`` grid by cubic interpolation
+   (`mrisr.degrade.Upsample`), exactly as the scan's slice axis is at inference. Both in-plane axes take the
+   degraded role in turn. SMORE trains two networks on such pairs, one that removes the aliasing (its "SAA": input
+   sampled and interpolated, target only blurred) and one that removes the blur ("SSR"), and applies them in turn;
+   here one network is trained on the composed pairs (input sampled and interpolated, target sharp) and so learns
+   both steps, anti-aliasing included, in one training and one pass.
+3. **Network** (`train_network`): an `mrisr.models.EDSR2D` on the grid (global skip: it starts as the cubic
+   interpolation), trained through the project's fastai pipeline (`mrisr.train.sr_learner`: patches on tissue,
+   drawn towards where input and target differ, flips, L1 loss, one-cycle schedule, best epoch on held-out slices).
+4. **Through-plane** (`through_plane`): the scan is cubic-interpolated onto the ``t`` grid along its slice axis and
+   every (slice, row) image (one per column) and every (slice, column) image (one per row) goes through the
+   network: two estimates of the volume, each sharp along the slice axis.
+5. **Fusion** (`fourier_burst_accumulation`): per 3D spatial frequency, the estimates are averaged with weights
+   ``|F_k|^p / sum_j |F_j|^p`` (Delbracio and Sapiro, IEEE TIP 2015, as SMORE fuses its orientations): where one
+   orientation restored a frequency and the other did not, the restored one dominates.
+
+The output has the scan's in-plane grid and slices ``t`` apart, its affine from `mrisr.degrade.Upsample` (slice
+centres of the scan stay voxel centres). `forward_model` is the thick-slice acquisition of the output grid, for data
+consistency (`mrisr.consistency.enforce`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mrisr.data import prepare_subject, split_slabs
+from mrisr.degrade import Degradation, SliceThickness, Upsample, resize_axis
+from mrisr.errors import InputError
+from mrisr.volume import Volume, intensity_scale
+
+MIN_SLICES = 8  # fewer slices leave too little to train on and to hold out
+ISOTROPIC_TOLERANCE = 1.1  # a slice spacing within 10 % of the in-plane spacing is isotropic: nothing to do
+ORIENTATIONS = {"slice x row": 2, "slice x column": 1}  # image name -> the volume axis that numbers the images
+FBA_POWER = 8.0
+
+PRESETS = {
+    # Small enough for a 2-core CPU: a 48 x 192 x 192 crop in a few minutes (docs/benchmarks.md).
+    "fast": dict(n_feats=32, n_blocks=4, patch_slices=8, patch_width=48, batch_size=16, patches_per_subject=192,
+                 valid_patches_per_subject=32, epochs=8, lr_max=1e-3),
+    # A GPU: EDSR-baseline width and depth (Lim et al. 2017), larger patches, longer training.
+    "full": dict(n_feats=64, n_blocks=16, patch_slices=12, patch_width=96, batch_size=32, patches_per_subject=1024,
+                 valid_patches_per_subject=64, epochs=40, lr_max=5e-4),
+}
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """How a scan's slices sample its slice axis (volume axis 0), and the output grid.
+
+    Attributes:
+        slice_spacing: ``s``, mm between slice centres.
+        slice_thickness: ``d``, mm: the width of the (rectangular) slice profile.
+        in_plane_spacing: mm per voxel along (row, column).
+        target_spacing: ``t``, mm between output slices; ``s / t`` is an integer.
+    """
+
+    slice_spacing: float
+    slice_thickness: float
+    in_plane_spacing: tuple[float, float]
+    target_spacing: float
+
+    @property
+    def factor(self) -> int:
+        """``k = s / t``: output slices per scan slice."""
+        return int(round(self.slice_spacing / self.target_spacing))
+
+    @property
+    def profile_samples(self) -> int:
+        """The slice thickness in output-grid samples, ``d / t`` rounded to the parity of ``k`` (so the profile is
+        centred on its slice; an error of at most one sample, ``t`` mm)."""
+        k = self.factor
+        return max(k % 2 or 2, k + 2 * int(round((self.slice_thickness / self.target_spacing - k) / 2)))
+
+
+def slice_geometry(volume: Volume, target_spacing: float | None = None,
+                   slice_thickness: float | None = None) -> SliceGeometry:
+    """The `SliceGeometry` of ``volume``; one-line `InputError` s (naming the scan) for what cannot be done.
+
+    ``target_spacing`` (mm): the output slice spacing; default the finest in-plane spacing, rounded so that it
+    divides the slice spacing. ``slice_thickness`` (mm): default ``meta["slice_thickness_mm"]``, else the spacing.
+    """
+    source = volume.meta.get("source_path") or "the scan"
+    if volume.data.ndim != 3:
+        raise InputError(source, f"a time series {volume.data.shape}: super-resolve one frame at a time")
+    if min(volume.shape) == 1:
+        raise InputError(source, f"a 2D image {volume.shape}: self-supervised super-resolution needs a stack of "
+                                 "slices")
+    s, *in_plane = volume.spacing
+    finest = min(in_plane)
+    spacing = " x ".join(f"{v:.4g}" for v in volume.spacing)
+    if max(in_plane) > s:
+        raise InputError(source, f"the coarsest axis is in-plane ({spacing} mm), not the slice axis 0: "
+                                 "reorient the scan so that axis 0 is the slice axis")
+    if s <= ISOTROPIC_TOLERANCE * finest and target_spacing is None:
+        raise InputError(source, f"nothing to do: the scan is already isotropic ({spacing} mm)")
+    if volume.shape[0] < MIN_SLICES:
+        raise InputError(source, f"the slice axis has {volume.shape[0]} slices; self-supervised super-resolution "
+                                 f"needs at least {MIN_SLICES}")
+    if target_spacing is None:
+        target_spacing = s / max(1, round(s / finest))
+    target_spacing = float(target_spacing)
+    k = s / target_spacing
+    if target_spacing <= 0 or k < 1.5:
+        raise InputError(source, f"nothing to do: a target spacing of {target_spacing:g} mm is not finer than the "
+                                 f"slice spacing {s:.4g} mm")
+    if abs(k - round(k)) > 0.01 * k:
+        raise InputError(source, f"the target spacing {target_spacing:g} mm does not divide the slice spacing "
+                                 f"{s:.4g} mm; try {s / np.floor(k):.4g} or {s / np.ceil(k):.4g} mm")
+    thickness = slice_thickness if slice_thickness is not None else volume.meta.get("slice_thickness_mm", s)
+    if not float(thickness) > 0:
+        raise InputError(source, f"the slice thickness must be > 0 mm, got {thickness}")
+    return SliceGeometry(s, float(thickness), (in_plane[0], in_plane[1]), s / round(k))
+
+
+def training_degradation(geometry: SliceGeometry) -> Degradation:
+    """What the slices do to the image along the slice axis, as a 2D `Degradation` acting on image axis 0 on the
+    output grid: the rectangular profile sampled every ``k`` samples, then cubic interpolation back."""
+    k = geometry.factor
+    return Degradation([SliceThickness(geometry.profile_samples, stride=k, centred=True),
+                        Upsample(k, method="bicubic", axes=(0,))], ndim=2, name="selfsr_slices")
+
+
+def forward_model(geometry: SliceGeometry) -> Degradation:
+    """The thick-slice acquisition of an output volume (3D, slice axis 0): what made the scan from it, for
+    `mrisr.consistency.enforce`."""
+    return Degradation([SliceThickness(geometry.profile_samples, stride=geometry.factor, centred=True)], ndim=3,
+                       name="selfsr_acquisition")
+
+
+def upsample_slices(volume: Volume, geometry: SliceGeometry) -> Volume:
+    """``volume`` cubic-interpolated onto the output grid along its slice axis (`Upsample`): the network's input
+    and the cubic baseline, with the output grid's affine."""
+    up = Degradation([Upsample(geometry.factor, method="bicubic", axes=(0,))], ndim=3, name="selfsr_grid")(volume)
+    meta = {k: v for k, v in up.meta.items() if k != "degradation"}
+    return Volume(up.data, up.affine, meta)
+
+
+def training_volumes(volume: Volume, geometry: SliceGeometry) -> dict[str, Volume]:
+    """The scan's in-plane images with one in-plane axis resampled onto the output grid, as 2D targets: ``"rows"``
+    (rows degraded: images ``(row on the t grid, column)``) and ``"columns"`` (images ``(column on the t grid,
+    row)``). Each is a `Volume` ``(S, n_t, n)`` with spacing ``(s, t, in-plane)``, ``n_t`` cut to a multiple of
+    ``k``."""
+    data = torch.from_numpy(volume.data)
+    t, k = geometry.target_spacing, geometry.factor
+    out = {}
+    for name, axis in (("rows", 1), ("columns", 2)):
+        images = data if axis == 1 else data.transpose(1, 2)
+        spacing = volume.spacing[axis]
+        n_t = int(round(images.shape[1] * spacing / t))
+        resized = resize_axis(images, 1, n_t, "bicubic", antialias=True)[:, : n_t // k * k]
+        other = volume.spacing[3 - axis]
+        out[name] = Volume.from_spacing(resized.contiguous().numpy(), (geometry.slice_spacing, t, other),
+                                        {"source_path": f"{volume.meta.get('source_path', 'scan')}:{name}"})
+    return out
+
+
+def _settings(preset: str | dict) -> dict:
+    if isinstance(preset, dict):
+        unknown = sorted(set(preset) - set(PRESETS["fast"]))
+        if unknown:
+            raise ValueError(f"unknown selfsr settings {unknown}; known: {', '.join(PRESETS['fast'])}")
+        return {**PRESETS["fast"], **preset}
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
+    return dict(PRESETS[preset])
+
+
+def train_network(volume: Volume, geometry: SliceGeometry, preset: str | dict = "fast", device=None,
+                  progress: bool = True, seed: int = 0, run_dir: str | Path | None = None) -> torch.nn.Module:
+    """Train the through-plane `EDSR2D` on ``volume``'s own in-plane images (module docstring, steps 2-3).
+
+    The last fifth of the slices (behind a one-slice gap) validates; the best epoch's weights are returned, in eval
+    mode, on ``device``. ``preset``: ``"fast"``, ``"full"`` or a dict overriding `PRESETS` ``["fast"]``.
+    """
+    from fastai.torch_core import set_seed
+
+    from mrisr.train import ExperimentConfig, sr_learner
+
+    settings = _settings(preset)
+    degradation = training_degradation(geometry)
+    subjects, valid = [], []
+    for name, images in training_volumes(volume, geometry).items():
+        train, held_out = split_slabs(images, holdout=0.2, margin_mm=geometry.slice_spacing, axis=0)
+        subjects += [prepare_subject(train, degradation, name, seed),
+                     prepare_subject(held_out, degradation, f"{name}:holdout", seed)]
+        valid.append(f"{name}:holdout")
+    height = min(s.hr.shape[1] for s in subjects) // geometry.factor * geometry.factor
+    patch = [min(settings["patch_slices"] * geometry.factor, height),
+             min(settings["patch_width"], min(s.hr.shape[2] for s in subjects))]
+    with tempfile.TemporaryDirectory(prefix="mrisr-selfsr-") as scratch:
+        config = ExperimentConfig(
+            name="selfsr", degradation=degradation.to_dict(), model="edsr2d", n_feats=settings["n_feats"],
+            n_blocks=settings["n_blocks"], patch_size=patch, patches_per_subject=settings["patches_per_subject"],
+            valid_patches_per_subject=settings["valid_patches_per_subject"], batch_size=settings["batch_size"],
+            epochs=settings["epochs"], lr_max=settings["lr_max"], loss="l1", seed=seed,
+            valid_cases=valid, run_dir=str(run_dir or scratch))
+        set_seed(seed, reproducible=True)
+        learn = sr_learner(config, subjects=subjects, device=device, progress=None if progress else False)
+        if not progress:
+            learn.logger = lambda values: None
+        learn.fit_one_cycle(config.epochs, config.lr_max, pct_start=config.warmup)
+        model = learn.model.eval()
+    return model
+
+
+@torch.no_grad()
+def through_plane(model: torch.nn.Module, volume: torch.Tensor, image_axis: int, batch_size: int = 8) -> torch.Tensor:
+    """Run the 2D ``model`` on every through-plane image of ``volume`` ``(S, R, C)`` (normalised, on the model's
+    device): ``image_axis=2`` takes the (slice, row) images, one per column; ``1`` the (slice, column) images, one per
+    row. Returns the ``(S, R, C)`` estimate."""
+    device = next(model.parameters()).device
+    images = volume.movedim(image_axis, 0)  # (n images, S, other in-plane axis)
+    out = torch.empty_like(images)
+    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
+                                                                                                    enabled=False)
+    with autocast:
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size, None].to(device)
+            out[start:start + batch_size] = model(batch)[:, 0].float().to(out.device)
+    return out.movedim(0, image_axis)
+
+
+def through_plane_estimates(model: torch.nn.Module, volume: Volume, geometry: SliceGeometry,
+                            progress: bool = True) -> tuple[Volume, torch.Tensor]:
+    """``(grid, estimates)``: the scan cubic-interpolated onto the output grid (`upsample_slices`: the network's
+    input) and the network's estimates from its two orientations of through-plane images (`ORIENTATIONS`),
+    ``(2, S * k, R, C)`` in the scan's intensity units, on the model's device."""
+    grid = upsample_slices(volume, geometry)
+    scale = intensity_scale(grid.data)
+    x = torch.from_numpy(grid.data / scale).to(next(model.parameters()).device)
+    estimates = []
+    for name, axis in ORIENTATIONS.items():
+        if progress:
+            print(f"selfsr: through-plane {name} images ({x.shape[axis]} of {x.shape[0]} x {x.shape[3 - axis]})",
+                  flush=True)
+        estimates.append(through_plane(model, x, axis) * scale)
+    return grid, torch.stack(estimates)
+
+
+def fourier_burst_accumulation(estimates: torch.Tensor, power: float = FBA_POWER) -> torch.Tensor:
+    """Fuse ``estimates`` ``(K, *spatial)`` of one image into one ``(*spatial)``: per spatial frequency ``w``,
+    ``sum_k a_k(w) F_k(w)`` with ``a_k = |F_k|^power / sum_j |F_j|^power`` (Delbracio and Sapiro, "Burst
+    deblurring", IEEE TIP 2015). ``power=0`` is the plain mean; a large power keeps, per frequency, the estimate with
+    the most energy there: detail one estimate restored and the others lost."""
+    dims = tuple(range(1, estimates.ndim))
+    spectra = torch.fft.rfftn(estimates, dim=dims)
+    weights = torch.softmax(power * torch.log(spectra.abs().clamp_min(1e-12)), dim=0)  # stable |F|^p normalisation
+    return torch.fft.irfftn((weights * spectra).sum(0), s=estimates.shape[1:], dim=tuple(d - 1 for d in dims))
+
+
+def super_resolve(volume: Volume, target_spacing: float | None = None, preset: str | dict = "fast", device=None,
+                  progress: bool = True, *, slice_thickness: float | None = None, consistency: bool = False,
+                  seed: int = 0, run_dir: str | Path | None = None) -> Volume:
+    """Super-resolve ``volume`` along its slice axis (axis 0) from the scan alone (SMORE; module docstring).
+
+    Args:
+        volume: a 3D scan with thick slices along axis 0 (``(S, R, C)``, slice spacing coarser than in-plane).
+        target_spacing: output slice spacing in mm (default: about the in-plane spacing, dividing the slice
+            spacing: isotropic); it must divide the slice spacing.
+        preset: ``"fast"`` (a CPU in minutes) or ``"full"`` (a GPU), or a dict overriding ``PRESETS["fast"]``.
+        device: where to train and run (default: CUDA when available).
+        progress: print what happens (training epochs: fastai's bars in a terminal or notebook).
+        slice_thickness: mm, when the scan's header does not say (default: its ``meta["slice_thickness_mm"]``, else
+            the slice spacing).
+        consistency: make the output consistent with the scan under `forward_model` (back-projection,
+            `mrisr.consistency.enforce`): averaging its slices gives the scan back.
+        seed: training seed; the same seed gives the same output on the same device.
+        run_dir: keep the training run (``best.pth``, ``config.json``) there; default a temporary folder.
+
+    Returns:
+        A `Volume` ``(S * k, R, C)`` with spacing ``(t, row, column)`` mm and the matching affine; ``meta["selfsr"]``
+        records the geometry, preset and timings, ``meta["slice_thickness_mm"]`` is ``t``.
+    """
+    geometry = slice_geometry(volume, target_spacing, slice_thickness)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    say = print if progress else (lambda *args, **kwargs: None)
+    say(f"selfsr: {volume.shape} at {' x '.join(f'{v:.4g}' for v in volume.spacing)} mm, slices "
+        f"{geometry.slice_thickness:.4g} mm thick; output slices {geometry.target_spacing:.4g} mm apart "
+        f"(x{geometry.factor}), {preset if isinstance(preset, str) else 'custom'} preset on {device}", flush=True)
+    start = time.perf_counter()
+    model = train_network(volume, geometry, preset, device, progress, seed, run_dir)
+    trained = time.perf_counter()
+    grid, estimates = through_plane_estimates(model, volume, geometry, progress)
+    fused = fourier_burst_accumulation(estimates).cpu().numpy()
+    info = {"slice_spacing_mm": geometry.slice_spacing, "slice_thickness_mm": geometry.slice_thickness,
+            "target_spacing_mm": geometry.target_spacing, "factor": geometry.factor,
+            "preset": preset if isinstance(preset, str) else dict(preset), "seed": seed,
+            "orientations": list(ORIENTATIONS), "fusion": f"fourier burst accumulation, p = {FBA_POWER:g}",
+            "train_s": round(trained - start, 1), "apply_s": round(time.perf_counter() - trained, 1)}
+    out = Volume(fused, grid.affine, {**volume.meta, "selfsr": info, "slice_thickness_mm": geometry.target_spacing})
+    if consistency:
+        from mrisr.consistency import enforce
+
+        out = enforce(out, volume, forward_model(geometry), method="back_projection", device=device)
+    say(f"selfsr: done in {time.perf_counter() - start:.0f} s (training {info['train_s']:.0f} s)", flush=True)
+    return out
