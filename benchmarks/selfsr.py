@@ -11,7 +11,8 @@ The DESS knee (1.5 mm slices, 0.3125 mm in-plane) is made thick: ``factor`` slic
 Rows: nearest, linear and cubic (scipy splines from the thick scan, `mrisr.baselines`), bicubic (the network's own
 input, `mrisr.selfsr.upsample_slices`), self-supervised (the two orientations fused by Fourier burst accumulation),
 the fusion ablation (each orientation alone; their plain mean) and self-supervised + DC (back-projection onto the
-thick scan). Columns: seconds (training plus application), PSNR, SSIM and HFEN of the volume (3D), and the gain over
+thick scan); with ``--oracle``, the same network trained on true pairs, the reference's own through-plane images
+(an upper bound that no user has: it sees the answer). Columns: seconds (training plus application), PSNR, SSIM and HFEN of the volume (3D), and the gain over
 cubic of PSNR, SSIM and HFEN per 2D slice, mean with a 95 % interval (Student's t over the slices; the slices are
 the (slice, column) planes, one per row, which contain the super-resolved axis; neighbouring planes are correlated,
 so the interval is optimistic).
@@ -24,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -34,6 +36,7 @@ from mrisr.degrade import Degradation, SliceThickness
 from mrisr.evaluate import mean_interval, score_table, slice_gains
 from mrisr.bench import device_name
 from mrisr.io import load_volume
+from mrisr.volume import Volume
 from mrisr.samples import sample_dir
 from mrisr import selfsr
 
@@ -48,7 +51,15 @@ def centred_crop(volume, size):
     return volume
 
 
-def run_factor(hr, factor: int, preset: str, device: str, log=print) -> list[dict]:
+def through_plane_images(hr) -> dict:
+    """The reference's own through-plane images, (slice, row) and (slice, column), laid out as
+    `mrisr.selfsr.training_volumes` lays out the scan's in-plane images: the targets of a supervised oracle."""
+    s, r, c = hr.spacing
+    return {"rows": Volume.from_spacing(np.ascontiguousarray(hr.data.transpose(2, 0, 1)), (c, s, r)),
+            "columns": Volume.from_spacing(np.ascontiguousarray(hr.data.transpose(1, 0, 2)), (r, s, c))}
+
+
+def run_factor(hr, factor: int, preset: str, device: str, oracle: bool = False, log=print) -> list[dict]:
     """The rows of one thick-slice factor."""
     hr = crop_to_multiple(hr, (factor, 1, 1))
     thick = Degradation([SliceThickness(factor)])(hr)
@@ -65,6 +76,12 @@ def run_factor(hr, factor: int, preset: str, device: str, log=print) -> list[dic
     for name, estimate in zip(selfsr.ORIENTATIONS, estimates):
         methods[f"  {name} images only"] = grid.with_data(estimate.cpu().numpy())
     methods["  mean of both (no FBA)"] = grid.with_data(estimates.mean(0).cpu().numpy())
+    if oracle:  # the same network trained on true pairs cut from the reference itself: what perfect pairs give
+        start = time.perf_counter()
+        model = selfsr.train_network(thick, geometry, preset, device, progress=False, images=through_plane_images(hr))
+        _, estimates = selfsr.through_plane_estimates(model, thick, geometry, progress=False)
+        methods["supervised oracle"] = grid.with_data(selfsr.fourier_burst_accumulation(estimates).cpu().numpy())
+        oracle_seconds = time.perf_counter() - start
     dc_start = time.perf_counter()
     methods["self-supervised + DC"] = enforce(methods["self-supervised"], thick, selfsr.forward_model(geometry),
                                               method="back_projection", device=device)
@@ -74,7 +91,8 @@ def run_factor(hr, factor: int, preset: str, device: str, log=print) -> list[dic
     for method in methods:
         gains = slice_gains(methods[method], methods[REFERENCE], hr, axis=1)
         row = {"factor": factor, "thickness_mm": geometry.slice_thickness, "method": method,
-               "seconds": {"self-supervised": seconds, "self-supervised + DC": seconds + dc_seconds}.get(method),
+               "seconds": {"self-supervised": seconds, "self-supervised + DC": seconds + dc_seconds,
+                           "supervised oracle": oracle_seconds if oracle else None}.get(method),
                **table.loc[method, ["psnr_db", "ssim", "hfen"]].to_dict(), "slices": len(gains)}
         for column in GAIN_COLUMNS:
             row[column + "_gain"], row[column + "_low"], row[column + "_high"] = mean_interval(gains[column])
@@ -105,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factors", type=int, nargs="+", default=[3, 4])
     parser.add_argument("--crop", type=int, nargs=3, metavar=("S", "R", "C"), help="a centred block (voxels)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--oracle", action="store_true", help="add the supervised oracle (trained on the reference)")
     parser.add_argument("--dess", help="the DESS DICOM folder (default: the sample, mrisr.samples.sample_dir)")
     parser.add_argument("--markdown", help="append the table to this Markdown file (e.g. docs/benchmarks.md)")
     args = parser.parse_args(argv)
@@ -114,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     rows = []
     for factor in args.factors:
-        rows += run_factor(hr, factor, args.preset, args.device)
+        rows += run_factor(hr, factor, args.preset, args.device, args.oracle)
     table = pd.DataFrame(rows)
     text = markdown(table)
     command = " ".join(["benchmarks/selfsr.py", *(argv if argv is not None else sys.argv[1:])])

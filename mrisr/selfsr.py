@@ -189,11 +189,14 @@ def _settings(preset: str | dict) -> dict:
 
 
 def train_network(volume: Volume, geometry: SliceGeometry, preset: str | dict = "fast", device=None,
-                  progress: bool = True, seed: int = 0, run_dir: str | Path | None = None) -> torch.nn.Module:
+                  progress: bool = True, seed: int = 0, run_dir: str | Path | None = None,
+                  images: dict[str, Volume] | None = None) -> torch.nn.Module:
     """Train the through-plane `EDSR2D` on ``volume``'s own in-plane images (module docstring, steps 2-3).
 
-    The last fifth of the slices (behind a one-slice gap) validates; the best epoch's weights are returned, in eval
-    mode, on ``device``. ``preset``: ``"fast"``, ``"full"`` or a dict overriding `PRESETS` ``["fast"]``.
+    The last fifth of the images of each orientation (behind a gap of one) validates; the best epoch's weights are
+    returned, in eval mode, on ``device``. ``preset``: ``"fast"``, ``"full"`` or a dict overriding `PRESETS`
+    ``["fast"]``. ``images``: other 2D targets laid out as `training_volumes` lays them out (default: that of
+    ``volume``), e.g. true through-plane images, for a supervised comparison.
     """
     from fastai.torch_core import set_seed
 
@@ -202,8 +205,9 @@ def train_network(volume: Volume, geometry: SliceGeometry, preset: str | dict = 
     settings = _settings(preset)
     degradation = training_degradation(geometry)
     subjects, valid = [], []
-    for name, images in training_volumes(volume, geometry).items():
-        train, held_out = split_slabs(images, holdout=0.2, margin_mm=geometry.slice_spacing, axis=0)
+    images = training_volumes(volume, geometry) if images is None else images
+    for name, stack in images.items():
+        train, held_out = split_slabs(stack, holdout=0.2, margin_mm=stack.spacing[0], axis=0)
         subjects += [prepare_subject(train, degradation, name, seed),
                      prepare_subject(held_out, degradation, f"{name}:holdout", seed)]
         valid.append(f"{name}:holdout")

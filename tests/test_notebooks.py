@@ -76,3 +76,13 @@ def test_05_cardiac_four_models(workspace):
     expected = {f"{loss}, {up}" for loss in ("MSE", "perceptual") for up in ("transposed conv", "NN resize + conv")}
     assert expected | {"nearest", "linear", "cubic"} == set(table["method"])
     assert "least periodic artefact" in outputs(nb)
+
+
+def test_06_selfsupervised_knee(workspace):
+    nb = execute("06_selfsupervised_knee", workspace, animations_dir=str(workspace / "animations06"), gif_step=4)
+    text = outputs(nb)
+    for thickness in ("4.5 mm (x3)", "6.0 mm (x4)"):
+        assert f"{thickness}: self-supervised" in text  # one verdict line per thickness and method
+    assert "self-supervised + DC" in text and "cubic" in text
+    gifs = sorted(p.name for p in (workspace / "animations06").iterdir())
+    assert gifs == ["selfsr_dess_isotropic.gif", "selfsr_dess_x4.gif"]
