@@ -29,14 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from mrisr.data import crop_to_multiple
 from mrisr.degrade import preset
-from mrisr.bench import device_name
-from mrisr.evaluate import CONSISTENCY, DC_SUFFIX, HR_LABEL, LR_LABEL, compare, mean_interval, slice_gains
+from mrisr.bench import publish
+from mrisr.evaluate import CONSISTENCY, HR_LABEL, LR_LABEL, compare, mean_interval, slice_gains
 from mrisr.io import load_volume
 from mrisr.samples import fair_knee, knee_slabs
 from mrisr.train import ExperimentConfig, case_name, fit, slab_multiple, sr_learner
@@ -135,18 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "real_knee.csv", index=False)
-    text = markdown(table)
-    command = " ".join(["benchmarks/real_knee.py", *(argv if argv is not None else sys.argv[1:])])
-    header = (f"### Real-data benchmark, preset {args.preset} ({time.strftime('%Y-%m-%d')})\n\n"
-              f"Device: {device_name(args.device)}; torch {torch.__version__}; {seconds / 60:.1f} min in all. "
-              f"Command: `{command}`. Config overrides: {overrides or 'none'}. Scores on the foreground; the gain "
-              f"is over the degraded input, per slice along axis 0.\n\n")
-    print(header + text)
-    if args.markdown:
-        from mrisr.bench import append_markdown
-
-        append_markdown(Path(args.markdown), header + text)
-        print(f"appended to {args.markdown}")
+    publish(f"Real-data benchmark, preset {args.preset}", args.device, seconds, "benchmarks/real_knee.py", argv,
+            f"Config overrides: {overrides or 'none'}. Scores on the foreground; the gain is over the degraded input, "
+            "per slice along axis 0.", markdown(table), args.markdown)
     return 0
 
 

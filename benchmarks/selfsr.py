@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,8 +32,9 @@ from mrisr.baselines import baselines
 from mrisr.consistency import enforce
 from mrisr.data import crop_to_multiple, sub_volume
 from mrisr.degrade import Degradation, SliceThickness
-from mrisr.evaluate import mean_interval, score_table, slice_gains
-from mrisr.bench import device_name
+from mrisr.evaluate import mean_interval, score_table, slice_scores
+from mrisr.foreground import foreground_mask
+from mrisr.bench import publish
 from mrisr.io import load_volume
 from mrisr.volume import Volume
 from mrisr.samples import sample_dir
@@ -86,10 +86,12 @@ def run_factor(hr, factor: int, preset: str, device: str, oracle: bool = False, 
     methods["self-supervised + DC"] = enforce(methods["self-supervised"], thick, selfsr.forward_model(geometry),
                                               method="back_projection", device=device)
     dc_seconds = time.perf_counter() - dc_start
-    table = score_table(methods, hr).xs("foreground", level="region")
+    mask = foreground_mask(hr)
+    table = score_table(methods, hr, mask=mask).xs("foreground", level="region")
+    reference = slice_scores(methods[REFERENCE], hr, mask=mask, axis=1)
     rows = []
     for method in methods:
-        gains = slice_gains(methods[method], methods[REFERENCE], hr, axis=1)
+        gains = slice_scores(methods[method], hr, mask=mask, axis=1) - reference
         row = {"factor": factor, "thickness_mm": geometry.slice_thickness, "method": method,
                "seconds": {"self-supervised": seconds, "self-supervised + DC": seconds + dc_seconds,
                            "supervised oracle": oracle_seconds if oracle else None}.get(method),
@@ -134,19 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for factor in args.factors:
         rows += run_factor(hr, factor, args.preset, args.device, args.oracle)
-    table = pd.DataFrame(rows)
-    text = markdown(table)
-    command = " ".join(["benchmarks/selfsr.py", *(argv if argv is not None else sys.argv[1:])])
-    header = (f"### Self-supervised super-resolution of thick-slice DESS, preset {args.preset} "
-              f"({time.strftime('%Y-%m-%d')})\n\nDevice: {device_name(args.device)}; torch {torch.__version__}; "
-              f"{(time.perf_counter() - start) / 60:.1f} min in all. Command: `{command}`. Reference: DESS "
-              f"{hr.shape} at 1.5 mm slices; scores on the foreground; gains per (slice, column) plane.\n\n")
-    print(header + text)
-    if args.markdown:
-        from mrisr.bench import append_markdown
-
-        append_markdown(Path(args.markdown), header + text)
-        print(f"appended to {args.markdown}")
+    publish(f"Self-supervised super-resolution of thick-slice DESS, preset {args.preset}", args.device,
+            time.perf_counter() - start, "benchmarks/selfsr.py", argv,
+            f"Reference: DESS {hr.shape} at 1.5 mm slices; scores on the foreground; gains per (slice, column) plane.",
+            markdown(pd.DataFrame(rows)), args.markdown)
     return 0
 
 

@@ -664,6 +664,20 @@ def to_markdown(result: dict, command: str = "mrisr bench") -> str:
     return "\n".join(out) + "\n"
 
 
+def publish(title: str, device, seconds: float, script: str, argv: list[str] | None, notes: str, table: str,
+            markdown=None) -> str:
+    """Print a benchmark's result as a Markdown section (title, date, device, torch, run time, the command that made
+    it, ``notes``, then ``table``) and, when ``markdown`` names a file, append it there. Returns the section."""
+    command = " ".join([script, *(argv if argv is not None else sys.argv[1:])])
+    text = (f"### {title} ({time.strftime('%Y-%m-%d')})\n\nDevice: {device_name(device)}; torch {torch.__version__}; "
+            f"{seconds / 60:.1f} min in all. Command: `{command}`. {notes}\n\n{table}")
+    print(text)
+    if markdown:
+        append_markdown(markdown, text)
+        print(f"appended to {markdown}")
+    return text
+
+
 def append_markdown(path, text: str):
     """Append ``text`` to the Markdown file ``path`` (created if missing) without ever leaving it half-written."""
     from pathlib import Path

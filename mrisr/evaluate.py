@@ -129,23 +129,28 @@ def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, float
     return mean, mean - half, mean + half
 
 
-def slice_gains(method: Volume, baseline: Volume, target: Volume, data_range: float | None = None,
-                mask: np.ndarray | None = None, min_voxels: int = 100, axis: int = 0) -> pd.DataFrame:
+def slice_scores(volume: Volume, target: Volume, data_range: float | None = None, mask: np.ndarray | None = None,
+                 min_voxels: int = 100, axis: int = 0) -> pd.DataFrame:
     """Per slice along volume ``axis`` (0: slices; 1 or 2: the reformatted planes that contain the slice axis), the
-    2D scores of ``method`` minus those of ``baseline`` against ``target``: columns ``psnr_db`` and ``ssim`` (higher is
-    better) and ``hfen`` (lower is better), on the foreground (``mask``, default `foreground_mask` of the target) of
-    slices with at least ``min_voxels`` of it. ``data_range`` defaults to the target's max minus min, as
-    `score_table`. Neighbouring slices are correlated, so an interval over them is narrower than one over subjects
-    would be."""
+    2D scores of ``volume`` against ``target``: columns ``psnr_db``, ``ssim`` and ``hfen``, indexed by slice number,
+    on the foreground (``mask``, default `foreground_mask` of the target) of the slices with at least ``min_voxels``
+    of it. ``data_range`` defaults to the target's max minus min, as `score_table`."""
     data_range = float(target.data.max() - target.data.min()) if data_range is None else data_range
     mask = np.moveaxis(foreground_mask(target) if mask is None else mask, axis, 0)
     keep = mask.reshape(mask.shape[0], -1).sum(1) >= min_voxels
-    images = [np.moveaxis(v.data, axis, 0)[keep] for v in (method, baseline, target)]
-    columns = {"psnr_db": lambda p, t, m: metrics.psnr(p, t, data_range, m, ndim=2),
-               "ssim": lambda p, t, m: metrics.ssim(p, t, data_range, m, ndim=2),
-               "hfen": lambda p, t, m: metrics.hfen(p, t, m, ndim=2)}
-    return pd.DataFrame({name: np.asarray(fn(images[0], images[2], mask[keep]) - fn(images[1], images[2], mask[keep]),
-                                          dtype=np.float64) for name, fn in columns.items()})
+    pred, ref, mask = np.moveaxis(volume.data, axis, 0)[keep], np.moveaxis(target.data, axis, 0)[keep], mask[keep]
+    return pd.DataFrame({"psnr_db": metrics.psnr(pred, ref, data_range, mask, ndim=2),
+                         "ssim": metrics.ssim(pred, ref, data_range, mask, ndim=2),
+                         "hfen": metrics.hfen(pred, ref, mask, ndim=2)}, index=np.flatnonzero(keep)).astype(np.float64)
+
+
+def slice_gains(method: Volume, baseline: Volume, target: Volume, data_range: float | None = None,
+                mask: np.ndarray | None = None, min_voxels: int = 100, axis: int = 0) -> pd.DataFrame:
+    """`slice_scores` of ``method`` minus those of ``baseline``, slice by slice: PSNR and SSIM gains (higher is
+    better) and the HFEN change (lower is better). Neighbouring slices are correlated, so an interval over them is
+    narrower than one over subjects would be."""
+    return (slice_scores(method, target, data_range, mask, min_voxels, axis)
+            - slice_scores(baseline, target, data_range, mask, min_voxels, axis))
 
 
 def best_baseline(table: pd.DataFrame, region: str = "foreground", metric: str = "psnr_db") -> str:
