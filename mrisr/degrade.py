@@ -61,7 +61,6 @@ def _per_axis(value, n: int, what: str) -> tuple:
 class Step:
     """One degradation step. Subclasses are dataclasses; their fields are their whole JSON description."""
 
-    min_ndim: ClassVar[int] = 1
     axes = None  # None: all spatial axes; "phase_encoding": the scan's phase-encoding axes; or a tuple of axes
 
     def resolve_axes(self, ndim: int, ctx: Context) -> tuple[int, ...]:
@@ -428,9 +427,6 @@ class Degradation:
             raise ValueError(f"a Degradation acts on 2 or 3 spatial axes, not {self.ndim}")
         self.steps = [STEPS[s.pop("step")](**s) if isinstance(s, dict) else s for s in map(_copy, self.steps)]
         for step in self.steps:
-            if step.min_ndim > self.ndim:
-                raise ValueError(f"{type(step).__name__} needs {step.min_ndim} spatial axes; this Degradation has "
-                                 f"ndim={self.ndim}")
             step._check_axes(self.ndim)
 
     # -- serialisation ------------------------------------------------------------------------------------------

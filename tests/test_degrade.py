@@ -154,6 +154,26 @@ def test_slice_thickness_averages_slabs_along_the_slice_axis():
     np.testing.assert_allclose(thick.affine[:3, 3], [0.5, 0, 0])  # centred on input slice 1
 
 
+def test_centred_slices_with_a_gap_or_an_overlap_keep_the_grid_of_contiguous_ones():
+    image = np.random.default_rng(7).random((12, 5), np.float32)  # 2D: axis 0 is the slice axis of the image
+    contiguous, maps = Degradation([SliceThickness(3)], ndim=2).apply_tensor(torch.from_numpy(image))
+    for thickness in (1, 5):  # a 2-sample gap, a 2-sample overlap
+        thick, thick_maps = Degradation([SliceThickness(thickness, stride=3, centred=True)], ndim=2).apply_tensor(
+            torch.from_numpy(image))
+        assert thick.shape == contiguous.shape and thick_maps == maps  # same centres: 3 i + 1
+    np.testing.assert_allclose(thick[1].numpy(), image[2:7].mean(0), rtol=1e-6)  # slice 1: samples 2..6
+    np.testing.assert_allclose(thick[0].numpy(), image[[0, 0, 1, 2, 3]].mean(0), rtol=1e-6)  # mirrored at the start
+
+
+def test_the_slice_thickness_in_meta_follows_the_degradation():
+    vol = Volume.from_spacing(np.ones((12, 4, 4), np.float32), (1.5, 1, 1), {"slice_thickness_mm": 2.0})
+    assert Degradation([SliceThickness(3)])(vol).meta["slice_thickness_mm"] == pytest.approx(5.0)  # 2 + 2 x 1.5
+    assert preset("knee_thick_slices")(vol).meta["slice_thickness_mm"] == pytest.approx(5.0)  # interpolation adds none
+    assert Degradation([Downsample(2, "area", axes=(0,))])(vol).meta["slice_thickness_mm"] == pytest.approx(3.5)
+    assert "slice_thickness_mm" not in Degradation([GaussianBlur(1.0, axes=(0,))])(vol).meta  # no longer known
+    assert Degradation([GaussianBlur(1.0, axes=(1, 2))])(vol).meta["slice_thickness_mm"] == 2.0  # in-plane only
+
+
 @pytest.mark.parametrize("snr", [5.0, 20.0])
 def test_rician_noise_hits_the_snr_measured_in_the_foreground(snr):
     """Two-region SNR: the foreground mean over the noise sigma estimated from air (Rayleigh mean = sigma sqrt(pi/2))."""
@@ -215,7 +235,7 @@ def test_cardiac_preset_on_real_cine(cardiac):
     (lambda: GaussianBlur(sigma=-1.0), "sigma must be >= 0"),
     (lambda: Downsample(factor=1.5), "positive integers"),
     (lambda: RicianNoise(snr=0), "snr must be > 0"),
-    (lambda: Degradation([SliceThickness(2)], ndim=2), "SliceThickness needs 3 spatial axes"),
+    (lambda: SliceThickness(4, stride=3, centred=True), "thickness - stride even"),
     (lambda: preset("knee_fast_acquisition")(np.zeros((32, 32), np.float32)), "got a 2D array"),
     (lambda: Degradation([GaussianBlur(1.0, units="mm")])(np.zeros((4, 4, 4), np.float32)), "pass spacing"),
     (lambda: preset("knee_fast_acquisition")(np.zeros((4, 4, 4), np.float32)), "phase_encoding_axes"),
