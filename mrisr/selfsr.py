@@ -57,10 +57,11 @@ ORIENTATIONS = {"slice x row": 2, "slice x column": 1}  # image name -> the volu
 FBA_POWER = 8.0
 
 PRESETS = {
-    # Small enough for a 2-core CPU: a 48 x 192 x 192 crop in a few minutes (docs/benchmarks.md).
+    # Small enough for a 2-core CPU: a 48 x 192 x 192 crop in under a minute, the whole DESS knee in 3 (training is
+    # about 30 s either way; docs/benchmarks.md).
     "fast": dict(n_feats=32, n_blocks=4, patch_slices=8, patch_width=48, batch_size=16, patches_per_subject=192,
                  valid_patches_per_subject=32, epochs=8, lr_max=1e-3),
-    # A GPU: EDSR-baseline width and depth (Lim et al. 2017), larger patches, longer training.
+    # A GPU: EDSR-baseline width and depth (Lim et al. 2017), larger patches, longer training (not yet run on one).
     "full": dict(n_feats=64, n_blocks=16, patch_slices=12, patch_width=96, batch_size=32, patches_per_subject=1024,
                  valid_patches_per_subject=64, epochs=40, lr_max=5e-4),
 }
