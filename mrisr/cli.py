@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mrisr.degrade import PRESETS
 from mrisr.download import DEFAULT_KNEE_URL, DownloadError, download_knees, parse_cases
-from mrisr.errors import InputError
+from mrisr.errors import InputError, UsageError, check_writable, refuse_overwriting_inputs
 
 
 def _load_options(args) -> dict:
@@ -66,6 +66,9 @@ def cmd_baselines(args) -> int:
     from mrisr.io import load_volume
     from mrisr.io.atomic import atomic_path
 
+    if args.csv:
+        refuse_overwriting_inputs([args.csv], [args.path])
+        check_writable(args.csv)
     volume = load_volume(args.path, **_load_options(args))
     tables = []
     for name in args.preset:
@@ -109,6 +112,9 @@ def cmd_train(args) -> int:
     for key, value in overrides.items():
         if value is not None:
             setattr(config, key, value)
+    run_dir = Path(config.run_dir)
+    refuse_overwriting_inputs([run_dir / "config.json", run_dir / "best.pth"], [args.config, *config.cases])
+    check_writable(run_dir / "config.json")
     learn = sr_learner(config, device=args.device)
     lr = fit(learn, config)
     print(f"peak learning rate {lr:.3g}{' (lr_find)' if config.lr_max is None else ''}")
@@ -130,6 +136,9 @@ def cmd_predict(args) -> int:
 
     if not args.output.endswith((".nii", ".nii.gz")):
         raise InputError(args.output, "the output is written as NIfTI: name it .nii or .nii.gz")
+    spec = args.consistency if args.consistency and Path(args.consistency).is_file() else None
+    refuse_overwriting_inputs([args.output], [args.input, args.checkpoint, spec])
+    check_writable(args.output)
     model, config = load_model(args.checkpoint, args.device or "cpu")
     volume = load_volume(args.input, **_load_options(args))
     start = time.perf_counter()
@@ -150,8 +159,8 @@ def cmd_selfsr(args) -> int:
 
     if not args.output.endswith((".nii", ".nii.gz")):
         raise InputError(args.output, "the output is written as NIfTI: name it .nii or .nii.gz")
-    if Path(args.output).resolve() == Path(args.scan).resolve():
-        raise InputError(args.output, "is the input scan: choose another output name (the input is never overwritten)")
+    refuse_overwriting_inputs([args.output], [args.scan])
+    check_writable(args.output)
     volume = load_volume(args.scan, **_load_options(args))
     result = super_resolve(volume, args.target_spacing, args.preset, args.device, progress=not args.quiet,
                            slice_thickness=args.slice_thickness, consistency=args.consistency, seed=args.seed)
@@ -179,6 +188,12 @@ def cmd_evaluate(args) -> int:
     cases = args.cases or [p for p in config.cases if case_name(p) in config.test_cases]
     if not cases:
         raise ValueError(f"no cases given and {args.checkpoint[0]} names no test cases; list the scans to evaluate")
+    if args.out:
+        stem = Path(args.out)
+        outputs = [stem.with_suffix(".csv"), stem.with_name(stem.name + "_summary.csv"), stem.with_suffix(".md")]
+        refuse_overwriting_inputs(outputs, [*cases, *args.checkpoint])
+        for output in outputs:
+            check_writable(output)
     volumes = {case_name(p): load_volume(p, **config.load_options) for p in cases}
     table, _ = compare(dict(zip(labels, (m for m, _ in loaded))), volumes, config.get_degradation(), seed=args.seed,
                        consistency=args.consistency, **_predict_options(args))
@@ -197,6 +212,8 @@ def cmd_animate(args) -> int:
 
     if Path(args.output).suffix.lower() not in FORMATS:
         raise InputError(args.output, "animations are written as .gif or .mp4")
+    refuse_overwriting_inputs([args.output], args.volumes)
+    check_writable(args.output)
     labels = args.labels or [Path(p).name.split(".")[0] for p in args.volumes]
     if len(labels) != len(args.volumes):
         raise ValueError(f"{len(labels)} labels for {len(args.volumes)} volumes")
@@ -222,8 +239,12 @@ def cmd_bench(args) -> int:
     from mrisr.io import load_volume
     from mrisr.io.atomic import atomic_path
 
-    volume = load_volume(args.volume) if args.volume else None
     path = None if args.json == "-" else Path(args.json or f"runs/bench/bench-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    refuse_overwriting_inputs([path, args.markdown], [args.volume])
+    for output in (path, args.markdown):
+        if output is not None:
+            check_writable(output)
+    volume = load_volume(args.volume) if args.volume else None
 
     def save(result: dict) -> None:  # after every section: a long run that is stopped keeps what it measured
         if path is not None:
@@ -251,6 +272,7 @@ def _add_load_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mrisr", description="MRI super-resolution experiments.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="print what a scan loads as: format, shape, spacing, affine, intensities")
@@ -390,14 +412,38 @@ def _quiet_dependencies() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every expected failure is one line on stderr naming the file and the problem (exit 1; 2 for
+    a refused request such as writing over an input; 130 when interrupted); ``--debug`` shows the traceback."""
     _quiet_dependencies()
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
-    except (InputError, DownloadError, ValueError, MemoryError) as err:
-        print(f"mrisr {args.command}: error: {err}", file=sys.stderr)
-        return 1
+    except Exception as err:
+        if args.debug:
+            raise
+        code, message = _expected_failure(err)
+        if code is None:
+            raise
+        print(f"mrisr {args.command}: error: {message}", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"mrisr {args.command}: interrupted (nothing half-written is kept)", file=sys.stderr)
+        return 130
+
+
+def _expected_failure(err: Exception) -> tuple[int | None, str]:
+    """``(exit code, one-line message)`` for the failures a user can act on; ``(None, "")`` for a bug."""
+    if isinstance(err, UsageError):
+        return 2, str(err)
+    if isinstance(err, (InputError, DownloadError, ValueError, MemoryError, FloatingPointError)):
+        return 1, " ".join(str(err).split())
+    if isinstance(err, OSError):  # permission, disk full, missing folder: name the file the system names
+        where = err.filename if err.filename is not None else "a file"
+        return 1, f"{where}: {err.strerror or type(err).__name__}"
+    return None, ""
 
 
 if __name__ == "__main__":

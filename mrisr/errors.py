@@ -15,3 +15,34 @@ class InputError(ValueError):
         self.path = None if path is None else Path(path)
         self.problem = " ".join(str(problem).split())  # always one line
         super().__init__(self.problem if path is None else f"{path}: {self.problem}")
+
+
+class UsageError(InputError):
+    """A command asked to do something it must refuse, e.g. to write over one of its own inputs (exit code 2)."""
+
+
+def refuse_overwriting_inputs(outputs, inputs) -> None:
+    """`UsageError` if any path of ``outputs`` is (or, for a folder, holds) one of ``inputs``: no command writes over
+    what it reads. ``None`` entries are ignored."""
+    sources = [Path(p).resolve() for p in inputs if p is not None]
+    for output in (Path(p).resolve() for p in outputs if p is not None):
+        for source in sources:
+            if output == source or source.is_relative_to(output) and output.is_dir():
+                raise UsageError(output, f"is also an input ({source}); choose another output, inputs are never "
+                                         "overwritten")
+
+
+def check_writable(path) -> Path:
+    """``path`` as a `Path`, after checking that its folder exists or can be made and is writable (before any long
+    work starts); `InputError` naming it otherwise."""
+    import os
+
+    path = Path(path)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(path, f"cannot be written: {folder} is not a writable folder")
+    if path.is_dir():
+        raise InputError(path, "is a folder; give a file name")
+    return path

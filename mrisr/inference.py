@@ -30,6 +30,7 @@ from torch import nn
 
 from mrisr.consistency import enforce
 from mrisr.degrade import load_degradation
+from mrisr.errors import InputError
 from mrisr.volume import Volume, intensity_scale as percentile_scale
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -282,8 +283,16 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
     cudnn_benchmark = fast["cudnn_benchmark"] if cudnn_benchmark is None else cudnn_benchmark
     autocast = AUTOCAST_DTYPES.get(dtype) if device.type == "cuda" else None
     data = volume.data if isinstance(volume, Volume) else np.asarray(volume, np.float32)
+    source = volume.meta.get("source_path") if isinstance(volume, Volume) else None
     if data.ndim < ndim:
         raise ValueError(f"a {ndim}D network needs at least {ndim} axes, got an array of shape {data.shape}")
+    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+        raise ValueError(f"batch_size is a number of tiles per forward pass, >= 1; got {batch_size}")
+    if patch_size is not None and np.any(np.asarray(patch_size) < 1):
+        raise ValueError(f"patch_size is a tile size in voxels, >= 1 per axis; got {patch_size}")
+    if not np.isfinite(data).all():  # one non-finite voxel spreads through every convolution that sees it
+        bad = int((~np.isfinite(data)).sum())
+        raise InputError(source, f"{bad} voxel(s) are NaN or infinite; replace them first (loaders take nan=VALUE)")
     shape = data.shape[-ndim:]
     images = torch.from_numpy(np.ascontiguousarray(data.reshape(-1, *shape), np.float32))
     store = torch.device("cpu")
@@ -330,6 +339,9 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
                           f"{smaller.batch_size} of {smaller.tile}", RuntimeWarning, stacklevel=2)
             tiling = smaller
     out = (out * scale_value).cpu().numpy().reshape(*data.shape[:-ndim], *out.shape[1:])
+    if not np.isfinite(out).all():
+        raise FloatingPointError(f"the network's output has {int((~np.isfinite(out)).sum())} non-finite voxel(s) "
+                                 f"(overflow in {dtype or 'fp32'}?); try dtype='fp32' or check the checkpoint")
     if not isinstance(volume, Volume):
         return out
     affine = volume.affine.copy()

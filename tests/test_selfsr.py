@@ -155,7 +155,7 @@ def test_the_input_is_never_the_output(thick, tmp_path, capsys):
 
     scan = save_volume(thick, tmp_path / "thick.nii.gz")
     before = scan.read_bytes()
-    assert main(["selfsr", str(scan), str(scan)]) == 1
+    assert main(["selfsr", str(scan), str(scan)]) == 2
     assert "thick.nii.gz" in capsys.readouterr().err and scan.read_bytes() == before
 
 
