@@ -20,6 +20,7 @@ from mrisr.errors import InputError, UsageError, check_writable, refuse_overwrit
 
 def _load_options(args) -> dict:
     options = {"series": args.series, "variable": args.variable, "axes": args.axes, "nan": args.nan,
+               "skip_unreadable": args.skip_unreadable or None,
                "spacing": tuple(args.spacing) if args.spacing else None, "kspace": args.kspace or None}
     return {k: v for k, v in options.items() if v is not None}
 
@@ -263,6 +264,8 @@ def cmd_bench(args) -> int:
 
 def _add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--series", help="DICOM: which series (UID, number or description) when a folder has several")
+    parser.add_argument("--skip-unreadable", action="store_true",
+                        help="DICOM: leave out files that cannot be read, with a warning (default: an error)")
     parser.add_argument("--variable", help=".mat: which variable holds the image")
     parser.add_argument("--axes", help="arrays: one letter per axis from S (slice), R (row), C (column), T (time)")
     parser.add_argument("--spacing", type=float, nargs=3, metavar=("S", "R", "C"), help="arrays: voxel size in mm")

@@ -103,6 +103,7 @@ class ExperimentConfig:
     run_dir: str = "runs/experiment"
 
     def __post_init__(self):
+        self._check_fields()
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {list(MODELS)}, got {self.model!r}")
         if self.mixed_precision not in (None, "bf16", "fp16"):
@@ -113,6 +114,48 @@ class ExperimentConfig:
             raise ValueError(f"ema is a decay in (0, 1) or None, got {self.ema!r}")
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup!r}")
+
+    def _check_fields(self):
+        """Type and range of every field, one message naming the field and what it must be."""
+        def need(ok: bool, name: str, what: str):
+            if not ok:
+                raise ValueError(f"{name} must be {what}, got {getattr(self, name)!r}")
+
+        def integer(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def number(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+        for name in ("n_feats", "n_blocks", "scale", "patches_per_subject", "valid_patches_per_subject", "batch_size",
+                     "epochs"):
+            need(integer(getattr(self, name)) and getattr(self, name) >= 1, name, "an integer >= 1")
+        need(integer(self.seed), "seed", "an integer")
+        need(self.holdout_axis in (0, 1, 2) and integer(self.holdout_axis), "holdout_axis", "0, 1 or 2")
+        need(self.num_workers is None or integer(self.num_workers) and self.num_workers >= 0, "num_workers",
+             "an integer >= 0 or null")
+        need(self.lr_max is None or number(self.lr_max) and self.lr_max > 0, "lr_max", "a number > 0 or null")
+        need(number(self.holdout_slab) and 0 < self.holdout_slab < 1, "holdout_slab", "a fraction in (0, 1)")
+        for name in ("holdout_margin_mm", "weight_decay", "perceptual_weight"):
+            need(number(getattr(self, name)) and getattr(self, name) >= 0, name, "a number >= 0")
+        need(number(self.res_scale) and self.res_scale > 0, "res_scale", "a number > 0")
+        for name in ("degrade_on_the_fly", "residual_sampling", "augment", "compile"):
+            need(isinstance(getattr(self, name), bool), name, "true or false")
+        for name in ("channels_last", "cudnn_benchmark"):
+            need(getattr(self, name) is None or isinstance(getattr(self, name), bool), name, "true, false or null")
+        for name in ("name", "upsampler", "run_dir"):
+            need(isinstance(getattr(self, name), str) and getattr(self, name) != "", name, "a non-empty string")
+        for name in ("cases", "valid_cases", "test_cases", "perceptual_layers"):
+            value = getattr(self, name)
+            need(isinstance(value, list) and all(isinstance(v, str) for v in value), name, "a list of strings")
+        need(isinstance(self.load_options, dict), "load_options", "an object")
+        need(isinstance(self.degradation, (str, dict)), "degradation", "a preset name or a spec object")
+        patch = self.patch_size
+        need(patch is None or integer(patch) and patch >= 1 or isinstance(patch, list) and len(patch) in (2, 3)
+             and all(integer(v) and v >= 1 for v in patch), "patch_size",
+             "an integer >= 1, a list of 2 or 3 of them, or null")
+        need(self.perceptual_slices_per_axis is None or integer(self.perceptual_slices_per_axis)
+             and self.perceptual_slices_per_axis >= 1, "perceptual_slices_per_axis", "an integer >= 1 or null")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -370,9 +413,13 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tu
         raise InputError(checkpoint, f"cannot be read as a checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
         raise InputError(checkpoint, f"not an mrisr checkpoint (expected format {CHECKPOINT_FORMAT})")
-    config = ExperimentConfig.from_dict(saved["config"])
-    model = build_model(config)
-    model.load_state_dict(saved["model"])
+    try:
+        config = ExperimentConfig.from_dict(saved["config"])
+        model = build_model(config)
+        model.load_state_dict(saved["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(checkpoint, f"its config and weights do not fit together ({first})") from None
     return model.to(device).eval(), config
 
 
@@ -431,6 +478,9 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
     (each loss term, PSNR, SSIM, HFEN on the normalised scale, data range 1), best-model checkpoint at
     ``<run_dir>/best.pth``, the config written to ``<run_dir>/config.json``, mixed precision on CUDA as configured.
     ``progress=None`` shows fastai's bars in a terminal or notebook, else one line per epoch."""
+    from fastai.torch_core import set_seed
+
+    set_seed(config.seed)  # Python's random (the DataLoader's shuffle), numpy and torch; cuDNN's flags left alone
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     fast = {k: (default if device.type == "cuda" else 0) if getattr(config, k) is None else getattr(config, k)
             for k, default in TRAIN_FAST_PATH.items()}  # None: the fast path on CUDA, off on the CPU

@@ -116,3 +116,22 @@ def test_device_smooth_loss_equals_fastais():
             metric.accumulate(SimpleNamespace(loss=torch.tensor([value, value + 1.0])))
     assert ours.count == theirs.count == 4
     torch.testing.assert_close(ours.value, theirs.value)
+
+
+def test_two_cpu_runs_with_one_seed_are_bit_identical(dess_block, tmp_path):
+    """Python's random (the DataLoader's shuffle), numpy and torch are all seeded from the config's seed."""
+    from mrisr.data import prepare_subject, split_slabs
+    from mrisr.degrade import preset
+
+    train, held_out = split_slabs(dess_block, holdout=0.3, margin_mm=3.0, axis=1)
+    subjects = [prepare_subject(train, preset("knee_fast_acquisition_blur"), "train"),
+                prepare_subject(held_out, preset("knee_fast_acquisition_blur"), "valid")]
+    weights = []
+    for run in range(2):
+        config = ExperimentConfig(name="seeded", n_feats=4, n_blocks=1, patch_size=16, patches_per_subject=16,
+                                  valid_patches_per_subject=4, batch_size=4, epochs=2, valid_cases=["valid"],
+                                  degradation="knee_fast_acquisition_blur", run_dir=str(tmp_path / f"run{run}"))
+        learn = sr_learner(config, subjects=subjects, device="cpu", progress=False)
+        learn.fit(2, 1e-3)
+        weights.append({k: v.clone() for k, v in learn.model.state_dict().items()})
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -9,6 +9,7 @@ series) load as a time series, ordered by trigger time.
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -26,13 +27,30 @@ def _series_label(uid: str, headers: list) -> str:
             f"'{getattr(h, 'SeriesDescription', '')}', {len(headers)} images)")
 
 
-def _scan(folder: Path) -> dict[str, list]:
-    """Headers of every DICOM image under ``folder``, grouped by SeriesInstanceUID."""
+def _looks_like_dicom(path: Path) -> bool:
+    """Whether ``path`` starts as a DICOM Part 10 file does (``DICM`` after the 128-byte preamble)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return True  # cannot even be opened: count it as unreadable, not as some other file
+
+
+def _scan(folder: Path, skip_unreadable: bool = False) -> dict[str, list]:
+    """Headers of every DICOM image under ``folder``, grouped by SeriesInstanceUID. Files that are not DICOM (notes,
+    DICOMDIR-less extras) are passed over; a DICOM file that cannot be read is an error naming it, or with
+    ``skip_unreadable`` a warning, so that no slice goes missing without a word."""
     series: dict[str, list] = defaultdict(list)
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, EOFError):
+        except (InvalidDicomError, OSError, ValueError, EOFError, AttributeError) as err:
+            if isinstance(err, InvalidDicomError) and not _looks_like_dicom(path):
+                continue
+            problem = f"DICOM file cannot be read ({type(err).__name__}: {err})"
+            if not skip_unreadable:
+                raise InputError(path, f"{problem}; pass skip_unreadable=True to load the series without it") from None
+            warnings.warn(f"{path}: {' '.join(problem.split())}; skipped", RuntimeWarning, stacklevel=3)
             continue
         if "ImagePositionPatient" in ds and "Rows" in ds:
             ds.filename = str(path)
@@ -64,9 +82,10 @@ def _float_list(ds, tag: str, path) -> np.ndarray:
     return np.array([float(v) for v in ds[tag].value], dtype=np.float64)
 
 
-def read_dicom_series(folder: Path, series=None) -> Volume:
-    """Load one series from ``folder``; ``series`` picks one by UID, SeriesNumber or SeriesDescription."""
-    headers = _choose(folder, _scan(folder), series)
+def read_dicom_series(folder: Path, series=None, skip_unreadable: bool = False) -> Volume:
+    """Load one series from ``folder``; ``series`` picks one by UID, SeriesNumber or SeriesDescription.
+    ``skip_unreadable``: leave out DICOM files that cannot be read, with a warning each (default: an error)."""
+    headers = _choose(folder, _scan(folder, skip_unreadable), series)
     first = headers[0]
     orientation = _float_list(first, "ImageOrientationPatient", first.filename)
     row_dir, col_dir = orientation[:3], orientation[3:]  # along a row (column index grows), along a column
