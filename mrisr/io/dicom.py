@@ -36,9 +36,22 @@ def _looks_like_dicom(path: Path) -> bool:
         return True  # cannot even be opened: count it as unreadable, not as some other file
 
 
+def _is_image(ds) -> bool:
+    """Whether the DICOM object is an image (its SOP class is an image storage class)."""
+    uid = getattr(ds, "SOPClassUID", None) or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+    return uid is not None and "Image Storage" in getattr(uid, "name", "")
+
+
+def _unreadable(path: Path, problem: str, skip: bool) -> None:
+    if not skip:
+        raise InputError(path, f"{problem}; pass skip_unreadable=True (--skip-unreadable) to load the series without "
+                               "it")
+    warnings.warn(f"{path}: {' '.join(problem.split())}; skipped", RuntimeWarning, stacklevel=4)
+
+
 def _scan(folder: Path, skip_unreadable: bool = False) -> dict[str, list]:
     """Headers of every DICOM image under ``folder``, grouped by SeriesInstanceUID. Files that are not DICOM (notes,
-    DICOMDIR-less extras) are passed over; a DICOM file that cannot be read is an error naming it, or with
+    exports) are passed over; a DICOM file that cannot be read is an error naming it, or with
     ``skip_unreadable`` a warning, so that no slice goes missing without a word."""
     series: dict[str, list] = defaultdict(list)
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -47,14 +60,14 @@ def _scan(folder: Path, skip_unreadable: bool = False) -> dict[str, list]:
         except (InvalidDicomError, OSError, ValueError, EOFError, AttributeError) as err:
             if isinstance(err, InvalidDicomError) and not _looks_like_dicom(path):
                 continue
-            problem = f"DICOM file cannot be read ({type(err).__name__}: {err})"
-            if not skip_unreadable:
-                raise InputError(path, f"{problem}; pass skip_unreadable=True to load the series without it") from None
-            warnings.warn(f"{path}: {' '.join(problem.split())}; skipped", RuntimeWarning, stacklevel=3)
+            _unreadable(path, f"DICOM file cannot be read ({type(err).__name__}: {err})", skip_unreadable)
             continue
         if "ImagePositionPatient" in ds and "Rows" in ds:
             ds.filename = str(path)
             series[str(getattr(ds, "SeriesInstanceUID", ""))].append(ds)
+        elif not len(ds) or _is_image(ds):  # pydicom stops quietly where a truncated file ends
+            _unreadable(path, "DICOM image whose header ends before its position and size (truncated?)",
+                        skip_unreadable)
     return series
 
 
