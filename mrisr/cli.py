@@ -115,6 +115,9 @@ def cmd_train(args) -> int:
             setattr(config, key, value)
     run_dir = Path(config.run_dir)
     refuse_overwriting_inputs([run_dir / "config.json", run_dir / "best.pth"], [args.config, *config.cases])
+    if (run_dir / "best.pth").exists() and not args.overwrite:
+        raise UsageError(run_dir / "best.pth", "holds the model of an earlier run; pass --overwrite to replace it, "
+                                               "or give another --run-dir")
     check_writable(run_dir / "config.json")
     learn = sr_learner(config, device=args.device)
     lr = fit(learn, config)
@@ -308,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="override the config's epochs")
     train.add_argument("--run-dir", help="override the config's run folder")
     train.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    train.add_argument("--overwrite", action="store_true", help="replace the run folder's best.pth of an earlier run")
     train.set_defaults(func=cmd_train)
 
     def add_predict_options(p):

@@ -41,6 +41,9 @@ def workspace(tmp_path, dess_block, dess_dir, monkeypatch):
     save_checkpoint(EDSR3D(n_feats=4, n_blocks=1), ExperimentConfig(n_feats=8, n_blocks=1), tmp_path / "mismatch.pth")
     for name, values in CONFIGS.items():
         (tmp_path / name).write_text(json.dumps(values))
+    (tmp_path / "trained").mkdir()  # an earlier run's folder, and a config that would train into it again
+    shutil.copy(tmp_path / "ck.pth", tmp_path / "trained" / "best.pth")
+    (tmp_path / "retrain.json").write_text(json.dumps({"epochs": 1, "run_dir": "trained"}))
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "config.json").write_text(json.dumps({"epochs": 1, "run_dir": "runs"}))
     series = tmp_path / "series"
@@ -69,6 +72,7 @@ ROWS = [  # (command line, exit code, what the message must name)
     ("evaluate scan.nii.gz --checkpoint mismatch.pth", 1, "mismatch.pth"),
     ("bench --preset tiny --volume scan.nii.gz --json scan.nii.gz", 2, "scan.nii.gz"),
     ("train runs/config.json", 2, "config.json"),  # its run folder would get a new config.json over it
+    ("train retrain.json", 2, "trained/best.pth"),  # an earlier run's model is not replaced without --overwrite
     ("info series", 1, "IM-0001-0159-0001.dcm"),
     *[(f"train {name}", 1, name) for name in CONFIGS],
 ]
