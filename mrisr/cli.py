@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mrisr.degrade import PRESETS
 from mrisr.download import DEFAULT_KNEE_URL, DownloadError, download_knees, parse_cases
-from mrisr.errors import InputError, UsageError, check_writable, refuse_overwriting_inputs
+from mrisr.errors import InputError, UsageError, check_outputs
 
 
 def _load_options(args) -> dict:
@@ -67,9 +67,7 @@ def cmd_baselines(args) -> int:
     from mrisr.io import load_volume
     from mrisr.io.atomic import atomic_path
 
-    if args.csv:
-        refuse_overwriting_inputs([args.csv], [args.path])
-        check_writable(args.csv)
+    check_outputs([args.csv], [args.path])
     volume = load_volume(args.path, **_load_options(args))
     tables = []
     for name in args.preset:
@@ -114,11 +112,10 @@ def cmd_train(args) -> int:
         if value is not None:
             setattr(config, key, value)
     run_dir = Path(config.run_dir)
-    refuse_overwriting_inputs([run_dir / "config.json", run_dir / "best.pth"], [args.config, *config.cases])
+    check_outputs([run_dir / "config.json", run_dir / "best.pth"], [args.config, *config.cases])
     if (run_dir / "best.pth").exists() and not args.overwrite:
         raise UsageError(run_dir / "best.pth", "holds the model of an earlier run; pass --overwrite to replace it, "
                                                "or give another --run-dir")
-    check_writable(run_dir / "config.json")
     learn = sr_learner(config, device=args.device)
     lr = fit(learn, config)
     print(f"peak learning rate {lr:.3g}{' (lr_find)' if config.lr_max is None else ''}")
@@ -131,6 +128,11 @@ def _predict_options(args) -> dict:
             "device": args.device, "dtype": args.dtype or "auto"}
 
 
+def _nifti_output(path: str) -> None:
+    if not path.endswith((".nii", ".nii.gz")):
+        raise InputError(path, "the output is written as NIfTI: name it .nii or .nii.gz")
+
+
 def cmd_predict(args) -> int:
     """Super-resolve one scan with a trained model and write it as NIfTI with the matching affine."""
     from mrisr.degrade import load_degradation
@@ -138,11 +140,9 @@ def cmd_predict(args) -> int:
     from mrisr.io import load_volume, save_volume
     from mrisr.train import load_model
 
-    if not args.output.endswith((".nii", ".nii.gz")):
-        raise InputError(args.output, "the output is written as NIfTI: name it .nii or .nii.gz")
+    _nifti_output(args.output)
     spec = args.consistency if args.consistency and Path(args.consistency).is_file() else None
-    refuse_overwriting_inputs([args.output], [args.input, args.checkpoint, spec])
-    check_writable(args.output)
+    check_outputs([args.output], [args.input, args.checkpoint, spec])
     model, config = load_model(args.checkpoint, args.device or "cpu")
     volume = load_volume(args.input, **_load_options(args))
     start = time.perf_counter()
@@ -161,10 +161,8 @@ def cmd_selfsr(args) -> int:
     from mrisr.io import load_volume, save_volume
     from mrisr.selfsr import super_resolve
 
-    if not args.output.endswith((".nii", ".nii.gz")):
-        raise InputError(args.output, "the output is written as NIfTI: name it .nii or .nii.gz")
-    refuse_overwriting_inputs([args.output], [args.scan])
-    check_writable(args.output)
+    _nifti_output(args.output)
+    check_outputs([args.output], [args.scan])
     volume = load_volume(args.scan, **_load_options(args))
     result = super_resolve(volume, args.target_spacing, args.preset, args.device, progress=not args.quiet,
                            slice_thickness=args.slice_thickness, consistency=args.consistency, seed=args.seed)
@@ -194,10 +192,8 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"no cases given and {args.checkpoint[0]} names no test cases; list the scans to evaluate")
     if args.out:
         stem = Path(args.out)
-        outputs = [stem.with_suffix(".csv"), stem.with_name(stem.name + "_summary.csv"), stem.with_suffix(".md")]
-        refuse_overwriting_inputs(outputs, [*cases, *args.checkpoint])
-        for output in outputs:
-            check_writable(output)
+        check_outputs([stem.with_suffix(".csv"), stem.with_name(stem.name + "_summary.csv"), stem.with_suffix(".md")],
+                      [*cases, *args.checkpoint])
     volumes = {case_name(p): load_volume(p, **config.load_options) for p in cases}
     table, _ = compare(dict(zip(labels, (m for m, _ in loaded))), volumes, config.get_degradation(), seed=args.seed,
                        consistency=args.consistency, **_predict_options(args))
@@ -216,8 +212,7 @@ def cmd_animate(args) -> int:
 
     if Path(args.output).suffix.lower() not in FORMATS:
         raise InputError(args.output, "animations are written as .gif or .mp4")
-    refuse_overwriting_inputs([args.output], args.volumes)
-    check_writable(args.output)
+    check_outputs([args.output], args.volumes)
     labels = args.labels or [Path(p).name.split(".")[0] for p in args.volumes]
     if len(labels) != len(args.volumes):
         raise ValueError(f"{len(labels)} labels for {len(args.volumes)} volumes")
@@ -244,10 +239,7 @@ def cmd_bench(args) -> int:
     from mrisr.io.atomic import atomic_path
 
     path = None if args.json == "-" else Path(args.json or f"runs/bench/bench-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    refuse_overwriting_inputs([path, args.markdown], [args.volume])
-    for output in (path, args.markdown):
-        if output is not None:
-            check_writable(output)
+    check_outputs([path, args.markdown], [args.volume])
     volume = load_volume(args.volume) if args.volume else None
 
     def save(result: dict) -> None:  # after every section: a long run that is stopped keeps what it measured

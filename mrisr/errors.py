@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -35,8 +36,6 @@ def refuse_overwriting_inputs(outputs, inputs) -> None:
 def check_writable(path) -> Path:
     """``path`` as a `Path`, after checking that its folder exists or can be made and is writable (before any long
     work starts); `InputError` naming it otherwise."""
-    import os
-
     path = Path(path)
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
@@ -46,3 +45,12 @@ def check_writable(path) -> Path:
     if path.is_dir():
         raise InputError(path, "is a folder; give a file name")
     return path
+
+
+def check_outputs(outputs, inputs) -> None:
+    """What every command that writes checks before its work starts: no path of ``outputs`` is one of ``inputs``
+    (`refuse_overwriting_inputs`) and each can be written (`check_writable`). ``None`` entries are ignored."""
+    refuse_overwriting_inputs(outputs, inputs)
+    for output in outputs:
+        if output is not None:
+            check_writable(output)

@@ -199,9 +199,7 @@ def train_network(volume: Volume, geometry: SliceGeometry, preset: str | dict = 
     ``["fast"]``. ``images``: other 2D targets laid out as `training_volumes` lays them out (default: that of
     ``volume``), e.g. true through-plane images, for a supervised comparison.
     """
-    from fastai.torch_core import set_seed
-
-    from mrisr.train import ExperimentConfig, sr_learner
+    from mrisr.train import ExperimentConfig, fit, sr_learner
 
     settings = _settings(preset)
     degradation = training_degradation(geometry)
@@ -222,11 +220,10 @@ def train_network(volume: Volume, geometry: SliceGeometry, preset: str | dict = 
             valid_patches_per_subject=settings["valid_patches_per_subject"], batch_size=settings["batch_size"],
             epochs=settings["epochs"], lr_max=settings["lr_max"], loss="l1", seed=seed,
             valid_cases=valid, run_dir=str(run_dir or scratch))
-        set_seed(seed, reproducible=True)
         learn = sr_learner(config, subjects=subjects, device=device, progress=None if progress else False)
         if not progress:
             learn.logger = lambda values: None
-        learn.fit_one_cycle(config.epochs, config.lr_max, pct_start=config.warmup)
+        fit(learn, config)
         model = learn.model.eval()
     return model
 

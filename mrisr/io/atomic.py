@@ -37,9 +37,9 @@ def remove_leftovers(path: Path) -> list[Path]:
 
 def _running(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists (PermissionError: it does, not ours)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
