@@ -103,23 +103,32 @@ def _read_config(path: str):
 
 
 def cmd_train(args) -> int:
-    """Train the experiment a config file describes; the best model lands in ``<run_dir>/best.pth``."""
-    from mrisr.train import fit, sr_learner
+    """Train the experiment a config file describes; the best model lands in ``<run_dir>/best.pth``, the last epoch's
+    state in ``last.pth``, from which ``--resume`` continues."""
+    import dataclasses
+
+    from mrisr.train import LAST_CHECKPOINT, fit, sr_learner
 
     config = _read_config(args.config)
-    overrides = {"epochs": args.epochs, "run_dir": args.run_dir}
-    for key, value in overrides.items():
-        if value is not None:
-            setattr(config, key, value)
+    overrides = {k: v for k, v in {"epochs": args.epochs, "run_dir": args.run_dir}.items() if v is not None}
+    try:
+        config = dataclasses.replace(config, **overrides)  # checked like the file's own values
+    except ValueError as err:
+        raise UsageError(args.config, str(err)) from None
     run_dir = Path(config.run_dir)
-    check_outputs([run_dir / "config.json", run_dir / "best.pth"], [args.config, *config.cases])
-    if (run_dir / "best.pth").exists() and not args.overwrite:
-        raise UsageError(run_dir / "best.pth", "holds the model of an earlier run; pass --overwrite to replace it, "
-                                               "or give another --run-dir")
-    learn = sr_learner(config, device=args.device)
+    check_outputs([run_dir / "config.json", run_dir / "best.pth", run_dir / LAST_CHECKPOINT],
+                  [args.config, *config.cases])
+    best, last = run_dir / "best.pth", run_dir / LAST_CHECKPOINT
+    if best.exists() and not args.overwrite and not args.resume:
+        raise UsageError(best, "holds the model of an earlier run; pass --resume to continue it, --overwrite to "
+                               "replace it, or give another --run-dir")
+    if best.exists() and args.resume and not last.exists():
+        raise UsageError(last, "not found, so the run that wrote best.pth beside it cannot be resumed; pass "
+                               "--overwrite to start again, or give another --run-dir")
+    learn = sr_learner(config, device=args.device, resume=args.resume)
     lr = fit(learn, config)
     print(f"peak learning rate {lr:.3g}{' (lr_find)' if config.lr_max is None else ''}")
-    print(f"best model: {Path(config.run_dir) / 'best.pth'}")
+    print(f"best model: {best}")
     return 0
 
 
@@ -228,6 +237,7 @@ def cmd_demo(args) -> int:
     from mrisr.demo import run_demo
 
     mode = "fast" if args.fast else None
+    check_outputs([args.gif, Path(args.run_dir) / "config.json"], args.data or [])
     run_demo(args.data, run_dir=args.run_dir, gif=args.gif, mode=mode, device=args.device)
     return 0
 
@@ -303,7 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="override the config's epochs")
     train.add_argument("--run-dir", help="override the config's run folder")
     train.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
-    train.add_argument("--overwrite", action="store_true", help="replace the run folder's best.pth of an earlier run")
+    again = train.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run from its folder's last.pth (the same "
+                                                             "config): reaches the weights of an uninterrupted run")
+    again.add_argument("--overwrite", action="store_true", help="start again, replacing the run folder's best.pth and "
+                                                                "last.pth of an earlier run")
     train.set_defaults(func=cmd_train)
 
     def add_predict_options(p):
@@ -429,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print(f"mrisr {args.command}: interrupted (nothing half-written is kept)", file=sys.stderr)
+        again = "; `--resume` continues from the last finished epoch" if args.command == "train" else ""
+        print(f"mrisr {args.command}: interrupted (nothing half-written is kept){again}", file=sys.stderr)
         return 130
 
 

@@ -35,6 +35,7 @@ from fastai.vision.augment import RandTransform
 from fasttransform import Transform
 
 from mrisr.degrade import Degradation
+from mrisr.errors import check_number
 from mrisr.foreground import foreground_mask, tissue_threshold
 from mrisr.metrics import gain_db
 from mrisr.volume import Volume, intensity_scale
@@ -138,6 +139,8 @@ def split_slabs(volume: Volume, holdout: float = 0.25, margin_mm: float = 10.0, 
     two is dropped, so no training patch touches a hold-out voxel's neighbourhood. Each part's length is cut down to a
     ``multiple`` (for degradations that downsample). Affines follow each part.
     """
+    _check_slab_options(axis, margin_mm, multiple)
+    check_number("holdout", holdout, "a fraction of the voxels in (0, 1)", above=0, below=1)
     n = volume.shape[axis]
     margin = int(np.ceil(round(margin_mm / volume.spacing[axis], 3)))  # rounding keeps 6 / 1.499997 mm at 4
     start = n - int(round(holdout * n))
@@ -152,12 +155,20 @@ def slab_subjects(volume: Volume, n: int, axis: int = 0, margin_mm: float = 10.0
     """``n`` spatially disjoint slabs of one volume along ``axis``, ``margin_mm`` apart, each cut to a ``multiple``
     of voxels: stand-ins for subjects when only one scan exists (smoke runs, tests). They share one anatomy, so
     scores between them say less than scores between real subjects."""
+    _check_slab_options(axis, margin_mm, multiple)
+    check_number("n", n, "a number of slabs, an integer >= 1", minimum=1, integer=True)
     size = volume.shape[axis]
     margin = int(np.ceil(round(margin_mm / volume.spacing[axis], 3)))
     length = (size - (n - 1) * margin) // n // multiple * multiple
     if length < 1:
         raise ValueError(f"cannot cut {n} slabs {margin_mm} mm apart from {size} voxels along axis {axis}")
     return [sub_volume(volume, axis, k * (length + margin), k * (length + margin) + length) for k in range(n)]
+
+
+def _check_slab_options(axis, margin_mm, multiple) -> None:
+    check_number("axis", axis, "a volume axis: 0, 1 or 2", minimum=0, below=3, integer=True)
+    check_number("margin_mm", margin_mm, "a distance in mm >= 0", minimum=0)
+    check_number("multiple", multiple, "a number of voxels, an integer >= 1", minimum=1, integer=True)
 
 
 def crop_to_multiple(volume: Volume, multiple) -> Volume:

@@ -204,7 +204,7 @@ class GaussianBlur(Step):
     def __post_init__(self):
         self.axes = _tuple_or_keyword(self.axes)
         self.sigma = tuple(self.sigma) if isinstance(self.sigma, (list, tuple)) else float(self.sigma)
-        if any(s < 0 for s in np.atleast_1d(self.sigma)):
+        if not all(s >= 0 for s in np.atleast_1d(self.sigma)):  # NaN fails too
             raise ValueError(f"GaussianBlur: sigma must be >= 0, got {self.sigma}")
         if self.units not in ("voxel", "mm"):
             raise ValueError(f"GaussianBlur: units must be 'voxel' or 'mm', got {self.units!r}")

@@ -111,8 +111,8 @@ def download_file(url: str, dest: str | Path, *, expected_size: int | None = Non
         except (OSError, _Incomplete) as err:  # URLError and HTTPError are OSErrors
             if attempt == retries:
                 have = part.stat().st_size if part.exists() else 0
-                raise DownloadError(f"{url}: transfer failed ({err}); {have:,} bytes kept in {part}, run again to "
-                                    "resume") from None
+                kept = f"{have:,} bytes kept in {part}, run again to resume" if have else "nothing kept, run again"
+                raise DownloadError(f"{url}: transfer failed ({err}); {kept}") from None
             time.sleep(min(2.0**attempt, 10.0) * 0.1)
     size = part.stat().st_size
     if expected_size is not None and size != expected_size:
@@ -187,6 +187,9 @@ def download_knees(cases: list[int] | None = None, dest: str | Path = "data/knee
     """
     from mrisr.io import load_volume, save_volume
 
+    if "{uuid}" not in url:
+        raise ValueError(f"url {url!r} has no {{uuid}} for the case's mridata UUID: every case would download the same "
+                         "file")
     dest = Path(dest)
     by_case = {c.case: c for c in knee_cases()}
     out = []

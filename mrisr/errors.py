@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from numbers import Integral, Real
 from pathlib import Path
 
 
@@ -20,6 +22,17 @@ class InputError(ValueError):
 
 class UsageError(InputError):
     """A command asked to do something it must refuse, e.g. to write over one of its own inputs (exit code 2)."""
+
+
+def check_number(name: str, value, what: str, *, minimum: float | None = None, above: float | None = None,
+                 below: float | None = None, integer: bool = False) -> None:
+    """`ValueError` ``"<name> must be <what>, got <value>"`` unless ``value`` is a finite number (an integer where
+    ``integer``; never a bool) that is ``>= minimum``, ``> above`` and ``< below`` where those are given."""
+    ok = isinstance(value, Integral if integer else Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (minimum is None or value >= minimum) and (above is None or value > above) and (
+        below is None or value < below)
+    if not ok:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
 def refuse_overwriting_inputs(outputs, inputs) -> None:

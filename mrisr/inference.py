@@ -30,7 +30,7 @@ from torch import nn
 
 from mrisr.consistency import enforce
 from mrisr.degrade import load_degradation
-from mrisr.errors import InputError
+from mrisr.errors import InputError, check_number
 from mrisr.volume import Volume, intensity_scale as percentile_scale
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -272,8 +272,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
         halo = int(math.ceil(radius))
     if overlap is None:
         overlap = 0.0 if halo >= radius else 0.25
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    check_number("overlap", overlap, "a fraction of the tile in [0, 1)", minimum=0, below=1)
     if dtype not in (None, "fp32", "auto", *AUTOCAST_DTYPES):
         raise ValueError(f"dtype must be 'bf16', 'fp16', 'fp32', 'auto' or None, got {dtype!r}")
     fast = CUDA_FAST_PATH if device.type == "cuda" else {"dtype": None, "channels_last": False,
@@ -286,10 +285,17 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
     source = volume.meta.get("source_path") if isinstance(volume, Volume) else None
     if data.ndim < ndim:
         raise ValueError(f"a {ndim}D network needs at least {ndim} axes, got an array of shape {data.shape}")
-    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
-        raise ValueError(f"batch_size is a number of tiles per forward pass, >= 1; got {batch_size}")
-    if patch_size is not None and np.any(np.asarray(patch_size) < 1):
-        raise ValueError(f"patch_size is a tile size in voxels, >= 1 per axis; got {patch_size}")
+    if batch_size is not None:
+        check_number("batch_size", batch_size, "a number of tiles per forward pass, an integer >= 1", minimum=1,
+                     integer=True)
+    for size in np.atleast_1d(patch_size if patch_size is not None else []).tolist():
+        check_number("patch_size", size, "a tile size in voxels, integers >= 1", minimum=1, integer=True)
+    if patch_size is not None and np.ndim(patch_size) and len(patch_size) != ndim:
+        raise ValueError(f"patch_size must be one tile size or {ndim} (one per axis of a {ndim}D network), got "
+                         f"{patch_size}")
+    check_number("halo", halo, "a number of voxels, an integer >= 0", minimum=0, integer=True)
+    if memory_gb is not None:
+        check_number("memory_gb", memory_gb, "a memory budget in GB, > 0", above=0)
     if not np.isfinite(data).all():  # one non-finite voxel spreads through every convolution that sees it
         bad = int((~np.isfinite(data)).sum())
         raise InputError(source, f"{bad} voxel(s) are NaN or infinite; replace them first (loaders take nan=VALUE)")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mrisr.baselines import resample
+from mrisr.errors import check_number
 from mrisr.volume import Volume
 
 GAP = 2  # pixels between panels
@@ -174,6 +175,10 @@ def animate(volumes: dict[str, Volume | np.ndarray], path: str | Path, axis: int
     from mrisr.io.atomic import atomic_path
 
     path = Path(path)
+    check_number("fps", fps, "a number of frames per second > 0", above=0)
+    check_number("step", step, "a number of slices, an integer >= 1", minimum=1, integer=True)
+    check_number("axis", axis, "a volume axis: 0, 1 or 2", minimum=0, below=3, integer=True)
+    check_number("inset_zoom", inset_zoom, "a magnification, an integer >= 1", minimum=1, integer=True)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ValueError(f"{path}: animations are written as .gif or .mp4")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle and Learner.lr_find)
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, TrainEvalCallback
+from fastcore.foundation import L
 from fastai.callback.progress import ProgressCallback
-from fastai.callback.tracker import SaveModelCallback, TrackerCallback
-from fastai.learner import AvgSmoothLoss, Learner
+from fastai.learner import AvgSmoothLoss, Learner, Recorder
 from fastai.metrics import Metric
 
 from mrisr.data import ResamplePatches, Subject, crop_to_multiple, prepare_subject, split_slabs, sr_dataloaders
@@ -35,6 +37,8 @@ from mrisr.metrics import fastai_metrics, gain_db
 from mrisr.models import EDSR2D, EDSR3D, SRResNet2D
 
 CHECKPOINT_FORMAT = "mrisr-checkpoint-1"
+LAST_CHECKPOINT = "last.pth"
+"""The file in a run folder that `sr_learner(config, resume=True)` continues from."""
 
 
 @dataclass
@@ -59,6 +63,8 @@ class ExperimentConfig:
     ``mixed_precision`` ``"bf16"``, ``"fp16"`` or ``None``; ``channels_last`` memory format; ``cudnn_benchmark``
     (cuDNN picks its fastest algorithms by timing them); ``compile`` (``torch.compile`` of the model);
     ``num_workers`` processes cutting patches (0: in the training process).
+    Reproducibility: ``seed`` makes a CPU run bit-identical; ``deterministic`` adds deterministic kernels on CUDA
+    (`DeterministicAlgorithms`, slower; docs/training.md says what it does and does not cover).
     """
 
     name: str = "experiment"
@@ -99,6 +105,7 @@ class ExperimentConfig:
     cudnn_benchmark: bool | None = None
     compile: bool = False
     num_workers: int | None = None
+    deterministic: bool = False
     seed: int = 0
     run_dir: str = "runs/experiment"
 
@@ -112,6 +119,9 @@ class ExperimentConfig:
             raise ValueError(f"loss must be one of {list(PIXEL_LOSSES)}, got {self.loss!r}")
         if self.ema is not None and not 0 < self.ema < 1:
             raise ValueError(f"ema is a decay in (0, 1) or None, got {self.ema!r}")
+        if self.deterministic and self.cudnn_benchmark:
+            raise ValueError("deterministic excludes cudnn_benchmark (its timing picks varying algorithms): set "
+                             "cudnn_benchmark to false or null")
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup!r}")
 
@@ -139,7 +149,7 @@ class ExperimentConfig:
         for name in ("holdout_margin_mm", "weight_decay", "perceptual_weight"):
             need(number(getattr(self, name)) and getattr(self, name) >= 0, name, "a number >= 0")
         need(number(self.res_scale) and self.res_scale > 0, "res_scale", "a number > 0")
-        for name in ("degrade_on_the_fly", "residual_sampling", "augment", "compile"):
+        for name in ("degrade_on_the_fly", "residual_sampling", "augment", "compile", "deterministic"):
             need(isinstance(getattr(self, name), bool), name, "true or false")
         for name in ("channels_last", "cudnn_benchmark"):
             need(getattr(self, name) is None or isinstance(getattr(self, name), bool), name, "true, false or null")
@@ -384,26 +394,52 @@ class WeightEMA(Callback):
             self.learn.model.load_state_dict(self.raw)
             self.raw = None
 
+    def state_dict(self) -> dict:
+        """The average and the raw weights (between an epoch's validation and the next training they differ)."""
+        return {"average": self.average.state_dict(), "raw": self.raw}
+
+    def load_state_dict(self, state: dict):
+        self.average.load_state_dict(state["average"])
+        self.raw = state["raw"]
+
 
 def fit(learn: Learner, config: ExperimentConfig) -> float:
     """Train ``learn`` with the one-cycle schedule (``config.epochs``, peak ``config.lr_max`` reached after
-    ``config.warmup`` of the steps); with ``lr_max=None`` the peak is `lr_find`'s valley. Returns the peak lr."""
-    lr = config.lr_max if config.lr_max is not None else float(learn.lr_find(show_plot=False).valley)
-    learn.fit_one_cycle(config.epochs, lr, pct_start=config.warmup)
+    ``config.warmup`` of the steps); with ``lr_max=None`` the peak is `lr_find`'s valley. A learner made with
+    ``resume=True`` trains only the epochs its ``last.pth`` had left, at that run's peak. Returns the peak lr."""
+    resume = getattr(learn, "resume_from", None)  # fastai names each callback an attribute of its learner
+    done = resume.done if resume is not None else 0
+    if resume is not None and resume.peak_lr is not None:
+        lr = resume.peak_lr
+    else:
+        lr = config.lr_max if config.lr_max is not None else float(learn.lr_find(show_plot=False).valley)
+    learn.checkpoint.peak_lr = lr
+    if done >= config.epochs:
+        print(f"{Path(config.run_dir) / LAST_CHECKPOINT}: all {config.epochs} epochs were already trained")
+        learn.remove_cb(resume)
+        learn.model.load_state_dict(read_checkpoint(learn.checkpoint.best_path)["model"])
+        return lr
+    learn.fit_one_cycle(config.epochs - done, lr, pct_start=config.warmup)
     return lr
 
 
-def save_checkpoint(model: torch.nn.Module, config: ExperimentConfig, path: Path, **info) -> Path:
-    """Write ``{format, config, model state, info}`` atomically (temporary name, then rename)."""
+def save_checkpoint(model: torch.nn.Module, config: ExperimentConfig, path: Path, training: dict | None = None,
+                    **info) -> Path:
+    """Write ``{format, config, model state, info}`` atomically (temporary name, then rename); ``training`` (what
+    `resume_state` reads back: optimiser, random streams, callbacks' states) is added under its own key."""
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    saved = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "model": state, "info": info}
+    if training is not None:
+        saved["training"] = training
     with atomic_path(path, ".pth") as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "model": state, "info": info}, tmp)
+        torch.save(saved, tmp)
     return path
 
 
-def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ExperimentConfig]:
-    """Rebuild the model from a checkpoint written by `save_checkpoint`; returns ``(model in eval mode, config)``."""
+def read_checkpoint(checkpoint: str | Path, device: str | torch.device = "cpu") -> dict:
+    """The dict `save_checkpoint` wrote, tensors on ``device``; a missing, damaged or foreign file is an `InputError`
+    naming it."""
     checkpoint = Path(checkpoint)
     try:
         saved = torch.load(checkpoint, map_location=device, weights_only=True)
@@ -413,6 +449,14 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tu
         raise InputError(checkpoint, f"cannot be read as a checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
         raise InputError(checkpoint, f"not an mrisr checkpoint (expected format {CHECKPOINT_FORMAT})")
+    return saved
+
+
+def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ExperimentConfig]:
+    """Rebuild the model from a checkpoint written by `save_checkpoint`; returns ``(model in eval mode, config)``.
+    ``best.pth`` holds the best epoch's weights, ``last.pth`` the last epoch's (both as validated: the weight
+    average where ``ema`` is on)."""
+    saved = read_checkpoint(checkpoint, device)
     try:
         config = ExperimentConfig.from_dict(saved["config"])
         model = build_model(config)
@@ -423,29 +467,144 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tu
     return model.to(device).eval(), config
 
 
-class Checkpoint(SaveModelCallback):
-    """fastai's ``SaveModelCallback`` writing mrisr checkpoints (model + config) to ``path``; at the end of ``fit``
-    the best model is loaded back. Skipped during ``lr_find``."""
+def random_streams(learn: Learner) -> dict:
+    """Every random stream a training epoch draws from: Python's ``random``, numpy's and torch's global generators
+    (CPU and each CUDA device) and each fastai DataLoader's own ``rng`` (its shuffle). Worker processes are seeded
+    from torch's generator by fastai, and patch places are a function of ``(seed, epoch)`` (`PatchSampler`), so
+    these are all. Lists and tensors only, so that ``torch.load(weights_only=True)`` reads them back."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, key.tolist(), pos, has_gauss, gauss],
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "loaders": [dl.rng.getstate() for dl in learn.dls.loaders]}
 
-    def __init__(self, path: Path, config: ExperimentConfig, monitor: str = "valid_loss"):
-        super().__init__(monitor=monitor, fname=Path(path).stem)
-        self.path, self.config = Path(path), config
 
-    def _save(self, name):
-        self.last_saved_path = save_checkpoint(self.learn.model, self.config, self.path, epoch=self.epoch,
-                                               monitor=self.monitor, value=float(self.best))
+def set_random_streams(learn: Learner, streams: dict) -> None:
+    """Put back what `random_streams` saved."""
+    random.setstate(_tuples(streams["python"]))
+    kind, key, pos, has_gauss, gauss = streams["numpy"]
+    np.random.set_state((kind, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(streams["torch"].cpu())
+    if streams["cuda"] and torch.cuda.is_available() and len(streams["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in streams["cuda"]])
+    for dl, state in zip(learn.dls.loaders, streams["loaders"]):
+        dl.rng.setstate(_tuples(state))
+
+
+def _plain(value):
+    """``value`` with fastcore's ``L`` made a list and numpy scalars Python numbers: ``weights_only`` loads neither."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, L)):
+        return type(value)(_plain(v) for v in value) if isinstance(value, tuple) else [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _tuples(value):
+    """``random.setstate`` wants the nested tuples that a checkpoint may give back as lists."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+class Checkpoint(Callback):
+    """After every epoch: ``<run_dir>/best.pth`` when the validation loss is the lowest so far, then
+    ``<run_dir>/last.pth`` with everything `ResumeFrom` needs to continue the run exactly (optimiser, loss scaler,
+    random streams, the states of callbacks that have a ``state_dict``, the peak lr). At the end of ``fit`` the best
+    model is loaded back. Both files are written atomically, best first, so a run killed at any point leaves a
+    ``last.pth`` that resumes to the same weights. Skipped during ``lr_find``."""
+
+    order = Recorder.order + 1  # after the epoch's losses are recorded
+    monitor = "valid_loss"
+
+    def __init__(self, run_dir: Path, config: ExperimentConfig):
+        self.best_path, self.last_path, self.config = Path(run_dir) / "best.pth", Path(run_dir) / LAST_CHECKPOINT, config
+        self.best, self.peak_lr = float("inf"), None
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict):
+        self.best = state["best"]
+
+    def before_fit(self):
+        self.skip = hasattr(self.learn, "lr_finder")
 
     def after_epoch(self):
-        if hasattr(self.learn, "lr_finder"):
+        if self.skip:
             return
-        TrackerCallback.after_epoch(self)  # sets new_best; fastai's own after_epoch would also print a line
-        if self.new_best:
-            self._save(self.fname)
+        value = float(self.recorder.values[-1][list(self.recorder.metric_names[1:]).index(self.monitor)])
+        if value < self.best:
+            self.best = value
+            save_checkpoint(self.learn.model, self.config, self.best_path, epoch=self.epoch, monitor=self.monitor,
+                            value=value)
+        states = {type(cb).__name__: cb.state_dict() for cb in self.learn.cbs if hasattr(cb, "state_dict")}
+        scaler = getattr(self.learn, "scaler", None)
+        training = {"epochs_done": self.epoch + 1, "peak_lr": self.peak_lr, "optimizer": _plain(self.learn.opt.state_dict()),
+                    "scaler": scaler.state_dict() if scaler is not None else None, "callbacks": states,
+                    "random": random_streams(self.learn)}
+        save_checkpoint(self.learn.model, self.config, self.last_path, training=training, epoch=self.epoch,
+                        monitor=self.monitor, value=value)
 
-    def after_fit(self, **kwargs):
-        if self.path.exists() and not hasattr(self.learn, "lr_finder"):
-            state = torch.load(self.path, map_location="cpu", weights_only=True)["model"]
-            self.learn.model.load_state_dict(state)
+    def after_fit(self):
+        if not self.skip and self.best_path.exists():
+            self.learn.model.load_state_dict(read_checkpoint(self.best_path)["model"])
+
+
+class ResumeFrom(Callback):
+    """Continue a run from the ``last.pth`` its `Checkpoint` wrote: before the first epoch the weights, the
+    optimiser's moments, the loss scaler, the callbacks' states (best score, weight average) and every random stream
+    (`random_streams`) come back as they were, and the epoch counter carries on from ``epochs_done``. fastai's
+    one-cycle schedule is a function of ``epoch / n_epoch`` and the patches of ``(seed, epoch)``, so the rest of the
+    run is the one an uninterrupted run would have had: `fit` trains only the epochs left. Skipped during ``lr_find``.
+    """
+
+    order = TrainEvalCallback.order - 1  # before anything reads the epoch counter
+
+    def __init__(self, saved: dict, epochs: int):
+        self.saved, self.epochs = saved, epochs
+        self.done, self.peak_lr = saved["training"]["epochs_done"], saved["training"]["peak_lr"]
+
+    def before_fit(self):
+        self.skip, self.restored = hasattr(self.learn, "lr_finder"), False
+
+    def before_epoch(self):
+        if self.skip:
+            return
+        self.learn.epoch += self.done  # the loop counts the epochs left; the schedule and patches need the true one
+        self.learn.n_epoch = self.epochs
+        if not self.restored:
+            training = self.saved["training"]
+            self.learn.model.load_state_dict(self.saved["model"])
+            self.learn.opt.load_state_dict({"state": training["optimizer"]["state"],
+                                            "hypers": L(training["optimizer"]["hypers"])})
+            if training["scaler"] is not None and getattr(self.learn, "scaler", None) is not None:
+                self.learn.scaler.load_state_dict(training["scaler"])
+            for cb in self.learn.cbs:
+                if type(cb).__name__ in training["callbacks"]:
+                    cb.load_state_dict(training["callbacks"][type(cb).__name__])
+            set_random_streams(self.learn, training["random"])
+            self.restored = True
+
+    def after_fit(self):
+        if not self.skip:
+            self.learn.remove_cb(self)  # spent: a later fit starts from its own epoch 0
+
+
+class DeterministicAlgorithms(Callback):
+    """Deterministic kernels for the fit (``config.deterministic``): ``torch.use_deterministic_algorithms(True)``,
+    cuDNN's deterministic algorithms and no autotuning; all three restored after the fit. An op without a
+    deterministic implementation then raises an error naming it. `sr_learner` also sets ``CUBLAS_WORKSPACE_CONFIG``
+    (cuBLAS needs it before its first call). See docs/training.md, "Reproducibility"."""
+
+    order = FastPath.order + 1  # after FastPath has set cuDNN autotuning, so that it is off
+
+    def before_fit(self):
+        self.saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                      torch.backends.cudnn.benchmark)
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+
+    def after_fit(self):
+        torch.use_deterministic_algorithms(self.saved[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = self.saved[1:]
 
 
 def epoch_logger(learn: Learner):
@@ -472,18 +631,44 @@ def _interactive() -> bool:
     return sys.stdout.isatty()
 
 
+def resume_state(config: ExperimentConfig, device=None) -> dict | None:
+    """What ``<run_dir>/last.pth`` holds to continue ``config``'s run (tensors on ``device``), or ``None`` when the
+    run has no finished epoch yet. A ``last.pth`` written with other settings is an `InputError` naming the
+    settings that differ."""
+    path = Path(config.run_dir) / LAST_CHECKPOINT
+    if not path.exists():
+        return None
+    saved = read_checkpoint(path, device or "cpu")
+    if "training" not in saved:
+        raise InputError(path, "holds no training state to resume from")
+    ours = config.to_dict()
+    differ = sorted(k for k in set(ours) | set(saved["config"]) if saved["config"].get(k) != ours.get(k))
+    if differ:
+        raise InputError(path, f"was written with other settings ({', '.join(differ)}): resume with the config it "
+                               "was written with, or start a new run")
+    return saved
+
+
 def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, device=None,
-               progress: bool | None = None) -> Learner:
+               progress: bool | None = None, resume: bool = False) -> Learner:
     """A fastai ``Learner`` for ``config``: data (``subjects`` or the config's cases), model, `SRLoss`, metrics
-    (each loss term, PSNR, SSIM, HFEN on the normalised scale, data range 1), best-model checkpoint at
-    ``<run_dir>/best.pth``, the config written to ``<run_dir>/config.json``, mixed precision on CUDA as configured.
-    ``progress=None`` shows fastai's bars in a terminal or notebook, else one line per epoch."""
+    (each loss term, PSNR, SSIM, HFEN on the normalised scale, data range 1), checkpoints ``<run_dir>/best.pth``
+    and ``last.pth`` (`Checkpoint`), the config written to ``<run_dir>/config.json``, mixed precision on CUDA as
+    configured. ``progress=None`` shows fastai's bars in a terminal or notebook, else one line per epoch.
+    ``resume=True`` continues from ``<run_dir>/last.pth`` (`ResumeFrom`; from the start when there is none yet):
+    `fit` then trains the epochs left and reaches the weights an uninterrupted run would have."""
     from fastai.torch_core import set_seed
 
     set_seed(config.seed)  # Python's random (the DataLoader's shuffle), numpy and torch; cuDNN's flags left alone
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    saved = resume_state(config, device) if resume else None
+    if resume and saved is None:
+        print(f"{Path(config.run_dir) / LAST_CHECKPOINT} not found: no epoch was finished, starting from the first")
     fast = {k: (default if device.type == "cuda" else 0) if getattr(config, k) is None else getattr(config, k)
             for k, default in TRAIN_FAST_PATH.items()}  # None: the fast path on CUDA, off on the CPU
+    if config.deterministic:
+        fast["cudnn_benchmark"] = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
     subjects = subjects if subjects is not None else load_subjects(config)
     on_the_fly = config.get_degradation() if config.degrade_on_the_fly else None
     dls, sampler = sr_dataloaders(subjects, validation_names(config, subjects), config.patch_size,
@@ -505,10 +690,13 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
     model = build_model(config).to(device)
     if config.compile:
         model.compile()  # in place: the state dict keeps its keys, so checkpoints load into plain models
+    cbs = [ResamplePatches(sampler), Checkpoint(run_dir, config),
+           FastPath(bool(fast["channels_last"]), bool(fast["cudnn_benchmark"]))]
+    cbs += [WeightEMA(config.ema)] if config.ema else []
+    cbs += [DeterministicAlgorithms()] if config.deterministic else []
+    cbs += [ResumeFrom(saved, config.epochs)] if saved is not None else []
     learn = Learner(dls, model, loss_func=loss, metrics=metrics, wd=config.weight_decay, path=run_dir, model_dir=".",
-                    cbs=[ResamplePatches(sampler), Checkpoint(run_dir / "best.pth", config),
-                         FastPath(bool(fast["channels_last"]), bool(fast["cudnn_benchmark"]))]
-                    + ([WeightEMA(config.ema)] if config.ema else []))
+                    cbs=cbs)
     if device.type == "cuda" and config.mixed_precision:
         learn = learn.to_bf16() if config.mixed_precision == "bf16" else learn.to_fp16()
     if not (progress if progress is not None else _interactive()):

@@ -44,6 +44,14 @@ def workspace(tmp_path, dess_block, dess_dir, monkeypatch):
     (tmp_path / "trained").mkdir()  # an earlier run's folder, and a config that would train into it again
     shutil.copy(tmp_path / "ck.pth", tmp_path / "trained" / "best.pth")
     (tmp_path / "retrain.json").write_text(json.dumps({"epochs": 1, "run_dir": "trained"}))
+    (tmp_path / "resumable").mkdir()  # a run with a last.pth, and a config with other settings that would resume it
+    for name in ("best.pth", "last.pth"):
+        save_checkpoint(EDSR3D(n_feats=4, n_blocks=1), ExperimentConfig(n_feats=4, n_blocks=1, epochs=1,
+                                                                        run_dir="resumable"),
+                        tmp_path / "resumable" / name, training={"epochs_done": 1})
+    (tmp_path / "resume_other.json").write_text(json.dumps({"n_feats": 4, "n_blocks": 1, "epochs": 2,
+                                                            "run_dir": "resumable"}))
+    (tmp_path / "x.pth").write_text("not a checkpoint")
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "config.json").write_text(json.dumps({"epochs": 1, "run_dir": "runs"}))
     series = tmp_path / "series"
@@ -73,9 +81,70 @@ ROWS = [  # (command line, exit code, what the message must name)
     ("bench --preset tiny --volume scan.nii.gz --json scan.nii.gz", 2, "scan.nii.gz"),
     ("train runs/config.json", 2, "config.json"),  # its run folder would get a new config.json over it
     ("train retrain.json", 2, "trained/best.pth"),  # an earlier run's model is not replaced without --overwrite
+    ("train retrain.json --resume", 2, "trained/last.pth"),  # best.pth without a last.pth: nothing to resume from
+    ("train resume_other.json --resume", 1, "resumable/last.pth"),  # its last.pth was written with other settings
+    ("train retrain.json --epochs 0", 2, "retrain.json"),
+    ("predict scan.nii.gz out.nii.gz --checkpoint missing.pth", 1, "missing.pth"),
+    ("download knees --cases 0-3 --dest dl", 1, "cases"),
+    ("download knees --cases 1 --dest dl --url http://127.0.0.1:9/knee.h5", 1, "{uuid}"),
+    ("download knees --cases 1 --dest dl --url http://127.0.0.1:9/{uuid}", 1, "http://127.0.0.1:9/"),  # refused
+    ("demo --fast --data scan.nii.gz --gif scan.nii.gz", 2, "scan.nii.gz"),
+    ("demo --fast --run-dir scan.nii.gz", 1, "scan.nii.gz/config.json"),
     ("info series", 1, "IM-0001-0159-0001.dcm"),
+    ("info missing.nii.gz", 1, "missing.nii.gz"),
+    ("train missing.json", 1, "missing.json"),
+    ("predict missing.nii.gz out.nii.gz --checkpoint x.pth", 1, "x.pth"),  # a text file is no checkpoint
+    ("predict scan.nii.gz out.png --checkpoint ck.pth", 1, "out.png"),
+    ("evaluate --checkpoint nothing.pth", 1, "nothing.pth"),
+    ("animate out.gif missing_a.nii.gz", 1, "missing_a.nii.gz"),
+    ("animate out.avi scan.nii.gz", 1, "out.avi"),
+    ("demo --data missing_scan.nii.gz", 1, "missing_scan.nii.gz"),
     *[(f"train {name}", 1, name) for name in CONFIGS],
 ]
+
+
+API_ROWS = [  # (call, the argument the message must name): each public entry point checks its numbers
+    ("predict_volume(model, scan, batch_size=-1)", "batch_size"),
+    ("predict_volume(model, scan, patch_size=[8, 8])", "patch_size"),
+    ("predict_volume(model, scan, overlap=1.0)", "overlap"),
+    ("predict_volume(model, scan, halo=-1)", "halo"),
+    ("predict_volume(model, scan, memory_gb=0)", "memory_gb"),
+    ("animate({'scan': scan}, 'scan.gif', fps=0)", "fps"),
+    ("animate({'scan': scan}, 'scan.gif', step=0)", "step"),
+    ("animate({'scan': scan}, 'scan.gif', axis=3)", "axis"),
+    ("split_slabs(scan, holdout=1.5)", "holdout"),
+    ("split_slabs(scan, margin_mm=-1)", "margin_mm"),
+    ("slab_subjects(scan, 0)", "n"),
+    ("GaussianBlur(sigma=float('nan'))", "sigma"),
+    ("Downsample(1.5)", "factors"),
+    ("KSpaceTruncation(0.0, axes=(1,))", "fraction"),
+    ("RicianNoise(-0.1)", "snr"),
+    ("Volume(scan.data, np.diag([0.0, 1, 1, 1]))", "affine"),
+    ("super_resolve(scan, slice_thickness=0, progress=False)", "slice thickness"),
+    ("ExperimentConfig(deterministic=True, cudnn_benchmark=True)", "cudnn_benchmark"),
+]
+
+
+@pytest.mark.parametrize("call, named", API_ROWS, ids=[r[0] for r in API_ROWS])
+def test_bad_number_row(call, named, dess_block, tmp_path, monkeypatch):
+    import numpy as np
+
+    from mrisr import Volume
+    from mrisr.data import slab_subjects, split_slabs
+    from mrisr.degrade import Downsample, GaussianBlur, KSpaceTruncation, RicianNoise
+    from mrisr.inference import predict_volume
+    from mrisr.models import EDSR3D
+    from mrisr.render import animate
+    from mrisr.selfsr import super_resolve
+    from mrisr.train import ExperimentConfig
+
+    monkeypatch.chdir(tmp_path)
+    scan = Volume(dess_block.data[:16, :32, :32], dess_block.affine, dess_block.meta)
+    names = {**locals(), "model": EDSR3D(n_feats=4, n_blocks=1).eval()}
+    with pytest.raises(ValueError) as raised:
+        eval(call, names)  # noqa: S307 (the table's own calls)
+    assert named in str(raised.value) and "\n" not in str(raised.value)
+    assert not list(tmp_path.iterdir())
 
 
 def _snapshot(folder) -> dict:
@@ -91,6 +160,12 @@ def test_bad_input_row(command, code, named, workspace, capsys):
     assert stderr.count("\n") == 1 and named in stderr, stderr
     assert "Traceback" not in stderr
     assert _snapshot(workspace) == before  # nothing written, nothing changed
+
+
+def test_a_command_line_argparse_rejects_exits_2(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["info"])  # its path is missing
+    assert exited.value.code == 2 and "path" in capsys.readouterr().err
 
 
 def test_skip_unreadable_loads_the_rest_with_a_warning(workspace):

@@ -119,7 +119,8 @@ def test_device_smooth_loss_equals_fastais():
 
 
 def test_two_cpu_runs_with_one_seed_are_bit_identical(dess_block, tmp_path):
-    """Python's random (the DataLoader's shuffle), numpy and torch are all seeded from the config's seed."""
+    """Python's random (the DataLoader's shuffle), numpy, torch and the worker process that cuts the patches are all
+    seeded from the config's seed (`tests/test_resume.py` covers the in-process loader)."""
     from mrisr.data import prepare_subject, split_slabs
     from mrisr.degrade import preset
 
@@ -130,8 +131,41 @@ def test_two_cpu_runs_with_one_seed_are_bit_identical(dess_block, tmp_path):
     for run in range(2):
         config = ExperimentConfig(name="seeded", n_feats=4, n_blocks=1, patch_size=16, patches_per_subject=16,
                                   valid_patches_per_subject=4, batch_size=4, epochs=2, valid_cases=["valid"],
-                                  degradation="knee_fast_acquisition_blur", run_dir=str(tmp_path / f"run{run}"))
+                                  degradation="knee_fast_acquisition_blur", run_dir=str(tmp_path / f"run{run}"),
+                                  num_workers=1)
         learn = sr_learner(config, subjects=subjects, device="cpu", progress=False)
         learn.fit(2, 1e-3)
         weights.append({k: v.clone() for k, v in learn.model.state_dict().items()})
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_deterministic_algorithms_hold_for_the_fit_only(dess_block, tmp_path):
+    from fastai.callback.core import Callback
+
+    from mrisr.data import prepare_subject, split_slabs
+    from mrisr.degrade import preset
+
+    class Probe(Callback):
+        def before_batch(self):
+            self.seen = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                         torch.backends.cudnn.benchmark)
+
+    train, held_out = split_slabs(dess_block, holdout=0.3, margin_mm=3.0, axis=1)
+    subjects = [prepare_subject(part, preset("knee_fast_acquisition_blur"), name)
+                for part, name in ((train, "train"), (held_out, "valid"))]
+    config = ExperimentConfig(n_feats=4, n_blocks=1, patch_size=16, patches_per_subject=4, valid_patches_per_subject=4,
+                              batch_size=4, epochs=1, valid_cases=["valid"], degradation="knee_fast_acquisition_blur",
+                              deterministic=True, run_dir=str(tmp_path))
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)
+    torch.backends.cudnn.benchmark = True  # a user's own setting, restored after the fit
+    try:
+        learn = sr_learner(config, subjects=subjects, device="cpu", progress=False)
+        probe = Probe()
+        learn.fit(1, 1e-3, cbs=[probe])
+        after = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                 torch.backends.cudnn.benchmark)
+    finally:
+        torch.backends.cudnn.benchmark = before[2]
+    assert probe.seen == (True, True, False)
+    assert after == (*before[:2], True)
