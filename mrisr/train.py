@@ -515,7 +515,8 @@ class Checkpoint(Callback):
     monitor = "valid_loss"
 
     def __init__(self, run_dir: Path, config: ExperimentConfig):
-        self.best_path, self.last_path, self.config = Path(run_dir) / "best.pth", Path(run_dir) / LAST_CHECKPOINT, config
+        self.best_path, self.last_path = Path(run_dir) / "best.pth", Path(run_dir) / LAST_CHECKPOINT
+        self.config = config
         self.best, self.peak_lr = float("inf"), None
 
     def state_dict(self) -> dict:
@@ -535,9 +536,11 @@ class Checkpoint(Callback):
             self.best = value
             save_checkpoint(self.learn.model, self.config, self.best_path, epoch=self.epoch, monitor=self.monitor,
                             value=value)
-        states = {type(cb).__name__: cb.state_dict() for cb in self.learn.cbs if hasattr(cb, "state_dict")}
+        # the callbacks that keep state; asked of the class, since a callback's attributes fall back to the learner's
+        states = {type(cb).__name__: cb.state_dict() for cb in self.learn.cbs if hasattr(type(cb), "state_dict")}
         scaler = getattr(self.learn, "scaler", None)
-        training = {"epochs_done": self.epoch + 1, "peak_lr": self.peak_lr, "optimizer": _plain(self.learn.opt.state_dict()),
+        training = {"epochs_done": self.epoch + 1, "peak_lr": self.peak_lr,
+                    "optimizer": _plain(self.learn.opt.state_dict()),
                     "scaler": scaler.state_dict() if scaler is not None else None, "callbacks": states,
                     "random": random_streams(self.learn)}
         save_checkpoint(self.learn.model, self.config, self.last_path, training=training, epoch=self.epoch,

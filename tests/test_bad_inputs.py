@@ -11,9 +11,18 @@ import hashlib
 import json
 import shutil
 
+import numpy as np
 import pytest
 
+from mrisr import Volume
 from mrisr.cli import main
+from mrisr.data import slab_subjects, split_slabs
+from mrisr.degrade import Downsample, GaussianBlur, KSpaceTruncation, RicianNoise
+from mrisr.inference import predict_volume
+from mrisr.models import EDSR3D
+from mrisr.render import animate
+from mrisr.selfsr import super_resolve
+from mrisr.train import ExperimentConfig
 
 CONFIGS = {  # config file name -> what it holds wrong
     "epochs_text.json": {"epochs": "ten"},
@@ -29,10 +38,10 @@ CONFIGS = {  # config file name -> what it holds wrong
 @pytest.fixture
 def workspace(tmp_path, dess_block, dess_dir, monkeypatch):
     """A folder with what the rows use: a real DESS block as NIfTI, a tiny checkpoint, one whose config does not fit
-    its weights, bad configs, and a DICOM series (10 real slices) whose last file is truncated."""
+    its weights, bad configs, and two DICOM series (10 real slices) whose last file is truncated: in its header
+    (``series``), in its pixel data (``pixels``)."""
     from mrisr.io import save_volume
-    from mrisr.models import EDSR3D
-    from mrisr.train import ExperimentConfig, save_checkpoint
+    from mrisr.train import save_checkpoint
 
     monkeypatch.chdir(tmp_path)
     save_volume(dess_block, tmp_path / "scan.nii.gz")
@@ -59,7 +68,10 @@ def workspace(tmp_path, dess_block, dess_dir, monkeypatch):
     for path in sorted(dess_dir.glob("*.dcm"))[-10:]:  # the last 10 slices by position
         shutil.copy(path, series / path.name)
     last = sorted(series.iterdir())[-1]
+    shutil.copytree(series, tmp_path / "pixels")
     last.write_bytes(last.read_bytes()[:300])  # a copy killed mid-way: the preamble and magic, then nothing
+    last = tmp_path / "pixels" / last.name
+    last.write_bytes(last.read_bytes()[:-5000])  # the whole header, then pixel data cut short
     return tmp_path
 
 
@@ -91,6 +103,7 @@ ROWS = [  # (command line, exit code, what the message must name)
     ("demo --fast --data scan.nii.gz --gif scan.nii.gz", 2, "scan.nii.gz"),
     ("demo --fast --run-dir scan.nii.gz", 1, "scan.nii.gz/config.json"),
     ("info series", 1, "IM-0001-0159-0001.dcm"),
+    ("info pixels", 1, "IM-0001-0159-0001.dcm"),
     ("info missing.nii.gz", 1, "missing.nii.gz"),
     ("train missing.json", 1, "missing.json"),
     ("predict missing.nii.gz out.nii.gz --checkpoint x.pth", 1, "x.pth"),  # a text file is no checkpoint
@@ -104,45 +117,39 @@ ROWS = [  # (command line, exit code, what the message must name)
 
 
 API_ROWS = [  # (call, the argument the message must name): each public entry point checks its numbers
-    ("predict_volume(model, scan, batch_size=-1)", "batch_size"),
-    ("predict_volume(model, scan, patch_size=[8, 8])", "patch_size"),
-    ("predict_volume(model, scan, overlap=1.0)", "overlap"),
-    ("predict_volume(model, scan, halo=-1)", "halo"),
-    ("predict_volume(model, scan, memory_gb=0)", "memory_gb"),
-    ("animate({'scan': scan}, 'scan.gif', fps=0)", "fps"),
-    ("animate({'scan': scan}, 'scan.gif', step=0)", "step"),
-    ("animate({'scan': scan}, 'scan.gif', axis=3)", "axis"),
-    ("split_slabs(scan, holdout=1.5)", "holdout"),
-    ("split_slabs(scan, margin_mm=-1)", "margin_mm"),
-    ("slab_subjects(scan, 0)", "n"),
-    ("GaussianBlur(sigma=float('nan'))", "sigma"),
-    ("Downsample(1.5)", "factors"),
-    ("KSpaceTruncation(0.0, axes=(1,))", "fraction"),
-    ("RicianNoise(-0.1)", "snr"),
-    ("Volume(scan.data, np.diag([0.0, 1, 1, 1]))", "affine"),
-    ("super_resolve(scan, slice_thickness=0, progress=False)", "slice thickness"),
-    ("ExperimentConfig(deterministic=True, cudnn_benchmark=True)", "cudnn_benchmark"),
+    ("predict_volume(model, scan, batch_size=-1)", lambda scan, model: predict_volume(model, scan, batch_size=-1),
+     "batch_size"),
+    ("predict_volume(model, scan, patch_size=[8, 8])",
+     lambda scan, model: predict_volume(model, scan, patch_size=[8, 8]), "patch_size"),
+    ("predict_volume(model, scan, overlap=1.0)", lambda scan, model: predict_volume(model, scan, overlap=1.0),
+     "overlap"),
+    ("predict_volume(model, scan, halo=-1)", lambda scan, model: predict_volume(model, scan, halo=-1), "halo"),
+    ("predict_volume(model, scan, memory_gb=0)", lambda scan, model: predict_volume(model, scan, memory_gb=0),
+     "memory_gb"),
+    ("animate(fps=0)", lambda scan, model: animate({"scan": scan}, "scan.gif", fps=0), "fps"),
+    ("animate(step=0)", lambda scan, model: animate({"scan": scan}, "scan.gif", step=0), "step"),
+    ("animate(axis=3)", lambda scan, model: animate({"scan": scan}, "scan.gif", axis=3), "axis"),
+    ("split_slabs(holdout=1.5)", lambda scan, model: split_slabs(scan, holdout=1.5), "holdout"),
+    ("split_slabs(margin_mm=-1)", lambda scan, model: split_slabs(scan, margin_mm=-1), "margin_mm"),
+    ("slab_subjects(n=0)", lambda scan, model: slab_subjects(scan, 0), "n"),
+    ("GaussianBlur(sigma=nan)", lambda scan, model: GaussianBlur(sigma=float("nan")), "sigma"),
+    ("Downsample(1.5)", lambda scan, model: Downsample(1.5), "factors"),
+    ("KSpaceTruncation(0.0)", lambda scan, model: KSpaceTruncation(0.0, axes=(1,)), "fraction"),
+    ("RicianNoise(-0.1)", lambda scan, model: RicianNoise(-0.1), "snr"),
+    ("Volume(zero spacing)", lambda scan, model: Volume(scan.data, np.diag([0.0, 1, 1, 1])), "affine"),
+    ("super_resolve(slice_thickness=0)", lambda scan, model: super_resolve(scan, slice_thickness=0, progress=False),
+     "slice thickness"),
+    ("ExperimentConfig(deterministic, cudnn_benchmark)",
+     lambda scan, model: ExperimentConfig(deterministic=True, cudnn_benchmark=True), "cudnn_benchmark"),
 ]
 
 
-@pytest.mark.parametrize("call, named", API_ROWS, ids=[r[0] for r in API_ROWS])
+@pytest.mark.parametrize("call, named", [r[1:] for r in API_ROWS], ids=[r[0] for r in API_ROWS])
 def test_bad_number_row(call, named, dess_block, tmp_path, monkeypatch):
-    import numpy as np
-
-    from mrisr import Volume
-    from mrisr.data import slab_subjects, split_slabs
-    from mrisr.degrade import Downsample, GaussianBlur, KSpaceTruncation, RicianNoise
-    from mrisr.inference import predict_volume
-    from mrisr.models import EDSR3D
-    from mrisr.render import animate
-    from mrisr.selfsr import super_resolve
-    from mrisr.train import ExperimentConfig
-
     monkeypatch.chdir(tmp_path)
     scan = Volume(dess_block.data[:16, :32, :32], dess_block.affine, dess_block.meta)
-    names = {**locals(), "model": EDSR3D(n_feats=4, n_blocks=1).eval()}
     with pytest.raises(ValueError) as raised:
-        eval(call, names)  # noqa: S307 (the table's own calls)
+        call(scan, EDSR3D(n_feats=4, n_blocks=1).eval())
     assert named in str(raised.value) and "\n" not in str(raised.value)
     assert not list(tmp_path.iterdir())
 
@@ -171,9 +178,10 @@ def test_a_command_line_argparse_rejects_exits_2(capsys):
 def test_skip_unreadable_loads_the_rest_with_a_warning(workspace):
     from mrisr.io import load_volume
 
-    with pytest.warns(RuntimeWarning, match="IM-0001-0159-0001.dcm.*skipped"):
-        volume = load_volume(workspace / "series", skip_unreadable=True)
-    assert volume.shape == (9, 512, 512)
+    for series in ("series", "pixels"):  # a truncated header; pixel data that cannot be decoded
+        with pytest.warns(RuntimeWarning, match="IM-0001-0159-0001.dcm.*skipped"):
+            volume = load_volume(workspace / series, skip_unreadable=True)
+        assert volume.shape == (9, 512, 512)
 
 
 def test_debug_shows_the_traceback(workspace):

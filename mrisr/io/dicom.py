@@ -99,6 +99,18 @@ def read_dicom_series(folder: Path, series=None, skip_unreadable: bool = False) 
     """Load one series from ``folder``; ``series`` picks one by UID, SeriesNumber or SeriesDescription.
     ``skip_unreadable``: leave out DICOM files that cannot be read, with a warning each (default: an error)."""
     headers = _choose(folder, _scan(folder, skip_unreadable), series)
+    pixels = {}
+    for h in headers:  # decoded before the geometry, so that a file left out is left out of the grid too
+        try:
+            ds = pydicom.dcmread(h.filename)
+            pixels[h.filename] = ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1) or 1) + \
+                float(getattr(ds, "RescaleIntercept", 0) or 0)
+        except Exception as err:  # noqa: BLE001 (pydicom and its decoders raise many types)
+            _unreadable(Path(h.filename), f"pixel data cannot be decoded ({type(err).__name__}: {err})",
+                        skip_unreadable)
+    headers = [h for h in headers if h.filename in pixels]
+    if not headers:
+        raise InputError(folder, "no DICOM image in the series could be decoded")
     first = headers[0]
     orientation = _float_list(first, "ImageOrientationPatient", first.filename)
     row_dir, col_dir = orientation[:3], orientation[3:]  # along a row (column index grows), along a column
@@ -143,13 +155,7 @@ def read_dicom_series(folder: Path, series=None, skip_unreadable: bool = False) 
     data = np.empty((n_frames, len(stacks), int(first.Rows), int(first.Columns)), dtype=np.float32)
     for s, stack in enumerate(stacks):
         for t, h in enumerate(stack):
-            try:
-                ds = pydicom.dcmread(h.filename)
-                pixels = ds.pixel_array.astype(np.float32)
-            except Exception as err:
-                raise InputError(h.filename, f"pixel data cannot be decoded ({type(err).__name__}: {err})") from None
-            data[t, s] = pixels * float(getattr(ds, "RescaleSlope", 1) or 1) + float(
-                getattr(ds, "RescaleIntercept", 0) or 0)
+            data[t, s] = pixels[h.filename]
 
     phase_axes = {"ROW": (2,), "COL": (1,)}.get(str(getattr(first, "InPlanePhaseEncodingDirection", "")), ())
     if str(getattr(first, "MRAcquisitionType", "")) == "3D" and phase_axes:
