@@ -39,7 +39,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mrisr.inference import channels_last_format, cudnn_autotuning, is_out_of_memory, predict_volume
+from mrisr.device import (channels_last_format, cudnn_autotuning, default_device, is_out_of_memory,
+                          padded_input_channels)
+from mrisr.inference import predict_volume
 from mrisr.models import EDSR3D, count_parameters
 from mrisr.volume import Volume, intensity_scale
 
@@ -224,7 +226,7 @@ def train_step(model: torch.nn.Module, variant: Variant, batch: int, patch: int,
     y = x + 0.01 * torch.randn(x.shape, device=device, generator=generator)
 
     def step():
-        with _autocast(variant, device):
+        with _autocast(variant, device), padded_input_channels(model, enabled=variant.channels_last):
             loss = F.mse_loss(net(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -530,7 +532,7 @@ def run(preset_name: str = "auto", device: str | torch.device | None = None, vol
     sizes (``"auto"``: ``"gpu"`` on CUDA, ``"cpu"`` elsewhere; ``"tiny"`` for tests). ``volume`` is the real scan the
     accuracy section degrades and predicts (default: a phantom). ``on_section(result so far)`` is called after
     each section (to save partial results of a long run)."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     if preset_name == "auto":
         preset_name = "gpu" if device.type == "cuda" else "cpu"
     if preset_name not in PRESETS:

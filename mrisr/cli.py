@@ -134,7 +134,7 @@ def cmd_train(args) -> int:
 
 def _predict_options(args) -> dict:
     return {"patch_size": args.patch_size, "overlap": args.overlap, "batch_size": args.batch_size,
-            "device": args.device, "dtype": args.dtype or "auto"}
+            "device": args.device, "dtype": args.dtype}
 
 
 def _nifti_output(path: str) -> None:
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "the exact halo, as predict_volume)")
         p.add_argument("--batch-size", type=int, help="tiles per forward pass (default: fill memory)")
         p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="precision on CUDA (default: the fast path "
-                                                                         "`mrisr bench` chose, CUDA_FAST_PATH)")
+                                                                         "`mrisr bench` chose, mrisr.device.FAST_PATH)")
 
     predict = sub.add_parser("predict", help="super-resolve a scan with a trained model, write NIfTI")
     predict.add_argument("input", help="any scan `mrisr info` reads (on the grid the model was trained for)")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
 
 from mrisr.degrade import preset
+from mrisr.device import default_device
 from mrisr.evaluate import HR_LABEL, LR_LABEL, compare, save_tables, summarize, verdict
 from mrisr.io import load_volume, save_volume
 from mrisr.phantom import knee_phantom
@@ -53,7 +53,7 @@ def run_demo(data: list[str | Path] | None = None, run_dir: str | Path = "runs/d
     """Train, predict and evaluate on phantoms (``data=None``) or the volumes in ``data``; ``mode`` is a key of
     `SETTINGS` (default ``"cuda"`` on a GPU, else ``"cpu"``). Returns the table, summary, verdict and paths."""
     start = time.perf_counter()
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     mode = mode or ("cuda" if device.type == "cuda" else "cpu")
     if mode not in SETTINGS:
         raise ValueError(f"mode must be one of {list(SETTINGS)}, got {mode!r}")

@@ -20,7 +20,6 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,13 +29,12 @@ from torch import nn
 
 from mrisr.consistency import enforce
 from mrisr.degrade import load_degradation
+from mrisr.device import (channels_last_format, cudnn_autotuning, default_device, is_out_of_memory,
+                          padded_input_channels, speed_settings)
 from mrisr.errors import InputError, check_number
 from mrisr.volume import Volume, intensity_scale as percentile_scale
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-CUDA_FAST_PATH = {"dtype": "bf16", "channels_last": True, "cudnn_benchmark": False}
-"""What `predict_volume` does on CUDA by default: the fastest settings within 0.01 dB of fp32 in ``mrisr bench``
-(docs/benchmarks.md)."""
 
 
 @dataclass(frozen=True)
@@ -134,14 +132,6 @@ def blending_weights(core: Sequence[int], blend: str, sigma_scale: float = 0.125
     return np.maximum(weights / weights.max(), 1e-3).astype(np.float32)
 
 
-def is_out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` says a device (or the host) ran out of memory: torch and the allocators raise several types."""
-    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(err).lower()
-    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
 def _smaller(tiling: Tiling, halo: int) -> Tiling | None:
     if tiling.batch_size > 1:
         return Tiling(tiling.tile, tiling.batch_size // 2)
@@ -200,26 +190,10 @@ def _run(model, images: torch.Tensor, halo: int, scale: int, tiling: Tiling, ove
     return out / total
 
 
-@contextmanager
-def cudnn_autotuning(enabled: bool):
-    """``torch.backends.cudnn.benchmark`` set to ``enabled`` inside the block, restored after it."""
-    saved = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = saved
-
-
-def channels_last_format(ndim: int) -> torch.memory_format:
-    """The channels-last memory format of ``ndim``-D images (``channels_last_3d`` for volumes)."""
-    return torch.channels_last_3d if ndim == 3 else torch.channels_last
-
-
 def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: int | Sequence[int] | None = None,
                    overlap: float | None = None, batch_size: int | None = None,
                    device: str | torch.device | None = None,
-                   dtype: str | None = "auto", blend: str = "gaussian", halo: int | None = None,
+                   dtype: str | None = None, blend: str = "gaussian", halo: int | None = None,
                    intensity_scale: float | None = None, memory_gb: float | None = None,
                    channels_last: bool | None = None, cudnn_benchmark: bool | None = None,
                    consistency=None, progress: bool = False) -> Volume | np.ndarray:
@@ -235,8 +209,9 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
             the receptive field (tiles are then exact and overlap would only cost time), else 0.25.
         batch_size: tiles per forward pass; ``None`` fills the memory budget.
         device: where the network runs (default: CUDA when available). The model is moved there.
-        dtype: ``"bf16"`` or ``"fp16"`` to run under autocast (CUDA only; ignored on the CPU), ``None`` or ``"fp32"``
-            for fp32, ``"auto"``: `CUDA_FAST_PATH`'s on CUDA (chosen with ``mrisr bench``), fp32 elsewhere.
+        dtype: ``"bf16"`` or ``"fp16"`` to run under autocast (CUDA only; ignored on the CPU), ``"fp32"`` for full
+            precision; ``None``: `mrisr.device.FAST_PATH`'s choice on CUDA (measured with ``mrisr bench``), fp32
+            elsewhere.
         blend: ``"gaussian"`` or ``"constant"`` weighting of overlapping cores.
         halo: context voxels cut off each side of a tile's output; default: the network's receptive-field radius,
             which makes the result equal to one pass over the whole (reflect-padded) volume.
@@ -244,10 +219,11 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
             as in training (`mrisr.data.intensity_scale`).
         memory_gb: activation memory budget in GiB; default `memory_budget` (60 % of free GPU memory). On running
             out of memory the run retries with half the batch, then smaller tiles, and warns.
-        channels_last: run in the channels-last memory format (``channels_last_3d`` for 3D networks); ``None``:
-            `CUDA_FAST_PATH`'s choice on CUDA, off elsewhere.
+        channels_last: run in the channels-last memory format (``channels_last_3d`` for 3D networks; a 3D network's
+            one-channel first conv then also runs padded to 8 channels, `mrisr.device.padded_input_channels`);
+            ``None``: `mrisr.device.FAST_PATH`'s choice on CUDA, off elsewhere.
         cudnn_benchmark: let cuDNN time its algorithms for the tile shape (``torch.backends.cudnn.benchmark``, restored
-            afterwards); ``None``: `CUDA_FAST_PATH`'s choice on CUDA.
+            afterwards); ``None``: `mrisr.device.FAST_PATH`'s choice on CUDA, off elsewhere.
         consistency: the `mrisr.degrade.Degradation` (or preset name, or spec file) that made ``volume``: the output
             is then made consistent with ``volume`` under it (`mrisr.consistency.enforce`: the measured k-space band
             put back, or iterative back-projection), on ``device`` when it is a GPU. ``volume`` must then be a `Volume`.
@@ -258,7 +234,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
     Returns:
         A `Volume` (float32; affine scaled for ``scale > 1``) or an array, as given.
     """
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     if consistency is not None:
         consistency = load_degradation(consistency)
         if not isinstance(volume, Volume):
@@ -273,13 +249,10 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
     if overlap is None:
         overlap = 0.0 if halo >= radius else 0.25
     check_number("overlap", overlap, "a fraction of the tile in [0, 1)", minimum=0, below=1)
-    if dtype not in (None, "fp32", "auto", *AUTOCAST_DTYPES):
-        raise ValueError(f"dtype must be 'bf16', 'fp16', 'fp32', 'auto' or None, got {dtype!r}")
-    fast = CUDA_FAST_PATH if device.type == "cuda" else {"dtype": None, "channels_last": False,
-                                                          "cudnn_benchmark": False}
-    dtype = fast["dtype"] if dtype == "auto" else dtype
-    channels_last = fast["channels_last"] if channels_last is None else channels_last
-    cudnn_benchmark = fast["cudnn_benchmark"] if cudnn_benchmark is None else cudnn_benchmark
+    if dtype not in (None, "fp32", *AUTOCAST_DTYPES):
+        raise ValueError(f"dtype must be 'bf16', 'fp16', 'fp32' or None (the fast path), got {dtype!r}")
+    dtype, channels_last, cudnn_benchmark = speed_settings("predict", device, dtype=dtype, channels_last=channels_last,
+                                                           cudnn_benchmark=cudnn_benchmark).values()
     autocast = AUTOCAST_DTYPES.get(dtype) if device.type == "cuda" else None
     data = volume.data if isinstance(volume, Volume) else np.asarray(volume, np.float32)
     source = volume.meta.get("source_path") if isinstance(volume, Volume) else None
@@ -328,7 +301,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
         tiling = Tiling(tiling.tile, int(batch_size))
     while True:
         try:
-            with cudnn_autotuning(cudnn_benchmark):
+            with cudnn_autotuning(cudnn_benchmark), padded_input_channels(model, enabled=channels_last and ndim == 3):
                 out = _run(model, images, halo, scale, tiling, overlap, blend, device, autocast, memory_format,
                            progress)
             break
@@ -347,7 +320,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
     out = (out * scale_value).cpu().numpy().reshape(*data.shape[:-ndim], *out.shape[1:])
     if not np.isfinite(out).all():
         raise FloatingPointError(f"the network's output has {int((~np.isfinite(out)).sum())} non-finite voxel(s) "
-                                 f"(overflow in {dtype or 'fp32'}?); try dtype='fp32' or check the checkpoint")
+                                 f"(overflow in {dtype}?); try dtype='fp32' or check the checkpoint")
     if not isinstance(volume, Volume):
         return out
     affine = volume.affine.copy()

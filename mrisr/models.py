@@ -19,25 +19,6 @@ def _conv(ndim: int, c_in: int, c_out: int, kernel: int = 3) -> nn.Module:
     return (nn.Conv2d if ndim == 2 else nn.Conv3d)(c_in, c_out, kernel, padding=kernel // 2)
 
 
-def padded_conv(conv: nn.Module, x: torch.Tensor, channels: int = 8) -> torch.Tensor:
-    """``conv(x)`` with the input (and the weight) zero-padded to ``channels`` channels on CUDA when it has fewer:
-    the same result.
-
-    With one input channel (the first conv of an image network), cuDNN's bf16 kernels for the contiguous format are
-    slow: padding made the bf16 training step of the seed-size EDSR3D 20 % faster on an H100 (docs/benchmarks.md).
-    The padded tensors are channels-last, the fast format there. (Padding a conv's *output* channels the same way
-    made its weight gradient 4x slower, so the last conv is left alone.)
-    """
-    missing = channels - conv.in_channels
-    if not x.is_cuda or missing <= 0:
-        return conv(x)
-    ndim = x.ndim - 2
-    memory_format = torch.channels_last_3d if ndim == 3 else torch.channels_last
-    pad = [0, 0] * ndim + [0, missing]
-    return conv._conv_forward(F.pad(x, pad).contiguous(memory_format=memory_format),
-                              F.pad(conv.weight, pad).contiguous(memory_format=memory_format), conv.bias)
-
-
 class ResBlock(nn.Module):
     """conv -> ReLU -> conv, scaled by ``res_scale`` and added to the input (EDSR: no batch norm)."""
 
@@ -139,7 +120,7 @@ class _SRNet(nn.Module):
         return radius + step  # tail conv
 
     def forward(self, x):
-        features = padded_conv(self.head, x)
+        features = self.head(x)
         out = self.tail(self.upsample(features + self.body(features)))
         if not self.global_skip:
             return out

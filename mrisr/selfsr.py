@@ -48,6 +48,7 @@ import torch
 
 from mrisr.data import prepare_subject, split_slabs
 from mrisr.degrade import Degradation, SliceThickness, Upsample, resize_axis
+from mrisr.device import default_device
 from mrisr.errors import InputError
 from mrisr.volume import Volume, intensity_scale
 
@@ -297,7 +298,7 @@ def super_resolve(volume: Volume, target_spacing: float | None = None, preset: s
         records the geometry, preset and timings, ``meta["slice_thickness_mm"]`` is ``t``.
     """
     geometry = slice_geometry(volume, target_spacing, slice_thickness)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     say = print if progress else (lambda *args, **kwargs: None)
     say(f"selfsr: {volume.shape} at {' x '.join(f'{v:.4g}' for v in volume.spacing)} mm, slices "
         f"{geometry.slice_thickness:.4g} mm thick; output slices {geometry.target_spacing:.4g} mm apart "

@@ -30,7 +30,8 @@ from fastai.metrics import Metric
 from mrisr.data import ResamplePatches, Subject, crop_to_multiple, prepare_subject, split_slabs, sr_dataloaders
 from mrisr.degrade import Degradation, preset
 from mrisr.errors import InputError
-from mrisr.inference import channels_last_format, cudnn_autotuning
+from mrisr.device import (channels_last_format, cudnn_autotuning, default_device, padded_input_channels,
+                          speed_settings)
 from mrisr.io.atomic import atomic_path
 from mrisr.losses import PIXEL_LOSSES, PerceptualLoss, SRLoss
 from mrisr.metrics import fastai_metrics, gain_db
@@ -59,8 +60,10 @@ class ExperimentConfig:
     ``"charbonnier"`` (the pixel term; the perceptual term adds to it); ``res_scale`` (EDSR's residual scaling);
     ``residual_sampling`` (patches drawn towards where LR and HR differ, `mrisr.data.PatchSampler`); ``ema``
     (decay of an exponential moving average of the weights, used for validation and saved; ``None``: off).
-    Speed (CUDA only; ``None`` means `TRAIN_FAST_PATH`'s choice, measured with ``mrisr bench``):
-    ``mixed_precision`` ``"bf16"``, ``"fp16"`` or ``None``; ``channels_last`` memory format; ``cudnn_benchmark``
+    Speed (CUDA only; ``None`` means ``mrisr.device.FAST_PATH["train"]``'s choice, measured with ``mrisr bench``;
+    off on the CPU): ``mixed_precision`` ``"bf16"``, ``"fp16"`` or ``"fp32"``; ``channels_last`` memory format (a 3D
+    network's first conv then also runs padded to 8 input channels, `mrisr.device.padded_input_channels`);
+    ``cudnn_benchmark``
     (cuDNN picks its fastest algorithms by timing them); ``compile`` (``torch.compile`` of the model);
     ``num_workers`` processes cutting patches (0: in the training process).
     Reproducibility: ``seed`` makes a CPU run bit-identical; ``deterministic`` adds deterministic kernels on CUDA
@@ -100,7 +103,7 @@ class ExperimentConfig:
     residual_sampling: bool = True
     ema: float | None = None
     augment: bool = True
-    mixed_precision: str | None = "bf16"
+    mixed_precision: str | None = None
     channels_last: bool | None = None
     cudnn_benchmark: bool | None = None
     compile: bool = False
@@ -113,8 +116,9 @@ class ExperimentConfig:
         self._check_fields()
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {list(MODELS)}, got {self.model!r}")
-        if self.mixed_precision not in (None, "bf16", "fp16"):
-            raise ValueError(f"mixed_precision must be 'bf16', 'fp16' or None, got {self.mixed_precision!r}")
+        if self.mixed_precision not in (None, "bf16", "fp16", "fp32"):
+            raise ValueError(f"mixed_precision must be 'bf16', 'fp16', 'fp32' or null (the fast path), got "
+                             f"{self.mixed_precision!r}")
         if self.loss not in PIXEL_LOSSES:
             raise ValueError(f"loss must be one of {list(PIXEL_LOSSES)}, got {self.loss!r}")
         if self.ema is not None and not 0 < self.ema < 1:
@@ -191,9 +195,6 @@ class ExperimentConfig:
 
 
 MODELS = {"edsr3d": EDSR3D, "srresnet2d": SRResNet2D, "edsr2d": EDSR2D}
-TRAIN_FAST_PATH = {"channels_last": True, "cudnn_benchmark": True, "num_workers": 0}
-"""What `sr_learner` does on CUDA where the config says ``None``: the fastest settings ``mrisr bench`` measured
-(docs/benchmarks.md). On the CPU all are off."""
 
 
 class DeviceSmoothLoss(AvgSmoothLoss):
@@ -223,6 +224,9 @@ class FastPath(Callback):
             recorder.smooth_loss = DeviceSmoothLoss(recorder.smooth_loss.beta)
         self.autotuning = cudnn_autotuning(self.cudnn_benchmark or torch.backends.cudnn.benchmark)
         self.autotuning.__enter__()
+        self.padding = padded_input_channels(self.learn.model,
+                                             enabled=self.channels_last and self.learn.model.ndim == 3)
+        self.padding.__enter__()
         if self.channels_last:
             self.learn.model.to(memory_format=channels_last_format(self.learn.model.ndim))
 
@@ -232,6 +236,7 @@ class FastPath(Callback):
 
     def after_fit(self):
         self.autotuning.__exit__(None, None, None)
+        self.padding.__exit__(None, None, None)
         recorder = getattr(self.learn, "recorder", None)
         if recorder is not None:  # the smoothed losses, on the CPU for plotting and lr_find's suggestions
             recorder.losses = [v.cpu() if torch.is_tensor(v) else v for v in recorder.losses]
@@ -663,12 +668,12 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
     from fastai.torch_core import set_seed
 
     set_seed(config.seed)  # Python's random (the DataLoader's shuffle), numpy and torch; cuDNN's flags left alone
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     saved = resume_state(config, device) if resume else None
     if resume and saved is None:
         print(f"{Path(config.run_dir) / LAST_CHECKPOINT} not found: no epoch was finished, starting from the first")
-    fast = {k: (default if device.type == "cuda" else 0) if getattr(config, k) is None else getattr(config, k)
-            for k, default in TRAIN_FAST_PATH.items()}  # None: the fast path on CUDA, off on the CPU
+    fast = speed_settings("train", device, **{k: getattr(config, k) for k in
+                                              ("mixed_precision", "channels_last", "cudnn_benchmark", "num_workers")})
     if config.deterministic:
         fast["cudnn_benchmark"] = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
@@ -700,8 +705,8 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
     cbs += [ResumeFrom(saved, config.epochs)] if saved is not None else []
     learn = Learner(dls, model, loss_func=loss, metrics=metrics, wd=config.weight_decay, path=run_dir, model_dir=".",
                     cbs=cbs)
-    if device.type == "cuda" and config.mixed_precision:
-        learn = learn.to_bf16() if config.mixed_precision == "bf16" else learn.to_fp16()
+    if device.type == "cuda" and fast["mixed_precision"] != "fp32":
+        learn = learn.to_bf16() if fast["mixed_precision"] == "bf16" else learn.to_fp16()
     if not (progress if progress is not None else _interactive()):
         learn.remove_cb(ProgressCallback)
         learn.logger = epoch_logger(learn)

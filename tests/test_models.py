@@ -84,13 +84,15 @@ def test_bad_configuration_errors():
 def test_channel_padded_conv_gives_the_same_output_and_gradients(conv, shape):
     from unittest import mock
 
-    from mrisr.models import padded_conv
+    from mrisr.device import padded_input_channels
 
     x = torch.rand(shape, requires_grad=True)
     plain = conv(x)
     grads_plain = torch.autograd.grad(plain.square().sum(), [conv.weight, conv.bias, x])
     with mock.patch.object(torch.Tensor, "is_cuda", property(lambda self: True)):  # the CUDA path, on the CPU
-        padded = padded_conv(conv, x)
+        with padded_input_channels(conv) as padded_conv:
+            padded = padded_conv(x)
+    assert "forward" not in vars(conv)  # the module is itself again
     grads_padded = torch.autograd.grad(padded.square().sum(), [conv.weight, conv.bias, x])
     torch.testing.assert_close(padded, plain, rtol=1e-5, atol=1e-6)
     for a, b in zip(grads_padded, grads_plain):
