@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=[48, 96, 96], help="volume (slice, row, column)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["bf16", "fp16"], help="autocast on CUDA")
-    parser.add_argument("--patch-size", type=int, help="tile size (default: from the memory budget)")
+    parser.add_argument("--tile-size", type=int, help="tile size (default: from the memory budget)")
     parser.add_argument("--n-feats", type=int, default=64)
     parser.add_argument("--n-blocks", type=int, default=9)
     args = parser.parse_args()
@@ -41,7 +41,7 @@ def main() -> None:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    predict_volume(model, volume, patch_size=args.patch_size, device=device, dtype=args.dtype)
+    predict_volume(model, volume, tile_size=args.tile_size, device=device, dtype=args.dtype)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start

@@ -32,13 +32,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mrisr.data import crop_to_multiple
+from mrisr.cases import crop_to_multiple
 from mrisr.degrade import preset
 from mrisr.bench import publish
 from mrisr.evaluate import CONSISTENCY, HR_LABEL, LR_LABEL, compare, mean_interval, slice_gains
 from mrisr.io import load_volume
 from mrisr.samples import fair_knee, knee_slabs
-from mrisr.train import ExperimentConfig, case_name, fit, slab_multiple, sr_learner
+from mrisr.cases import case_name, slab_multiple
+from mrisr.train import ExperimentConfig, fit, sr_learner
 
 DEGRADATIONS = ["knee_fast_acquisition", "knee_fast_acquisition_blur", "knee_thick_slices"]
 PRESETS = {  # columns of the DESS knee kept; network and schedule

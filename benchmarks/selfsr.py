@@ -30,7 +30,7 @@ import torch
 
 from mrisr.baselines import baselines
 from mrisr.consistency import enforce
-from mrisr.data import crop_to_multiple, sub_volume
+from mrisr.cases import crop_to_multiple, sub_volume
 from mrisr.degrade import Degradation, SliceThickness
 from mrisr.evaluate import mean_interval, score_table, slice_scores
 from mrisr.foreground import foreground_mask

@@ -1,10 +1,10 @@
-"""The real training loop (`sr_learner`, fastai) with and without `mrisr.train.DeviceSmoothLoss`; prints a table.
+"""The real training loop (`sr_learner`, fastai) with and without `mrisr.callbacks.DeviceSmoothLoss`; prints a table.
 
     python benchmarks/training_loop.py                      # GPU: batch 16 and 64
     python benchmarks/training_loop.py --batch-sizes 2 --preset tiny
 
 fastai copies its smoothed training loss to the CPU after every step, so the host waits for the GPU and only then
-cuts the next batch; `DeviceSmoothLoss` (the default, through `mrisr.train.FastPath`) keeps it on the device.
+cuts the next batch; `DeviceSmoothLoss` (the default, through `mrisr.callbacks.FastPath`) keeps it on the device.
 Device busy = the compute-only step time of the same settings over the real step time
 (`mrisr.bench.pipeline_section`).
 """
@@ -16,7 +16,6 @@ import json
 import torch
 
 from mrisr import bench
-from mrisr.train import FastPath
 
 
 def main() -> None:
@@ -29,9 +28,9 @@ def main() -> None:
     sizes = bench.PRESETS[args.preset if args.preset != "auto" else ("gpu" if device.type == "cuda" else "cpu")]
     rows = []
     for device_loss in (False, True):
-        FastPath.device_smooth_loss = device_loss
         for row in bench.pipeline_section(dataclasses.replace(sizes, pipeline_subjects=3), device,
-                                          [{"batch_size": b} for b in args.batch_sizes]):
+                                          [{"batch_size": b, "device_smooth_loss": device_loss}
+                                           for b in args.batch_sizes]):
             rows.append({"device_loss": device_loss, **row})
     print(bench.markdown_table(bench.as_percent(rows, "device_busy"),
                        {"device_loss": "device loss", "batch": "batch", "cudnn_benchmark": "cudnn.benchmark",

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from mrisr.device import (channels_last_format, cudnn_autotuning, default_device, is_out_of_memory,
-                          padded_input_channels)
+                          padded_input_channels, speed_settings)
 from mrisr.inference import predict_volume
 from mrisr.models import EDSR3D, count_parameters
 from mrisr.volume import Volume, intensity_scale
@@ -339,7 +339,7 @@ def pipeline_section(sizes: BenchSizes, device: torch.device, settings: Sequence
 
     from mrisr.data import prepare_subject
     from mrisr.phantom import knee_phantom
-    from mrisr.train import ExperimentConfig, FastPath, sr_learner
+    from mrisr.train import ExperimentConfig, sr_learner
 
     class TrainPhaseTimer(Callback):
         def before_train(self):
@@ -360,6 +360,8 @@ def pipeline_section(sizes: BenchSizes, device: torch.device, settings: Sequence
     per_subject = math.ceil(sizes.pipeline_batches * sizes.batch / (len(subjects) - 1))
     rows = []
     for extra in settings:
+        extra = dict(extra)
+        device_smooth_loss = extra.pop("device_smooth_loss", True)  # a FastPath option, not a config field
         with tempfile.TemporaryDirectory() as run_dir:
             batch = extra.get("batch_size", sizes.batch)
             config = ExperimentConfig(**{"name": "bench", "n_feats": sizes.n_feats, "n_blocks": sizes.n_blocks,
@@ -369,6 +371,7 @@ def pipeline_section(sizes: BenchSizes, device: torch.device, settings: Sequence
                                          "epochs": 2, "run_dir": run_dir, **extra})
             learn = sr_learner(config, subjects, device=device, progress=False)
             learn.logger = lambda *_: None
+            learn.fast_path.device_smooth_loss = device_smooth_loss
             timer = TrainPhaseTimer()
             learn.fit(2, 1e-4, cbs=[timer])
             synchronize(device)
@@ -377,8 +380,8 @@ def pipeline_section(sizes: BenchSizes, device: torch.device, settings: Sequence
             synchronize(device)
             loader_s = (time.perf_counter() - begin) / n_batches
         step_s = timer.seconds / timer.batches
-        precision = "bf16" if device.type == "cuda" and config.mixed_precision == "bf16" else "fp32"
-        fast = next(cb for cb in learn.cbs if isinstance(cb, FastPath))
+        precision = speed_settings("train", device, mixed_precision=config.mixed_precision)["mixed_precision"]
+        fast = learn.fast_path
         same = Variant("same settings, compute only", precision, fast.channels_last, fast.cudnn_benchmark,
                        config.compile)
         compute_s = measure_train(sizes, same, device, batch, sizes.patch, flops=0, peak=1.0)["step_ms"] / 1e3
@@ -413,7 +416,7 @@ def inference_section(sizes: BenchSizes, variants: Sequence[Variant], device: to
 
     def row(variant: Variant, tile, memory_gb) -> dict:
         reset_peak_memory(device)
-        run = lambda: _predict(model, volume, variant, device, patch_size=tile, memory_gb=memory_gb)  # noqa: E731
+        run = lambda: _predict(model, volume, variant, device, tile_size=tile, memory_gb=memory_gb)  # noqa: E731
         run()  # warm-up: cuDNN autotuning for this tile shape, the allocator
         reset_peak_memory(device)
         seconds = []
@@ -474,7 +477,7 @@ def fit_briefly(model: torch.nn.Module, lr_volume: np.ndarray, hr_volume: np.nda
 def accuracy_section(sizes: BenchSizes, variants: Sequence[Variant], device: torch.device, volume: Volume) -> dict:
     """Each variant's whole-volume prediction of the degraded ``volume`` (its central ``sizes.accuracy_shape``
     block) against the fp32 one."""
-    from mrisr.data import sub_volume
+    from mrisr.cases import sub_volume
     from mrisr.degrade import preset
     from mrisr.metrics import psnr
 

@@ -107,7 +107,8 @@ def cmd_train(args) -> int:
     state in ``last.pth``, from which ``--resume`` continues."""
     import dataclasses
 
-    from mrisr.train import LAST_CHECKPOINT, fit, sr_learner
+    from mrisr.checkpoint import LAST_CHECKPOINT
+    from mrisr.train import fit, sr_learner
 
     config = _read_config(args.config)
     overrides = {k: v for k, v in {"epochs": args.epochs, "run_dir": args.run_dir}.items() if v is not None}
@@ -133,7 +134,7 @@ def cmd_train(args) -> int:
 
 
 def _predict_options(args) -> dict:
-    return {"patch_size": args.patch_size, "overlap": args.overlap, "batch_size": args.batch_size,
+    return {"tile_size": args.tile_size, "overlap": args.overlap, "batch_size": args.batch_size,
             "device": args.device, "dtype": args.dtype}
 
 
@@ -186,7 +187,8 @@ def cmd_evaluate(args) -> int:
     """Degrade reference scans, super-resolve them with each model, score models and baselines per subject."""
     from mrisr.evaluate import compare, save_tables, summarize, verdict
     from mrisr.io import load_volume
-    from mrisr.train import case_name, load_model
+    from mrisr.cases import case_name
+    from mrisr.train import load_model
 
     loaded = [load_model(path, args.device or "cpu") for path in args.checkpoint]
     labels = args.labels or [Path(path).parent.name or Path(path).stem for path in args.checkpoint]
@@ -322,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_predict_options(p):
         p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
-        p.add_argument("--patch-size", type=int, help="tile size in input voxels, halo included (default: largest "
+        p.add_argument("--tile-size", type=int, help="tile size in input voxels, halo included (default: largest "
                                                       "that fits in memory)")
         p.add_argument("--overlap", type=float, help="fraction of a tile shared with a neighbour (default: 0 with "
                                                      "the exact halo, as predict_volume)")

@@ -5,8 +5,6 @@ The pieces, each one idea:
 * `Subject`: one scan ready to train on: the high-resolution (HR) images, their degraded low-resolution (LR)
   version, both normalised by the subject's own intensity scale and held in memory as float16, and where its
   foreground is. `prepare_subject` makes one from a `Volume` and a `Degradation`.
-* `split_slabs`: when only one subject exists, a spatially disjoint hold-out: a slab of the volume, separated from the
-  training part by a margin.
 * `PatchSampler`: where each training patch is cut: at the same place in LR and HR, mostly on tissue, new places
   every epoch, fixed places for validation.
 * `LRVolume` / `HRVolume`: fastai tensor types whose ``show`` draws three orthogonal slices (or the image in 2D), and
@@ -14,8 +12,9 @@ The pieces, each one idea:
 * Batch transforms on the device: `DegradeBatch` (degrade HR patches on the fly instead of precomputing LR),
   `RandomFlipPermute` and `RandomIntensityScale` (augmentation applied identically to input and target).
 
-`sr_dataloaders` wires them into ``DataLoaders``. Tensors are ``(batch, 1, D, H, W)`` in 3D (axes: slice, row, column
-of `mrisr.volume`) and ``(batch, 1, H, W)`` in 2D.
+`sr_dataloaders` wires them into ``DataLoaders``; which scans are subjects, and how they split, is `mrisr.cases`.
+Tensors are ``(batch, 1, D, H, W)`` in 3D (axes: slice, row, column of `mrisr.volume`) and ``(batch, 1, H, W)`` in
+2D.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from fastai.vision.augment import RandTransform
 from fasttransform import Transform
 
 from mrisr.degrade import Degradation
-from mrisr.errors import check_number
 from mrisr.foreground import foreground_mask, tissue_threshold
 from mrisr.metrics import gain_db
 from mrisr.volume import Volume, intensity_scale
@@ -130,70 +128,6 @@ def prepare_subject(volume: Volume, degradation: Degradation | None, name: str |
                    None if lr is None else torch.from_numpy(lr.astype(np.float16)), factors,
                    tuple(volume.spacing[3 - ndim:]), coords.astype(np.int32), scale, tissue_level, pe, roles, residual)
 
-
-def split_slabs(volume: Volume, holdout: float = 0.25, margin_mm: float = 10.0, axis: int = 0,
-                multiple: int = 1) -> tuple[Volume, Volume]:
-    """Split one volume into a training part and a spatially disjoint hold-out slab along ``axis`` (0, 1 or 2).
-
-    The hold-out is the last ``holdout`` fraction of the voxels along ``axis``; ``margin_mm`` of tissue between the
-    two is dropped, so no training patch touches a hold-out voxel's neighbourhood. Each part's length is cut down to a
-    ``multiple`` (for degradations that downsample). Affines follow each part.
-    """
-    _check_slab_options(axis, margin_mm, multiple)
-    check_number("holdout", holdout, "a fraction of the voxels in (0, 1)", above=0, below=1)
-    n = volume.shape[axis]
-    margin = int(np.ceil(round(margin_mm / volume.spacing[axis], 3)))  # rounding keeps 6 / 1.499997 mm at 4
-    start = n - int(round(holdout * n))
-    train_stop = (start - margin) // multiple * multiple
-    start = n - (n - start) // multiple * multiple
-    if train_stop < 1 or start >= n:
-        raise ValueError(f"cannot hold out {holdout:.0%} of {n} voxels with a {margin_mm} mm margin along axis {axis}")
-    return sub_volume(volume, axis, 0, train_stop), sub_volume(volume, axis, start, n)
-
-
-def slab_subjects(volume: Volume, n: int, axis: int = 0, margin_mm: float = 10.0, multiple: int = 1) -> list[Volume]:
-    """``n`` spatially disjoint slabs of one volume along ``axis``, ``margin_mm`` apart, each cut to a ``multiple``
-    of voxels: stand-ins for subjects when only one scan exists (smoke runs, tests). They share one anatomy, so
-    scores between them say less than scores between real subjects."""
-    _check_slab_options(axis, margin_mm, multiple)
-    check_number("n", n, "a number of slabs, an integer >= 1", minimum=1, integer=True)
-    size = volume.shape[axis]
-    margin = int(np.ceil(round(margin_mm / volume.spacing[axis], 3)))
-    length = (size - (n - 1) * margin) // n // multiple * multiple
-    if length < 1:
-        raise ValueError(f"cannot cut {n} slabs {margin_mm} mm apart from {size} voxels along axis {axis}")
-    return [sub_volume(volume, axis, k * (length + margin), k * (length + margin) + length) for k in range(n)]
-
-
-def _check_slab_options(axis, margin_mm, multiple) -> None:
-    check_number("axis", axis, "a volume axis: 0, 1 or 2", minimum=0, below=3, integer=True)
-    check_number("margin_mm", margin_mm, "a distance in mm >= 0", minimum=0)
-    check_number("multiple", multiple, "a number of voxels, an integer >= 1", minimum=1, integer=True)
-
-
-def crop_to_multiple(volume: Volume, multiple) -> Volume:
-    """``volume`` with each of its three axes cut at the end to a multiple of ``multiple`` (one int per axis, or
-    one for all): what a degradation with downsampling or thick slices needs (`Degradation.size_multiple`)."""
-    multiple = np.broadcast_to(multiple, 3)
-    for axis, m in enumerate(multiple):
-        n = volume.shape[axis]
-        if n % m:
-            if n < m:
-                raise ValueError(f"axis {axis} has {n} voxels, fewer than the multiple {m} it must be cut to")
-            volume = sub_volume(volume, axis, 0, n // m * m)
-    return volume
-
-
-def sub_volume(volume: Volume, axis: int, start: int, stop: int) -> Volume:
-    """Voxels ``start:stop`` along volume ``axis`` (0, 1 or 2; frames kept), the affine shifted to match."""
-    index = [slice(None)] * volume.data.ndim
-    index[volume.data.ndim - 3 + axis] = slice(start, stop)
-    affine = volume.affine.copy()
-    affine[:3, 3] += start * volume.affine[:3, axis]
-    return Volume(volume.data[tuple(index)], affine, {**volume.meta, "slab": [start, stop, axis]})
-
-
-# -- patches ------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class PatchRef:
@@ -485,38 +419,25 @@ def permutable_axes(subject: Subject, tolerance: float = 0.01) -> tuple[int, ...
 
 # -- DataLoaders --------------------------------------------------------------------------------------------------
 
-class ResamplePatches:
-    """Callback factory: before each training epoch, move every training patch to a new random place."""
-
-    def __new__(cls, sampler: PatchSampler):
-        from fastai.callback.core import Callback
-
-        class _Resample(Callback):
-            def before_epoch(self):
-                sampler.epoch = self.epoch
-
-        return _Resample()
-
-
 def sr_dataloaders(subjects: Sequence[Subject], valid_names: Sequence[str], patch_size=32,
                    patches_per_subject: int = 64, valid_patches_per_subject: int = 16, batch_size: int = 8,
                    augment: bool = True, degrade_on_the_fly: Degradation | None = None,
-                   phase_encoding_axes=None, foreground_fraction: float = 0.9, seed: int = 0, device=None,
+                   foreground_fraction: float = 0.9, seed: int = 0, device=None,
                    num_workers: int = 0, residual_sampling: bool = False):
     """fastai ``DataLoaders`` of paired patches from ``subjects``, split by subject: ``valid_names`` validate.
 
     ``patch_size``: HR patch in voxels (int or per axis; ``None`` for whole images). ``patches_per_subject``:
     training patches per subject per epoch. ``degrade_on_the_fly``: subjects prepared without a degradation
     get it applied to each batch on ``device`` (`DegradeBatch`). Returns ``(dls, sampler)``; pass
-    ``ResamplePatches(sampler)`` to the Learner so patches move every epoch. With ``num_workers=0`` and a CUDA
-    ``device``, patches are cut on the GPU.
+    ``mrisr.callbacks.ResamplePatches(sampler)`` to the Learner so patches move every epoch. With ``num_workers=0``
+    and a CUDA ``device``, patches are cut on the GPU.
     """
     names = [s.name for s in subjects]
     unknown = sorted(set(valid_names) - set(names))
     if unknown:
         raise ValueError(f"validation cases {unknown} are not among the subjects {names}")
     if not valid_names:
-        raise ValueError("no validation subjects: name at least one (or hold out a slab with split_slabs)")
+        raise ValueError("no validation subjects: name at least one (or hold out a slab with mrisr.cases.split_slabs)")
     if set(valid_names) == set(names):
         raise ValueError("every subject is in validation: keep at least one for training")
     sampler = PatchSampler(subjects, patch_size, foreground_fraction, seed,
@@ -528,8 +449,7 @@ def sr_dataloaders(subjects: Sequence[Subject], valid_names: Sequence[str], patc
     ndim = subjects[0].ndim
     batch_tfms = []
     if degrade_on_the_fly is not None:
-        pe = phase_encoding_axes if phase_encoding_axes is not None else subjects[0].phase_encoding_axes
-        batch_tfms.append(DegradeBatch(degrade_on_the_fly, subjects[0].spacing, pe))
+        batch_tfms.append(DegradeBatch(degrade_on_the_fly, subjects[0].spacing, subjects[0].phase_encoding_axes))
     if augment:
         batch_tfms += [RandomFlipPermute(ndim, permutable=permutable_axes(subjects[0])), RandomIntensityScale()]
     block = DataBlock(blocks=(VolumeBlock(LRVolume), VolumeBlock(HRVolume)), get_items=lambda _: items,

@@ -1,7 +1,7 @@
 """`run_demo`: the whole knee experiment in a few minutes, on the built-in phantom or on the user's own volumes.
 
 Subjects are split by subject (train / validation / test); with one volume of your own, a slab at its end is the
-test subject and never enters training or model selection (`mrisr.data.split_slabs`). Every volume is degraded with
+test subject and never enters training or model selection (`mrisr.cases.split_slabs`). Every volume is degraded with
 ``knee_fast_acquisition`` (seed 000: central half of k-space along both phase-encoding axes, zero-filled), a small
 EDSR3D is trained with `mrisr.train.sr_learner`, the test subjects are super-resolved with
 `mrisr.inference.predict_volume` and scored against the interpolation baselines (`mrisr.evaluate.compare`), and an
@@ -20,7 +20,8 @@ from mrisr.evaluate import HR_LABEL, LR_LABEL, compare, save_tables, summarize, 
 from mrisr.io import load_volume, save_volume
 from mrisr.phantom import knee_phantom
 from mrisr.render import animate
-from mrisr.train import ExperimentConfig, case_name, fit, split_cases, sr_learner
+from mrisr.cases import case_name, split_cases
+from mrisr.train import ExperimentConfig, fit, sr_learner
 
 DEGRADATION = "knee_fast_acquisition"
 

@@ -81,7 +81,7 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
         consistency: also score every method made consistent with the input (`mrisr.consistency.enforce`), as
             ``"<method>+DC"`` rows of the method's kind: a baseline made consistent is a baseline too (for
             reduced-grid degradations, interpolation followed by back-projection, Irani and Peleg 1991).
-        **predict_options: passed to `predict_volume` (device, dtype, patch_size, ...).
+        **predict_options: passed to `predict_volume` (device, dtype, tile_size, ...).
 
     Returns:
         ``(table, volumes)``: one row per (subject, method, region) with ``kind`` ``"baseline"`` or ``"model"``, the

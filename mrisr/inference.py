@@ -190,7 +190,7 @@ def _run(model, images: torch.Tensor, halo: int, scale: int, tiling: Tiling, ove
     return out / total
 
 
-def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: int | Sequence[int] | None = None,
+def predict_volume(model: nn.Module, volume: Volume | np.ndarray, tile_size: int | Sequence[int] | None = None,
                    overlap: float | None = None, batch_size: int | None = None,
                    device: str | torch.device | None = None,
                    dtype: str | None = None, blend: str = "gaussian", halo: int | None = None,
@@ -203,7 +203,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
         model: a network taking ``(batch, 1, *spatial)`` normalised images (`mrisr.models`); 2D networks run on
             every (row, column) image, 3D networks on every volume (frame).
         volume: a `Volume` (3D, or 4D time series) or a float array whose last 2 or 3 axes are spatial.
-        patch_size: tile size in input voxels per spatial axis, halo included (int or one per axis); ``None`` picks
+        tile_size: tile size in input voxels per spatial axis, halo included (int or one per axis); ``None`` picks
             the largest that fits the memory budget (`choose_tiling`).
         overlap: fraction (0 to <1) of a tile's kept core shared with each neighbour; default 0 when the halo covers
             the receptive field (tiles are then exact and overlap would only cost time), else 0.25.
@@ -261,11 +261,11 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
     if batch_size is not None:
         check_number("batch_size", batch_size, "a number of tiles per forward pass, an integer >= 1", minimum=1,
                      integer=True)
-    for size in np.atleast_1d(patch_size if patch_size is not None else []).tolist():
-        check_number("patch_size", size, "a tile size in voxels, integers >= 1", minimum=1, integer=True)
-    if patch_size is not None and np.ndim(patch_size) and len(patch_size) != ndim:
-        raise ValueError(f"patch_size must be one tile size or {ndim} (one per axis of a {ndim}D network), got "
-                         f"{patch_size}")
+    for size in np.atleast_1d(tile_size if tile_size is not None else []).tolist():
+        check_number("tile_size", size, "a tile size in voxels, integers >= 1", minimum=1, integer=True)
+    if tile_size is not None and np.ndim(tile_size) and len(tile_size) != ndim:
+        raise ValueError(f"tile_size must be one tile size or {ndim} (one per axis of a {ndim}D network), got "
+                         f"{tile_size}")
     check_number("halo", halo, "a number of voxels, an integer >= 0", minimum=0, integer=True)
     if memory_gb is not None:
         check_number("memory_gb", memory_gb, "a memory budget in GB, > 0", above=0)
@@ -291,10 +291,10 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, patch_size: in
     budget = int(memory_gb * 2**30) if memory_gb else memory_budget(device)
     per_voxel = bytes_per_voxel(model, element)
     tiling = choose_tiling(shape, halo, budget, per_voxel, len(images), overlap=overlap)
-    if patch_size is not None:
-        tile = tuple(int(p) for p in np.broadcast_to(patch_size, ndim))
+    if tile_size is not None:
+        tile = tuple(int(p) for p in np.broadcast_to(tile_size, ndim))
         if min(tile) <= 2 * halo:
-            raise ValueError(f"patch_size {tile} leaves nothing inside the {halo}-voxel halo; use tiles larger than "
+            raise ValueError(f"tile_size {tile} leaves nothing inside the {halo}-voxel halo; use tiles larger than "
                              f"{2 * halo} voxels or a smaller halo")
         tiling = Tiling(tile, max(1, int(budget / per_voxel // math.prod(tile))))
     if batch_size is not None:

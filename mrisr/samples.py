@@ -29,7 +29,7 @@ def sample_dir() -> Path:
 def knee_slabs(out_dir: str | Path, n: int = 4, columns: int = 192, margin_mm: float = 10.0) -> list[Path]:
     """The DESS knee (80 x 512 x 512 at 1.5 x 0.3125 x 0.3125 mm) cropped to its central ``columns`` and cut into
     ``n`` slabs along the rows, ``margin_mm`` apart, written once as ``knee_slab_K.nii.gz`` in ``out_dir``."""
-    from mrisr.data import slab_subjects, sub_volume
+    from mrisr.cases import disjoint_slabs, sub_volume
     from mrisr.io import load_volume, save_volume
 
     out_dir = Path(out_dir)
@@ -39,7 +39,7 @@ def knee_slabs(out_dir: str | Path, n: int = 4, columns: int = 192, margin_mm: f
     knee = load_volume(sample_dir() / "knee_dess_sample")
     start = (knee.shape[2] - columns) // 2
     knee = sub_volume(knee, 2, start, start + columns)
-    for path, slab in zip(paths, slab_subjects(knee, n, axis=1, margin_mm=margin_mm, multiple=8)):
+    for path, slab in zip(paths, disjoint_slabs(knee, n, axis=1, margin_mm=margin_mm, multiple=8)):
         save_volume(slab, path)
     return paths
 

@@ -46,7 +46,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mrisr.data import prepare_subject, split_slabs
+from mrisr.cases import split_slabs
+from mrisr.data import prepare_subject
 from mrisr.degrade import Degradation, SliceThickness, Upsample, resize_axis
 from mrisr.device import default_device
 from mrisr.errors import InputError

@@ -16,7 +16,7 @@ import pytest
 
 from mrisr import Volume
 from mrisr.cli import main
-from mrisr.data import slab_subjects, split_slabs
+from mrisr.cases import disjoint_slabs, split_slabs
 from mrisr.degrade import Downsample, GaussianBlur, KSpaceTruncation, RicianNoise
 from mrisr.inference import predict_volume
 from mrisr.models import EDSR3D
@@ -41,7 +41,7 @@ def workspace(tmp_path, dess_block, dess_dir, monkeypatch):
     its weights, bad configs, and two DICOM series (10 real slices) whose last file is truncated: in its header
     (``series``), in its pixel data (``pixels``)."""
     from mrisr.io import save_volume
-    from mrisr.train import save_checkpoint
+    from mrisr.checkpoint import save_checkpoint
 
     monkeypatch.chdir(tmp_path)
     save_volume(dess_block, tmp_path / "scan.nii.gz")
@@ -79,7 +79,7 @@ ROWS = [  # (command line, exit code, what the message must name)
     ("predict scan.nii.gz scan.nii.gz --checkpoint ck.pth", 2, "scan.nii.gz"),
     ("predict scan.nii.gz ck.nii.gz --checkpoint scan.nii.gz", 1, "scan.nii.gz"),  # a scan is no checkpoint
     ("predict scan.nii.gz out.nii.gz --checkpoint ck.pth --batch-size -1", 1, "batch_size"),
-    ("predict scan.nii.gz out.nii.gz --checkpoint ck.pth --patch-size 0", 1, "patch_size"),
+    ("predict scan.nii.gz out.nii.gz --checkpoint ck.pth --tile-size 0", 1, "tile_size"),
     ("predict scan.nii.gz out.nii.gz --checkpoint ck.pth --overlap 1.5", 1, "overlap"),
     ("predict scan.nii.gz scan.nii.gz/out.nii.gz --checkpoint ck.pth", 1, "scan.nii.gz/out.nii.gz"),
     ("predict scan.nii.gz out.nii.gz --checkpoint mismatch.pth", 1, "mismatch.pth"),
@@ -119,8 +119,8 @@ ROWS = [  # (command line, exit code, what the message must name)
 API_ROWS = [  # (call, the argument the message must name): each public entry point checks its numbers
     ("predict_volume(model, scan, batch_size=-1)", lambda scan, model: predict_volume(model, scan, batch_size=-1),
      "batch_size"),
-    ("predict_volume(model, scan, patch_size=[8, 8])",
-     lambda scan, model: predict_volume(model, scan, patch_size=[8, 8]), "patch_size"),
+    ("predict_volume(model, scan, tile_size=[8, 8])",
+     lambda scan, model: predict_volume(model, scan, tile_size=[8, 8]), "tile_size"),
     ("predict_volume(model, scan, overlap=1.0)", lambda scan, model: predict_volume(model, scan, overlap=1.0),
      "overlap"),
     ("predict_volume(model, scan, halo=-1)", lambda scan, model: predict_volume(model, scan, halo=-1), "halo"),
@@ -131,7 +131,7 @@ API_ROWS = [  # (call, the argument the message must name): each public entry po
     ("animate(axis=3)", lambda scan, model: animate({"scan": scan}, "scan.gif", axis=3), "axis"),
     ("split_slabs(holdout=1.5)", lambda scan, model: split_slabs(scan, holdout=1.5), "holdout"),
     ("split_slabs(margin_mm=-1)", lambda scan, model: split_slabs(scan, margin_mm=-1), "margin_mm"),
-    ("slab_subjects(n=0)", lambda scan, model: slab_subjects(scan, 0), "n"),
+    ("disjoint_slabs(n=0)", lambda scan, model: disjoint_slabs(scan, 0), "n"),
     ("GaussianBlur(sigma=nan)", lambda scan, model: GaussianBlur(sigma=float("nan")), "sigma"),
     ("Downsample(1.5)", lambda scan, model: Downsample(1.5), "factors"),
     ("KSpaceTruncation(0.0)", lambda scan, model: KSpaceTruncation(0.0, axes=(1,)), "fraction"),

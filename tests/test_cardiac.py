@@ -13,7 +13,7 @@ from mrisr.inference import predict_volume
 from mrisr.io.cine import find_cine_cases, read_acdc_info
 from mrisr.models import SRResNet2D
 from mrisr.spectrum import checkerboard_index
-from mrisr.train import split_cases
+from mrisr.cases import split_cases
 
 
 def test_acdc_layout_is_found_and_read(cardiac, tmp_path):

@@ -106,7 +106,8 @@ def test_train_from_a_config_file(demo_run, tmp_path):
 def test_predict_writes_nifti_with_the_scaled_affine_on_real_dess(dess_block, tmp_path):
     from mrisr import Volume, load_volume, save_volume
     from mrisr.models import EDSR3D
-    from mrisr.train import ExperimentConfig, save_checkpoint
+    from mrisr.checkpoint import save_checkpoint
+    from mrisr.train import ExperimentConfig
 
     knee = save_volume(Volume(dess_block.data[:8, :40, :48], dess_block.affine, dess_block.meta),
                        tmp_path / "knee.nii.gz")
@@ -129,7 +130,8 @@ def test_predict_with_consistency_agrees_with_the_measured_scan(dess_block, tmp_
     from mrisr.consistency import consistency_error
     from mrisr.degrade import preset
     from mrisr.models import EDSR3D
-    from mrisr.train import ExperimentConfig, save_checkpoint
+    from mrisr.checkpoint import save_checkpoint
+    from mrisr.train import ExperimentConfig
 
     spec = preset("knee_fast_acquisition")
     lr = spec(Volume(dess_block.data[:12, :48, :48], dess_block.affine, dess_block.meta))

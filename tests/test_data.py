@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from mrisr import Volume
+from mrisr.cases import split_slabs
 from mrisr.data import (DegradeBatch, HRVolume, LRVolume, PatchRef, PatchSampler, RandomFlipPermute,
-                        permutable_axes, prepare_subject, split_slabs, sr_dataloaders)
+                        permutable_axes, prepare_subject, sr_dataloaders)
 from mrisr.degrade import Degradation, Downsample, GaussianBlur, Upsample, preset
 
 matplotlib.use("Agg")

@@ -254,7 +254,7 @@ def test_volume_errors_name_the_file():
 
 
 def test_thick_slice_preset_keeps_the_grid_and_averages_slices(dess_block):
-    from mrisr.data import crop_to_multiple
+    from mrisr.cases import crop_to_multiple
     from mrisr.degrade import load_degradation
 
     spec = preset("knee_thick_slices")

@@ -52,12 +52,12 @@ def test_sliding_window_equals_one_full_pass(model, shape):
                                reference, atol=1e-5, rtol=0, err_msg="channels-last memory format")
     for overlap, patch in [(0.0, None), (0.25, 2 * halo + 5), (0.5, 2 * halo + 3),
                            (0.1, [2 * halo + 4, 2 * halo + 7, 2 * halo + 2][:ndim])]:
-        out = predict_volume(model, x, patch_size=patch, overlap=overlap, batch_size=3, intensity_scale=1.0,
+        out = predict_volume(model, x, tile_size=patch, overlap=overlap, batch_size=3, intensity_scale=1.0,
                              device="cpu")
         assert out.shape == reference.shape
         np.testing.assert_allclose(out, reference, atol=1e-5, rtol=0, err_msg=f"overlap {overlap}, tile {patch}")
     # The halo is what makes tiles exact: with less context than the receptive field, seams appear.
-    short = predict_volume(model, x, patch_size=halo + 4, halo=halo // 2, overlap=0.0, intensity_scale=1.0,
+    short = predict_volume(model, x, tile_size=halo + 4, halo=halo // 2, overlap=0.0, intensity_scale=1.0,
                            device="cpu")
     assert np.abs(short - reference).max() > 1e-4  # ten times the tolerance above
     np.testing.assert_array_equal(x, given)  # the caller's array is never changed
@@ -123,7 +123,7 @@ def test_out_of_memory_retries_with_smaller_tiles_and_same_result():
     expected = predict_volume(model, x, intensity_scale=1.0, device="cpu")
     small = _SmallMemory(model, limit=16**3)
     with pytest.warns(RuntimeWarning, match="out of memory"):
-        out = predict_volume(small, x, patch_size=24, batch_size=4, intensity_scale=1.0, device="cpu")
+        out = predict_volume(small, x, tile_size=24, batch_size=4, intensity_scale=1.0, device="cpu")
     np.testing.assert_allclose(out, expected, atol=1e-5, rtol=0)
     assert small.calls[0][0] == 4 and max(math.prod(c) for c in small.calls[-3:]) <= 16**3
 
@@ -156,7 +156,7 @@ def test_bad_arguments_say_what_to_change():
     model = EDSR3D(n_feats=4, n_blocks=1)
     x = np.zeros((8, 8, 8), np.float32)
     with pytest.raises(ValueError, match="halo"):
-        predict_volume(model, x + 1, patch_size=6, device="cpu")
+        predict_volume(model, x + 1, tile_size=6, device="cpu")
     with pytest.raises(ValueError, match="overlap"):
         predict_volume(model, x + 1, overlap=1.0, device="cpu")
     with pytest.raises(ValueError, match="empty"):

@@ -12,7 +12,8 @@ from mrisr.data import PatchRef, PatchSampler, prepare_subject
 from mrisr.degrade import preset
 from mrisr.losses import SRLoss, charbonnier_loss
 from mrisr.metrics import gain_db
-from mrisr.train import ExperimentConfig, WeightEMA, fit, sr_learner
+from mrisr.callbacks import WeightEMA
+from mrisr.train import ExperimentConfig, fit, sr_learner
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,8 @@ def test_residual_sampling_puts_patches_where_the_scans_differ(slabs):
 def test_degrade_on_the_fly_acts_along_the_phase_encoding_axes(slabs, tmp_path):
     config = _config(slabs, tmp_path, degradation="knee_fast_acquisition", degrade_on_the_fly=True)
     learn = sr_learner(config, progress=False)
-    assert learn.subjects[0].lr is None and learn.subjects[0].phase_encoding_axes == (0, 2)
+    subject = learn.resample_patches.sampler.subjects[0]
+    assert subject.lr is None and subject.phase_encoding_axes == (0, 2)
     x, y = learn.dls.one_batch()
     expected = preset("knee_fast_acquisition")(y.as_subclass(torch.Tensor), phase_encoding_axes=(0, 2))
     torch.testing.assert_close(x.as_subclass(torch.Tensor), expected)

@@ -8,7 +8,7 @@ import torch
 
 from mrisr import Volume
 from mrisr.baselines import resample
-from mrisr.data import sub_volume
+from mrisr.cases import sub_volume
 from mrisr.degrade import Degradation, SliceThickness
 from mrisr.errors import InputError
 from mrisr import selfsr

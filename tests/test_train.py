@@ -8,7 +8,9 @@ import torch
 
 from mrisr.errors import InputError
 from mrisr.bench import NAIVE, backend
-from mrisr.train import DeviceSmoothLoss, ExperimentConfig, load_model, save_checkpoint, sr_learner
+from mrisr.callbacks import DeviceSmoothLoss
+from mrisr.checkpoint import save_checkpoint
+from mrisr.train import ExperimentConfig, load_model, sr_learner
 
 matplotlib.use("Agg")
 
@@ -29,7 +31,7 @@ def knee_run(dess_dir, tmp_path_factory):
 
 def test_training_lowers_validation_loss_and_beats_the_baseline_on_the_held_out_slab(knee_run, capsys):
     learn, config, baseline = knee_run
-    assert [s.name for s in learn.subjects] == ["knee_dess_sample", "knee_dess_sample:holdout"]
+    assert [s.name for s in learn.resample_patches.sampler.subjects] == ["knee_dess_sample", "knee_dess_sample:holdout"]
     valid_losses = [row[1] for row in learn.recorder.values]
     assert valid_losses[-1] < valid_losses[0]
     assert min(valid_losses) < 0.9 * baseline  # at least 10 % lower loss than the blurred input itself
@@ -121,7 +123,8 @@ def test_device_smooth_loss_equals_fastais():
 def test_two_cpu_runs_with_one_seed_are_bit_identical(dess_block, tmp_path):
     """Python's random (the DataLoader's shuffle), numpy, torch and the worker process that cuts the patches are all
     seeded from the config's seed (`tests/test_resume.py` covers the in-process loader)."""
-    from mrisr.data import prepare_subject, split_slabs
+    from mrisr.cases import split_slabs
+    from mrisr.data import prepare_subject
     from mrisr.degrade import preset
 
     train, held_out = split_slabs(dess_block, holdout=0.3, margin_mm=3.0, axis=1)
@@ -142,7 +145,8 @@ def test_two_cpu_runs_with_one_seed_are_bit_identical(dess_block, tmp_path):
 def test_deterministic_algorithms_hold_for_the_fit_only(dess_block, tmp_path):
     from fastai.callback.core import Callback
 
-    from mrisr.data import prepare_subject, split_slabs
+    from mrisr.cases import split_slabs
+    from mrisr.data import prepare_subject
     from mrisr.degrade import preset
 
     class Probe(Callback):

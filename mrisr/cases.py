@@ -1,0 +1,159 @@
+"""What a dataset is: its cases (scan files), how they split into training, validation and test subjects, and the
+spatially disjoint slabs that stand in for subjects when there is only one scan.
+
+* `split_cases`: a subject-level split of scan paths (about a quarter test, one validation subject when three or
+  more remain); one scan gives up its last quarter along its longest axis as the test subject.
+* `split_slabs`: a training part and a hold-out slab of one volume, behind a margin in mm, each cut to a multiple of
+  voxels for degradations that downsample (`slab_multiple`).
+* `load_subjects`: a config's training and validation cases, loaded, cut and degraded (`mrisr.data.prepare_subject`).
+* `case_name`: a case's name, its file name without the format suffix; ``valid_cases`` and ``test_cases`` use it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mrisr.data import Subject, prepare_subject
+from mrisr.degrade import Degradation
+from mrisr.errors import check_number
+from mrisr.volume import Volume
+
+def load_subjects(config) -> list[Subject]:
+    """Load, degrade and normalise the config's training and validation cases (test cases are left alone), each
+    cut to the degradation's size multiple (`crop_to_multiple`).
+
+    Without ``valid_cases``, the last training case is split into a training part and a spatially disjoint hold-out
+    slab named ``<case>:holdout`` that validates.
+    """
+    from mrisr.io import load_volume
+
+    spec = config.get_degradation()
+    paths = [Path(p) for p in config.cases]
+    chosen = [p for p in paths if case_name(p) not in config.test_cases]
+    if not chosen:
+        raise ValueError("no training cases: every case is a test case (or cases is empty)")
+    subjects = []
+    multiple = [slab_multiple(spec, axis) for axis in range(3)]
+    for path in chosen:
+        volume = crop_to_multiple(load_volume(path, **config.load_options), multiple)
+        if path == chosen[-1] and not config.valid_cases:
+            train, holdout = split_slabs(volume, config.holdout_slab, config.holdout_margin_mm, config.holdout_axis,
+                                         slab_multiple(spec, config.holdout_axis))
+            parts = [(train, case_name(path)), (holdout, f"{case_name(path)}:holdout")]
+        else:
+            parts = [(volume, case_name(path))]
+        subjects += [prepare_subject(part, spec, name, config.seed, on_the_fly=config.degrade_on_the_fly)
+                     for part, name in parts]
+    return subjects
+
+
+def slab_multiple(degradation: Degradation, axis: int) -> int:
+    """The length a slab along volume ``axis`` must be a multiple of for ``degradation`` (its downsampling)."""
+    return dict(zip(range(3 - degradation.ndim, 3), degradation.size_multiple())).get(axis, 1)
+
+
+def case_name(path: str | Path) -> str:
+    """A case's name: its file name without the format suffix (a DICOM folder: the folder's name)."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", ".h5", ".mat", ".npy"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def split_cases(paths: list[Path], run_dir: Path, degradation: Degradation | None = None,
+                load_options: dict | None = None,
+                n_test: int | None = None) -> tuple[list[Path], list[str], list[str], int]:
+    """A subject-level split: ``(cases, validation names, test names, slab axis)``.
+
+    About a quarter of the subjects (at least one; or ``n_test``) test, one validates when three or more remain.
+    Slabs (a hold-out for validation when no subject is left for it, `load_subjects`) are cut along the first
+    volume's longest axis. A single volume gives up its last quarter along that axis (behind a 10 mm margin, cut to
+    ``degradation``'s size multiple) as the test subject; both parts are written as NIfTI in ``run_dir``.
+    """
+    from mrisr.io import load_volume, save_volume
+
+    first = load_volume(paths[0], **(load_options or {}))
+    axis = int(np.argmax(first.shape))
+    if len(paths) == 1:
+        multiple = slab_multiple(degradation, axis) if degradation is not None else 1
+        train, test = split_slabs(first, holdout=0.25, margin_mm=10.0, axis=axis, multiple=multiple)
+        name = case_name(paths[0])
+        cases = [save_volume(part, run_dir / f"{name}_{role}.nii.gz") for part, role in ((train, "train"),
+                                                                                          (test, "test"))]
+        return cases, [], [case_name(cases[1])], axis
+    n_test = n_test or max(1, round(len(paths) / 4))
+    names = [case_name(p) for p in paths]
+    valid = [names[-n_test - 1]] if len(paths) - n_test >= 3 else []
+    return list(paths), valid, names[-n_test:], axis
+
+
+def validation_names(config, subjects: list[Subject]) -> list[str]:
+    return list(config.valid_cases) or [s.name for s in subjects if s.name.endswith(":holdout")]
+
+
+def split_slabs(volume: Volume, holdout: float = 0.25, margin_mm: float = 10.0, axis: int = 0,
+                multiple: int = 1) -> tuple[Volume, Volume]:
+    """Split one volume into a training part and a spatially disjoint hold-out slab along ``axis`` (0, 1 or 2).
+
+    The hold-out is the last ``holdout`` fraction of the voxels along ``axis``; ``margin_mm`` of tissue between the
+    two is dropped, so no training patch touches a hold-out voxel's neighbourhood. Each part's length is cut down to a
+    ``multiple`` (for degradations that downsample). Affines follow each part.
+    """
+    _check_slab_options(axis, margin_mm, multiple)
+    check_number("holdout", holdout, "a fraction of the voxels in (0, 1)", above=0, below=1)
+    n = volume.shape[axis]
+    margin = int(np.ceil(round(margin_mm / volume.spacing[axis], 3)))  # rounding keeps 6 / 1.499997 mm at 4
+    start = n - int(round(holdout * n))
+    train_stop = (start - margin) // multiple * multiple
+    start = n - (n - start) // multiple * multiple
+    if train_stop < 1 or start >= n:
+        raise ValueError(f"cannot hold out {holdout:.0%} of {n} voxels with a {margin_mm} mm margin along axis {axis}")
+    return sub_volume(volume, axis, 0, train_stop), sub_volume(volume, axis, start, n)
+
+
+def disjoint_slabs(volume: Volume, n: int, axis: int = 0, margin_mm: float = 10.0, multiple: int = 1) -> list[Volume]:
+    """``n`` spatially disjoint slabs of one volume along ``axis``, ``margin_mm`` apart, each cut to a ``multiple``
+    of voxels: stand-ins for subjects when only one scan exists (smoke runs, tests). They share one anatomy, so
+    scores between them say less than scores between real subjects."""
+    _check_slab_options(axis, margin_mm, multiple)
+    check_number("n", n, "a number of slabs, an integer >= 1", minimum=1, integer=True)
+    size = volume.shape[axis]
+    margin = int(np.ceil(round(margin_mm / volume.spacing[axis], 3)))
+    length = (size - (n - 1) * margin) // n // multiple * multiple
+    if length < 1:
+        raise ValueError(f"cannot cut {n} slabs {margin_mm} mm apart from {size} voxels along axis {axis}")
+    return [sub_volume(volume, axis, k * (length + margin), k * (length + margin) + length) for k in range(n)]
+
+
+def _check_slab_options(axis, margin_mm, multiple) -> None:
+    check_number("axis", axis, "a volume axis: 0, 1 or 2", minimum=0, below=3, integer=True)
+    check_number("margin_mm", margin_mm, "a distance in mm >= 0", minimum=0)
+    check_number("multiple", multiple, "a number of voxels, an integer >= 1", minimum=1, integer=True)
+
+
+def crop_to_multiple(volume: Volume, multiple) -> Volume:
+    """``volume`` with each of its three axes cut at the end to a multiple of ``multiple`` (one int per axis, or
+    one for all): what a degradation with downsampling or thick slices needs (`Degradation.size_multiple`)."""
+    multiple = np.broadcast_to(multiple, 3)
+    for axis, m in enumerate(multiple):
+        n = volume.shape[axis]
+        if n % m:
+            if n < m:
+                raise ValueError(f"axis {axis} has {n} voxels, fewer than the multiple {m} it must be cut to")
+            volume = sub_volume(volume, axis, 0, n // m * m)
+    return volume
+
+
+def sub_volume(volume: Volume, axis: int, start: int, stop: int) -> Volume:
+    """Voxels ``start:stop`` along volume ``axis`` (0, 1 or 2; frames kept), the affine shifted to match."""
+    index = [slice(None)] * volume.data.ndim
+    index[volume.data.ndim - 3 + axis] = slice(start, stop)
+    affine = volume.affine.copy()
+    affine[:3, 3] += start * volume.affine[:3, axis]
+    return Volume(volume.data[tuple(index)], affine, {**volume.meta, "slab": [start, stop, axis]})
+
+
+# -- patches ------------------------------------------------------------------------------------------------------
