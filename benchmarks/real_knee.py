@@ -1,6 +1,6 @@
 """The real-data benchmark: does the network beat its own input on real knees, and does data consistency help?
 
-    .venv/bin/python benchmarks/real_knee.py --preset cpu|gpu [--degradations NAME ...] [--set KEY=VALUE ...]
+    .venv/bin/python -m benchmarks.real_knee --preset cpu|gpu [--degradations NAME ...] [--set KEY=VALUE ...]
                                              [--device cuda] [--markdown docs/benchmarks.md] [--out runs/real_knee]
 
 For each degradation a fresh EDSR3D (the `ExperimentConfig` defaults: the library's recipe) is trained on slabs 1-2
@@ -34,7 +34,7 @@ import torch
 
 from mrisr.cases import crop_to_multiple
 from mrisr.degrade import preset
-from mrisr.bench import publish
+from benchmarks.common import publish
 from mrisr.evaluate import CONSISTENCY, HR_LABEL, LR_LABEL, compare, mean_interval, slice_gains
 from mrisr.io import load_volume
 from mrisr.samples import fair_knee, knee_slabs
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "real_knee.csv", index=False)
-    publish(f"Real-data benchmark, preset {args.preset}", args.device, seconds, "benchmarks/real_knee.py", argv,
+    publish(f"Real-data benchmark, preset {args.preset}", args.device, seconds, "python -m benchmarks.real_knee", argv,
             f"Config overrides: {overrides or 'none'}. Scores on the foreground; the gain is over the degraded input, "
             "per slice along axis 0.", markdown(table), args.markdown)
     return 0

@@ -1,6 +1,6 @@
 """Self-supervised super-resolution (`mrisr.selfsr`, SMORE) on the real DESS knee, against interpolation.
 
-    .venv/bin/python benchmarks/selfsr.py --preset fast|full [--factors 3 4] [--crop S R C] [--device cuda]
+    .venv/bin/python -m benchmarks.selfsr --preset fast|full [--factors 3 4] [--crop S R C] [--device cuda]
                                           [--markdown docs/benchmarks.md]
 
 The DESS knee (1.5 mm slices, 0.3125 mm in-plane) is made thick: ``factor`` slices averaged into one
@@ -34,7 +34,7 @@ from mrisr.cases import crop_to_multiple, sub_volume
 from mrisr.degrade import Degradation, SliceThickness
 from mrisr.evaluate import mean_interval, score_table, slice_scores
 from mrisr.foreground import foreground_mask
-from mrisr.bench import publish
+from benchmarks.common import publish
 from mrisr.io import load_volume
 from mrisr.volume import Volume
 from mrisr.samples import sample_dir
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     for factor in args.factors:
         rows += run_factor(hr, factor, args.preset, args.device, args.oracle)
     publish(f"Self-supervised super-resolution of thick-slice DESS, preset {args.preset}", args.device,
-            time.perf_counter() - start, "benchmarks/selfsr.py", argv,
+            time.perf_counter() - start, "python -m benchmarks.selfsr", argv,
             f"Reference: DESS {hr.shape} at 1.5 mm slices; scores on the foreground; gains per (slice, column) plane.",
             markdown(pd.DataFrame(rows)), args.markdown)
     return 0

@@ -1,12 +1,12 @@
 """The real training loop (`sr_learner`, fastai) with and without `mrisr.callbacks.DeviceSmoothLoss`; prints a table.
 
-    python benchmarks/training_loop.py                      # GPU: batch 16 and 64
-    python benchmarks/training_loop.py --batch-sizes 2 --preset tiny
+    python -m benchmarks.training_loop                      # GPU: batch 16 and 64
+    python -m benchmarks.training_loop --batch-sizes 2 --preset tiny
 
 fastai copies its smoothed training loss to the CPU after every step, so the host waits for the GPU and only then
 cuts the next batch; `DeviceSmoothLoss` (the default, through `mrisr.callbacks.FastPath`) keeps it on the device.
 Device busy = the compute-only step time of the same settings over the real step time
-(`mrisr.bench.pipeline_section`).
+(`benchmarks.speed_train.pipeline_section`).
 """
 
 import argparse
@@ -15,30 +15,33 @@ import json
 
 import torch
 
-from mrisr import bench
+from benchmarks.common import as_percent, markdown_table
+from benchmarks.settings import SIZES
+from benchmarks.speed import environment
+from benchmarks.speed_train import pipeline_section
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="auto", choices=["auto", *bench.PRESETS])
+    parser.add_argument("--preset", default="auto", choices=["auto", *SIZES])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sizes = bench.PRESETS[args.preset if args.preset != "auto" else ("gpu" if device.type == "cuda" else "cpu")]
+    sizes = SIZES[args.preset if args.preset != "auto" else ("gpu" if device.type == "cuda" else "cpu")]
     rows = []
     for device_loss in (False, True):
-        for row in bench.pipeline_section(dataclasses.replace(sizes, pipeline_subjects=3), device,
+        for row in pipeline_section(dataclasses.replace(sizes, pipeline_subjects=3), device,
                                           [{"batch_size": b, "device_smooth_loss": device_loss}
                                            for b in args.batch_sizes]):
             rows.append({"device_loss": device_loss, **row})
-    print(bench.markdown_table(bench.as_percent(rows, "device_busy"),
+    print(markdown_table(as_percent(rows, "device_busy"),
                        {"device_loss": "device loss", "batch": "batch", "cudnn_benchmark": "cudnn.benchmark",
                         "patches_per_s": "patches/s", "step_ms": "step ms", "loader_ms_per_batch": "loader ms/batch",
                         "compute_ms_per_step": "compute ms/step", "device_busy": "device busy"}))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": bench.environment(device, sizes, "pipeline")["device"], "rows": rows}, f, indent=2)
+            json.dump({"device": environment(device, sizes, "pipeline")["device"], "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -245,28 +245,15 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    """Measure training and inference speed variant by variant; write JSON, append Markdown to the benchmarks."""
-    from mrisr.bench import append_markdown, run, to_markdown
-    from mrisr.io import load_volume
-    from mrisr.io.atomic import atomic_path
+    """``benchmarks/speed.py`` of this source checkout (benchmarks are not part of the installed package)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "speed.py").is_file():
+        raise UsageError(root / "benchmarks", "not found: mrisr bench runs the benchmarks of a source checkout (git "
+                                              "clone the repository and install it with pip install -e)")
+    sys.path.insert(0, str(root))
+    from benchmarks.speed import main as bench_main
 
-    path = None if args.json == "-" else Path(args.json or f"runs/bench/bench-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    check_outputs([path, args.markdown], [args.volume])
-    volume = load_volume(args.volume) if args.volume else None
-
-    def save(result: dict) -> None:  # after every section: a long run that is stopped keeps what it measured
-        if path is not None:
-            with atomic_path(path, ".json") as tmp:
-                tmp.write_text(json.dumps(result, indent=2))
-
-    result = run(args.preset, device=args.device, volume=volume, sections=args.sections, on_section=save)
-    save(result)
-    print(json.dumps(result, indent=2) if path is None else f"JSON: {path}")
-    markdown = to_markdown(result, " ".join(["mrisr", *args.argv]))
-    if args.markdown:
-        print(f"Markdown appended to {append_markdown(Path(args.markdown), markdown)}")
-    print(markdown)
-    return 0
+    return bench_main(args.options)
 
 
 def _add_load_options(parser: argparse.ArgumentParser) -> None:
@@ -403,19 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="tiny phantoms and model, one epoch (a smoke test)")
     demo.set_defaults(func=cmd_demo)
 
-    bench = sub.add_parser("bench", help="measure training and inference speed, variant by variant",
-                           description="Times the seed-size EDSR3D: training steps (fp32, tf32, bf16, channels-last, "
-                                       "cuDNN autotuning, torch.compile; batch and patch sweeps; MFU against the "
-                                       "measured matrix-product peak), the real fastai loop, whole-volume inference, "
-                                       "and each variant's accuracy against fp32. See mrisr.bench.")
-    bench.add_argument("--preset", default="auto", choices=["auto", "gpu", "cpu", "tiny"],
-                       help="sizes (default: gpu on CUDA, cpu otherwise; tiny is a smoke test)")
-    bench.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
-    bench.add_argument("--sections", nargs="+", default=["train", "pipeline", "inference", "accuracy"],
-                       choices=["train", "pipeline", "inference", "accuracy"], help="what to measure (default: all)")
-    bench.add_argument("--volume", help="a real scan for the accuracy section (default: a phantom)")
-    bench.add_argument("--json", help="JSON output file, '-' for stdout (default runs/bench/bench-<time>.json)")
-    bench.add_argument("--markdown", help="append the tables to this Markdown file, e.g. docs/benchmarks.md")
+    bench = sub.add_parser("bench", help="measure training and inference speed, variant by variant "
+                                         "(benchmarks/speed.py; mrisr bench -h lists its options)", add_help=False,
+                           prefix_chars="+")  # every option is benchmarks/speed.py's
+    bench.add_argument("options", nargs="*", help="options of benchmarks/speed.py")
     bench.set_defaults(func=cmd_bench)
     return parser
 

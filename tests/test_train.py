@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mrisr.errors import InputError
-from mrisr.bench import NAIVE, backend
+from benchmarks.settings import NAIVE, backend
 from mrisr.callbacks import DeviceSmoothLoss
 from mrisr.checkpoint import save_checkpoint
 from mrisr.train import ExperimentConfig, load_model, sr_learner
