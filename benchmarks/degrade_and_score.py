@@ -1,6 +1,6 @@
 """Time each degradation preset and each metric on a whole real volume (CPU by default, CUDA with --device cuda).
 
-    .venv/bin/python benchmarks/degrade_and_score.py [PATH] [--device cpu|cuda] [--repeats 3]
+    .venv/bin/python -m benchmarks.degrade_and_score [PATH] [--device cpu|cuda] [--repeats 3]
 
 PATH defaults to ../shared/data/knee_dess_sample (80 x 512 x 512). Prints one Markdown table row per operation:
 median wall time over the repeats (CUDA timings synchronise first).
@@ -10,27 +10,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import time_steps
 from mrisr import load_volume, metrics
 from mrisr.degrade import PRESETS, preset
 from mrisr.foreground import foreground_mask
 
 
 def timed(fn, device: str, repeats: int) -> float:
-    times = []
-    for _ in range(repeats + 1):  # the first call warms up (allocations, CUDA context)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+    """Median seconds of ``fn`` over ``repeats`` calls after one warm-up call (allocations, CUDA context)."""
+    return statistics.median(time_steps(fn, torch.device(device), warmup=1, repeats=repeats))
 
 
 def main() -> None:
