@@ -32,7 +32,7 @@ test: install
 
 # Every notebook in full mode (a GPU workstation, the knees in data/knees): executed in place, outputs and animations
 # regenerated. `notebooks-smoke` runs them in smoke mode on the CPU with the real samples (../shared/data).
-NOTEBOOKS := 00_quickstart 01_knee_data 02_knee3d_mse 03_knee3d_perceptual 04_knee3d_compare 05_cardiac2d_four_models \
+NOTEBOOKS := 00_quickstart 01_knee_data 02_knee3d_train 04_knee3d_compare 05_cardiac2d_four_models \
              06_selfsupervised_knee
 SAMPLES   ?= ../shared/data# relative to the repository root, where the notebooks run
 SMOKE     := -p smoke True -p device cpu -p vgg_weights $(SAMPLES)/vgg16/vgg16_features_block1-3.pth \

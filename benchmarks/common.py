@@ -68,7 +68,8 @@ def device_name(device: str | torch.device) -> str:
 
 
 def markdown_table(rows: Sequence[dict], columns: dict[str, str]) -> str:
-    """A Markdown table of ``rows`` with ``columns`` (key -> header); failed rows show their error."""
+    """A Markdown table of ``rows`` with ``columns`` (key -> header); failed rows show their error in the last cell
+    (which ``DataFrame.to_markdown``, with its extra tabulate dependency, would not)."""
     lines = ["| " + " | ".join(columns.values()) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         cells = [r.get(k, "") for k in columns]

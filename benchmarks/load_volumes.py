@@ -47,7 +47,7 @@ def main():
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
 
-    from mrisr.io import write_ismrmrd
+    from mrisr.testing import write_ismrmrd
     from mrisr.phantom import knee_phantom
 
     rows = []

@@ -42,7 +42,7 @@ from mrisr.cases import case_name, slab_multiple
 from mrisr.train import ExperimentConfig, fit, sr_learner
 
 DEGRADATIONS = ["knee_fast_acquisition", "knee_fast_acquisition_blur", "knee_thick_slices"]
-PRESETS = {  # columns of the DESS knee kept; network and schedule
+SETTINGS = {  # columns of the DESS knee kept; network and schedule
     "cpu": dict(columns=192, n_feats=16, n_blocks=2, patch_size=24, patches_per_subject=160,
                 valid_patches_per_subject=32, batch_size=8, epochs=8, lr_max=1e-3),  # small nets want more lr
     "gpu": dict(columns=512, n_feats=64, n_blocks=9, patch_size=32, patches_per_subject=2048,
@@ -83,7 +83,7 @@ def evaluate_case(name: str, hr, model, degradation, device) -> list[dict]:
 
 def run(preset_name: str, degradations: list[str], overrides: dict, device: str, out_dir: Path,
         log=print) -> pd.DataFrame:
-    settings = dict(PRESETS[preset_name])
+    settings = dict(SETTINGS[preset_name])
     columns = settings.pop("columns")
     slabs = knee_slabs(out_dir / f"slabs_{columns}", n=4, columns=columns)
     rows = []
@@ -119,7 +119,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=list(PRESETS), default="gpu" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--preset", choices=list(SETTINGS), default="gpu" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--degradations", nargs="+", default=DEGRADATIONS, choices=DEGRADATIONS)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="ExperimentConfig overrides")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

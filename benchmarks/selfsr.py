@@ -120,7 +120,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=list(selfsr.PRESETS), default="full" if torch.cuda.is_available()
+    parser.add_argument("--preset", choices=list(selfsr.SETTINGS), default="full" if torch.cuda.is_available()
                         else "fast")
     parser.add_argument("--factors", type=int, nargs="+", default=[3, 4])
     parser.add_argument("--crop", type=int, nargs=3, metavar=("S", "R", "C"), help="a centred block (voxels)")

@@ -18,6 +18,7 @@ import numpy as np
 from mrisr.data import Subject, prepare_subject
 from mrisr.degrade import Degradation
 from mrisr.errors import check_number
+from mrisr.io import load_volume, save_volume
 from mrisr.volume import Volume
 
 def load_subjects(config) -> list[Subject]:
@@ -27,8 +28,6 @@ def load_subjects(config) -> list[Subject]:
     Without ``valid_cases``, the last training case is split into a training part and a spatially disjoint hold-out
     slab named ``<case>:holdout`` that validates.
     """
-    from mrisr.io import load_volume
-
     spec = config.get_degradation()
     paths = [Path(p) for p in config.cases]
     chosen = [p for p in paths if case_name(p) not in config.test_cases]
@@ -65,16 +64,15 @@ def case_name(path: str | Path) -> str:
 
 def split_cases(paths: list[Path], run_dir: Path, degradation: Degradation | None = None,
                 load_options: dict | None = None,
-                n_test: int | None = None) -> tuple[list[Path], list[str], list[str], int]:
+                n_test: int | None = None, n_valid: int | None = None) -> tuple[list[Path], list[str], list[str], int]:
     """A subject-level split: ``(cases, validation names, test names, slab axis)``.
 
-    About a quarter of the subjects (at least one; or ``n_test``) test, one validates when three or more remain.
+    The last ``n_test`` subjects test (default: about a quarter, at least one), the ``n_valid`` before them validate
+    (default: one when three or more remain, else none), the rest train.
     Slabs (a hold-out for validation when no subject is left for it, `load_subjects`) are cut along the first
     volume's longest axis. A single volume gives up its last quarter along that axis (behind a 10 mm margin, cut to
     ``degradation``'s size multiple) as the test subject; both parts are written as NIfTI in ``run_dir``.
     """
-    from mrisr.io import load_volume, save_volume
-
     first = load_volume(paths[0], **(load_options or {}))
     axis = int(np.argmax(first.shape))
     if len(paths) == 1:
@@ -85,9 +83,17 @@ def split_cases(paths: list[Path], run_dir: Path, degradation: Degradation | Non
                                                                                           (test, "test"))]
         return cases, [], [case_name(cases[1])], axis
     n_test = n_test or max(1, round(len(paths) / 4))
+    n_valid = n_valid if n_valid is not None else int(len(paths) - n_test >= 3)
+    if len(paths) - n_test - n_valid < 1:
+        raise ValueError(f"{len(paths)} subjects cannot give {n_test} to test and {n_valid} to validate and keep one "
+                         "to train")
     names = [case_name(p) for p in paths]
-    valid = [names[-n_test - 1]] if len(paths) - n_test >= 3 else []
-    return list(paths), valid, names[-n_test:], axis
+    return list(paths), names[len(paths) - n_test - n_valid:len(paths) - n_test], names[-n_test:], axis
+
+
+def patches_per_subject(patches_per_epoch: int, n_train: int) -> int:
+    """Training patches per subject that give an epoch at least ``patches_per_epoch`` patches (rounded up)."""
+    return -(-patches_per_epoch // n_train)
 
 
 def validation_names(config, subjects: list[Subject]) -> list[str]:

@@ -20,7 +20,7 @@ from mrisr.evaluate import HR_LABEL, LR_LABEL, compare, save_tables, summarize, 
 from mrisr.io import load_volume, save_volume
 from mrisr.phantom import knee_phantom
 from mrisr.render import animate
-from mrisr.cases import case_name, split_cases
+from mrisr.cases import case_name, patches_per_subject, split_cases
 from mrisr.train import ExperimentConfig, fit, sr_learner
 
 DEGRADATION = "knee_fast_acquisition"
@@ -70,7 +70,7 @@ def run_demo(data: list[str | Path] | None = None, run_dir: str | Path = "runs/d
         source = f"{n_subjects} phantom subjects of {shape[0]}x{shape[1]}x{shape[2]} voxels"
     cases, valid, test, axis = split_cases(paths, run_dir, preset(DEGRADATION))
     n_train = max(1, len(cases) - len(valid) - len(test))
-    settings["patches_per_subject"] = -(-settings.pop("patches_per_epoch") // n_train)
+    settings["patches_per_subject"] = patches_per_subject(settings.pop("patches_per_epoch"), n_train)
     config = ExperimentConfig(name="demo", cases=[str(p) for p in cases], valid_cases=valid, test_cases=test,
                               holdout_axis=axis, degradation=DEGRADATION, seed=seed, run_dir=str(run_dir), **settings)
     log(f"mrisr demo ({mode} mode on {device}): {source}; train on {len(cases) - len(valid) - len(test)}, "

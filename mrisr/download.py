@@ -20,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 
 from mrisr.errors import InputError
+from mrisr.io import load_volume, save_volume
+from mrisr.io.ismrmrd_raw import is_ismrmrd, read_header
 
 DEFAULT_KNEE_URL = os.environ.get("MRISR_MRIDATA_URL", "http://mridata.org/download/{uuid}")
 """URL template with ``{uuid}``. The files are also reported at
@@ -170,8 +172,6 @@ def _transfer(url: str, part: Path, chunk_bytes: int, timeout_s: float, quiet: b
 def _check_ismrmrd(path: Path) -> None:
     import h5py
 
-    from mrisr.io.ismrmrd_raw import is_ismrmrd, read_header
-
     with h5py.File(path, "r") as f:
         if not is_ismrmrd(f):
             raise InputError(path, "not ISMRMRD raw data")
@@ -185,8 +185,6 @@ def download_knees(cases: list[int] | None = None, dest: str | Path = "data/knee
     ``url``: template with ``{uuid}``. Already cached cases are skipped; an interrupted run resumes.
     ``keep_raw=False`` deletes each raw file (our own download) once its NIfTI is written.
     """
-    from mrisr.io import load_volume, save_volume
-
     if "{uuid}" not in url:
         raise ValueError(f"url {url!r} has no {{uuid}} for the case's mridata UUID: every case would download the same "
                          "file")

@@ -14,9 +14,13 @@ import pandas as pd
 
 from mrisr import metrics
 from mrisr.baselines import baselines
+from mrisr.consistency import consistency_error, enforce
 from mrisr.degrade import Degradation
 from mrisr.foreground import foreground_mask
-from mrisr.volume import Volume
+from mrisr.inference import predict_volume
+from mrisr.io.atomic import atomic_path
+from mrisr.losses import as_slices
+from mrisr.volume import Volume, intensity_scale
 
 COLUMNS = ["psnr_db", "ssim", "nrmse", "hfen"]
 CONSISTENCY = "consistency_error"  # ||A(method) - lr|| / ||lr||: how far a method's output is from explaining the scan
@@ -89,9 +93,6 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
         ``volumes[subject]`` maps ``"LR input"``, every method (but the ``"degraded input"`` baseline, which is the
         LR input) and ``"HR"`` to its `Volume`: ready for `mrisr.render.animate`.
     """
-    from mrisr.consistency import consistency_error, enforce
-    from mrisr.inference import predict_volume
-
     tables, volumes = [], {}
     for name, hr in cases.items():
         lr = degradation(hr, seed=seed)
@@ -207,7 +208,8 @@ def verdict(summary: pd.DataFrame, metric: str = "psnr_db") -> list[str]:
 
 
 def to_markdown(frame: pd.DataFrame, digits: int = 4) -> str:
-    """A pipe table of ``frame`` (index included), numbers with ``digits`` decimals."""
+    """A pipe table of ``frame`` (index included), numbers with ``digits`` decimals. (Not ``DataFrame.to_markdown``:
+    it needs the tabulate package, which nothing else here needs.)"""
     frame = frame.reset_index() if any(n is not None for n in frame.index.names) else frame
     cells = [[f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v) for v in row]
              for row in frame.itertuples(index=False)]
@@ -219,8 +221,6 @@ def to_markdown(frame: pd.DataFrame, digits: int = 4) -> str:
 def save_tables(table: pd.DataFrame, summary: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Write ``<stem>.csv`` (per-subject rows), ``<stem>_summary.csv`` and ``<stem>.md`` (both, with the verdict),
     each atomically. Returns the paths."""
-    from mrisr.io.atomic import atomic_path
-
     stem = Path(stem)
     paths = [stem.with_suffix(".csv"), stem.with_name(stem.name + "_summary.csv"), stem.with_suffix(".md")]
     with atomic_path(paths[0], ".csv") as tmp:
@@ -255,9 +255,6 @@ def feature_distance(pred: Volume, target: Volume, perceptual, ndim: int = 3, de
     of the ``ndim`` last axes (one axis: in-plane images only when ``ndim=2``), both divided by the target's intensity
     scale (`mrisr.volume.intensity_scale`), ``chunk`` slices at a time; the mean over slices and axes."""
     import torch
-
-    from mrisr.losses import as_slices
-    from mrisr.volume import intensity_scale
 
     scale = intensity_scale(target.data)
     p, t = (torch.from_numpy(np.ascontiguousarray(v.data / scale, np.float32)) for v in (pred, target))

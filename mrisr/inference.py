@@ -6,7 +6,9 @@ side whose output is thrown away. With a halo at least the network's receptive-f
 voxel is exactly what one pass of the network over the whole volume would give, whatever the tile size; smaller
 halos are faster and approximate, and the Gaussian blending (Isensee et al., nnU-Net 2021; MONAI's
 ``sliding_window_inference``) then hides the seams. At the borders of the volume the context is the volume mirrored
-(reflect padding), so edge voxels are treated like interior ones.
+(reflect padding), so edge voxels are treated like interior ones. (Ours rather than MONAI's
+``sliding_window_inference``: MONAI's tiles have no halo, so their seams are blended, not exact; ours is as fast on
+an H100 (docs/benchmarks.md), handles ``scale > 1`` and runs out-of-memory retries.)
 
 Geometry. A 3D network acts on the volume's three axes (slice, row, column); a 2D network on every (row, column)
 image of every slice and frame. With ``scale > 1`` the output grid has ``scale`` times as many voxels along the axes
@@ -27,12 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import mrisr.volume
 from mrisr.consistency import enforce
 from mrisr.degrade import load_degradation
 from mrisr.device import (channels_last_format, cudnn_autotuning, default_device, is_out_of_memory,
                           padded_input_channels, speed_settings)
 from mrisr.errors import InputError, check_number
-from mrisr.volume import Volume, intensity_scale as percentile_scale
+from mrisr.volume import Volume
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -280,7 +283,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, tile_size: int
         store = device if needed <= 0.25 * torch.cuda.mem_get_info(device)[0] else store
     images = images.to(store)
     if intensity_scale is None:  # numpy's on the CPU, as in training; a sort where it lies on the GPU
-        scale_value = percentile_scale(images if images.is_cuda else data)
+        scale_value = mrisr.volume.intensity_scale(images if images.is_cuda else data)  # the argument shadows it
     else:
         scale_value = float(intensity_scale)
     images = images / scale_value  # a new tensor: on the CPU, images shares memory with the caller's array

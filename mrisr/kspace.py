@@ -37,17 +37,6 @@ def center_crop(array: np.ndarray, axis: int, size: int) -> np.ndarray:
     return array[tuple(index)]
 
 
-def center_pad(array: np.ndarray, axis: int, size: int) -> np.ndarray:
-    """Zero-pad ``axis`` to ``size`` samples keeping the centre index ``n // 2`` at ``size // 2``."""
-    n = array.shape[axis]
-    if size < n:
-        raise ValueError(f"cannot pad {n} samples to {size}")
-    before = size // 2 - n // 2
-    widths = [(0, 0)] * array.ndim
-    widths[axis] = (before, size - n - before)
-    return np.pad(array, widths)
-
-
 def rss(coil_images: np.ndarray, axis: int) -> np.ndarray:
     """Root-sum-of-squares coil combination along ``axis`` (magnitude image, float32)."""
     return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=axis)).astype(np.float32)

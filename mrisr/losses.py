@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import VGG16_Weights
+from torchvision.models.feature_extraction import create_feature_extractor
 from torchvision.models.vgg import cfgs, make_layers
 
 from mrisr.errors import InputError
@@ -91,6 +92,9 @@ class VGG16Features(nn.Module):
         self.register_buffer("mean", torch.tensor(norm["mean"]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(norm["std"]).view(1, 3, 1, 1))
         self.input_gain = float(self.scale / self.std.mean())  # network input units per unit of grey intensity
+        # the ReLU after each wanted conv, by its index in the Sequential (torchvision's FX feature extraction)
+        self.features = create_feature_extractor(self.features, {str(VGG16_CONV[name] + 1): name
+                                                                 for name in self.layers})
         self.requires_grad_(False)
         self.eval()
 
@@ -99,13 +103,8 @@ class VGG16Features(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = (x.expand(-1, 3, -1, -1) * self.scale - self.mean) / self.std
-        wanted = {VGG16_CONV[name] + 1: name for name in self.layers}
-        out = {}
-        for index, layer in enumerate(self.features):
-            x = layer(x)
-            if index in wanted:
-                out[wanted[index]] = x
-        return [out[name] for name in self.layers]
+        taps = self.features(x)
+        return [taps[name] for name in self.layers]
 
 
 class PerceptualLoss(nn.Module):

@@ -16,6 +16,8 @@ import numpy as np
 
 from mrisr.baselines import resample
 from mrisr.errors import check_number
+from mrisr.io.atomic import atomic_path
+from mrisr.spectrum import residual_spectrum
 from mrisr.volume import Volume
 
 GAP = 2  # pixels between panels
@@ -172,8 +174,6 @@ def animate(volumes: dict[str, Volume | np.ndarray], path: str | Path, axis: int
     """
     import imageio.v3 as iio
 
-    from mrisr.io.atomic import atomic_path
-
     path = Path(path)
     check_number("fps", fps, "a number of frames per second > 0", above=0)
     check_number("step", step, "a number of slices, an integer >= 1", minimum=1, integer=True)
@@ -271,8 +271,6 @@ def checkerboard_figure(volumes: dict[str, Volume | np.ndarray], reference: str 
     the reference (`mrisr.spectrum.residual_spectrum`) over all frames and slices, where a periodic pattern shows
     as isolated bright dots on a grid. Returns the figure."""
     import matplotlib.pyplot as plt
-
-    from mrisr.spectrum import residual_spectrum
 
     stacks, _, reference = on_common_grid(volumes, reference, frame=None)  # every frame, on the reference grid
     ref = stacks[reference]

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mrisr.cases import disjoint_slabs, sub_volume
 from mrisr.errors import InputError
+from mrisr.io import load_volume, save_volume
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,9 +31,6 @@ def sample_dir() -> Path:
 def knee_slabs(out_dir: str | Path, n: int = 4, columns: int = 192, margin_mm: float = 10.0) -> list[Path]:
     """The DESS knee (80 x 512 x 512 at 1.5 x 0.3125 x 0.3125 mm) cropped to its central ``columns`` and cut into
     ``n`` slabs along the rows, ``margin_mm`` apart, written once as ``knee_slab_K.nii.gz`` in ``out_dir``."""
-    from mrisr.cases import disjoint_slabs, sub_volume
-    from mrisr.io import load_volume, save_volume
-
     out_dir = Path(out_dir)
     paths = [out_dir / f"knee_slab_{k + 1}.nii.gz" for k in range(n)]
     if all(p.exists() for p in paths):
@@ -47,8 +46,6 @@ def knee_slabs(out_dir: str | Path, n: int = 4, columns: int = 192, margin_mm: f
 def fair_knee():
     """The FAIR-toolbox knee (``knee_fair/knee3D.mat``, variable ``dataT``): 128 x 64 x 128 voxels of about 1 mm, a
     `Volume` whose phase-encoding axes are (0, 2) (the file does not record them)."""
-    from mrisr.io import load_volume
-
     volume = load_volume(sample_dir() / "knee_fair" / "knee3D.mat", variable="dataT")
     volume.meta["phase_encoding_axes"] = (0, 2)
     return volume
@@ -57,8 +54,6 @@ def fair_knee():
 def cardiac_cine(out_dir: str | Path) -> Path:
     """The ACDC cine slice as ``out_dir/acdc_slice.nii.gz``: ``(30 phases, 1 slice, 184, 256)``; the file stores no
     spacing, so voxels are 1 mm (the cardiac experiment's degradation works in pixels)."""
-    from mrisr.io import load_volume, save_volume
-
     path = Path(out_dir) / "acdc_slice.nii.gz"
     if not path.exists():
         save_volume(load_volume(sample_dir() / "cardiac_acdc_cine_slice" / "demo_data.mat", axes="RCT"), path)

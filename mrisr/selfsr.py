@@ -47,10 +47,12 @@ import numpy as np
 import torch
 
 from mrisr.cases import split_slabs
+from mrisr.consistency import enforce
 from mrisr.data import prepare_subject
 from mrisr.degrade import Degradation, SliceThickness, Upsample, resize_axis
 from mrisr.device import default_device
 from mrisr.errors import InputError
+from mrisr.train import ExperimentConfig, fit, sr_learner
 from mrisr.volume import Volume, intensity_scale
 
 MIN_SLICES = 8  # fewer slices leave too little to train on and to hold out
@@ -58,7 +60,7 @@ ISOTROPIC_TOLERANCE = 1.1  # a slice spacing within 10 % of the in-plane spacing
 ORIENTATIONS = {"slice x row": 2, "slice x column": 1}  # image name -> the volume axis that numbers the images
 FBA_POWER = 8.0
 
-PRESETS = {
+SETTINGS = {
     # Small enough for a 2-core CPU: a 48 x 192 x 192 crop in under a minute, the whole DESS knee in 3 (training is
     # about 30 s either way; docs/benchmarks.md).
     "fast": dict(n_feats=32, n_blocks=4, patch_slices=8, patch_width=48, batch_size=16, patches_per_subject=192,
@@ -182,13 +184,13 @@ def training_volumes(volume: Volume, geometry: SliceGeometry) -> dict[str, Volum
 
 def _settings(preset: str | dict) -> dict:
     if isinstance(preset, dict):
-        unknown = sorted(set(preset) - set(PRESETS["fast"]))
+        unknown = sorted(set(preset) - set(SETTINGS["fast"]))
         if unknown:
-            raise ValueError(f"unknown selfsr settings {unknown}; known: {', '.join(PRESETS['fast'])}")
-        return {**PRESETS["fast"], **preset}
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
-    return dict(PRESETS[preset])
+            raise ValueError(f"unknown selfsr settings {unknown}; known: {', '.join(SETTINGS['fast'])}")
+        return {**SETTINGS["fast"], **preset}
+    if preset not in SETTINGS:
+        raise ValueError(f"preset must be one of {list(SETTINGS)}, got {preset!r}")
+    return dict(SETTINGS[preset])
 
 
 def train_network(volume: Volume, geometry: SliceGeometry, preset: str | dict = "fast", device=None,
@@ -197,12 +199,10 @@ def train_network(volume: Volume, geometry: SliceGeometry, preset: str | dict = 
     """Train the through-plane `EDSR2D` on ``volume``'s own in-plane images (module docstring, steps 2-3).
 
     The last fifth of the images of each orientation (behind a gap of one) validates; the best epoch's weights are
-    returned, in eval mode, on ``device``. ``preset``: ``"fast"``, ``"full"`` or a dict overriding `PRESETS`
+    returned, in eval mode, on ``device``. ``preset``: ``"fast"``, ``"full"`` or a dict overriding `SETTINGS`
     ``["fast"]``. ``images``: other 2D targets laid out as `training_volumes` lays them out (default: that of
     ``volume``), e.g. true through-plane images, for a supervised comparison.
     """
-    from mrisr.train import ExperimentConfig, fit, sr_learner
-
     settings = _settings(preset)
     degradation = training_degradation(geometry)
     subjects, valid = [], []
@@ -284,7 +284,7 @@ def super_resolve(volume: Volume, target_spacing: float | None = None, preset: s
         volume: a 3D scan with thick slices along axis 0 (``(S, R, C)``, slice spacing coarser than in-plane).
         target_spacing: output slice spacing in mm (default: about the in-plane spacing, dividing the slice
             spacing: isotropic); it must divide the slice spacing.
-        preset: ``"fast"`` (a CPU in minutes) or ``"full"`` (a GPU), or a dict overriding ``PRESETS["fast"]``.
+        preset: ``"fast"`` (a CPU in minutes) or ``"full"`` (a GPU), or a dict overriding ``SETTINGS["fast"]``.
         device: where to train and run (default: CUDA when available).
         progress: print what happens (training epochs: fastai's bars in a terminal or notebook).
         slice_thickness: mm, when the scan's header does not say (default: its ``meta["slice_thickness_mm"]``, else
@@ -316,8 +316,6 @@ def super_resolve(volume: Volume, target_spacing: float | None = None, preset: s
             "train_s": round(trained - start, 1), "apply_s": round(time.perf_counter() - trained, 1)}
     out = Volume(fused, grid.affine, {**volume.meta, "selfsr": info, "slice_thickness_mm": geometry.target_spacing})
     if consistency:
-        from mrisr.consistency import enforce
-
         out = enforce(out, volume, forward_model(geometry), method="back_projection", device=device)
     say(f"selfsr: done in {time.perf_counter() - start:.0f} s (training {info['train_s']:.0f} s)", flush=True)
     return out

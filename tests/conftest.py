@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mrisr.notebook import CACHES
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = Path(os.environ.get("MRISR_SAMPLE_DATA", REPO.parent / "shared" / "data"))
 
 _CACHE = Path(tempfile.gettempdir()) / f"mrisr-test-cache-{os.getuid()}"
-for _var in ("MPLCONFIGDIR", "TORCH_HOME", "IPYTHONDIR", "JUPYTER_RUNTIME_DIR", "TORCHINDUCTOR_CACHE_DIR"):
+for _var in CACHES:  # before anything imports matplotlib
     os.environ.setdefault(_var, str(_CACHE / _var.lower()))
 
 

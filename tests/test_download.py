@@ -11,7 +11,7 @@ import pytest
 
 from mrisr import load_volume
 from mrisr.download import DownloadError, download_file, download_knees, knee_cases, parse_cases
-from mrisr.io import write_ismrmrd
+from mrisr.testing import write_ismrmrd
 from mrisr.phantom import knee_phantom
 
 

@@ -7,7 +7,8 @@ import ismrmrd.xsd
 import numpy as np
 
 from mrisr import load_volume
-from mrisr.kspace import center_pad, fftc
+from mrisr.kspace import fftc
+from mrisr.testing import center_pad
 from mrisr.phantom import knee_phantom
 
 

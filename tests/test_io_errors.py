@@ -13,7 +13,7 @@ import scipy.io
 
 from mrisr import load_volume
 from mrisr.errors import InputError
-from mrisr.io import write_ismrmrd
+from mrisr.testing import write_ismrmrd
 
 
 def _error(path, **options) -> str:

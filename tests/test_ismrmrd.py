@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mrisr import load_volume
-from mrisr.io import write_ismrmrd
+from mrisr.testing import write_ismrmrd
 from mrisr.phantom import knee_phantom
 
 SPACING = (1.0, 0.5, 0.5)

@@ -23,11 +23,11 @@ from mrisr.errors import InputError
 from mrisr.io.arrays import read_array
 from mrisr.io.dicom import read_dicom_series
 from mrisr.io.fastmri import is_fastmri, read_fastmri
-from mrisr.io.ismrmrd_raw import is_ismrmrd, read_ismrmrd, write_ismrmrd
+from mrisr.io.ismrmrd_raw import is_ismrmrd, read_ismrmrd
 from mrisr.io.nifti import read_nifti, write_nifti
 from mrisr.volume import Volume
 
-__all__ = ["Volume", "load_volume", "save_volume", "write_ismrmrd"]
+__all__ = ["Volume", "load_volume", "save_volume"]
 
 
 def _reader(path: Path):

@@ -13,20 +13,6 @@ from pathlib import Path
 from mrisr.errors import InputError
 
 
-def read_acdc_info(path: str | Path) -> dict[str, str | float]:
-    """The ``key: value`` lines of an ACDC ``Info.cfg``; numbers as floats."""
-    info: dict[str, str | float] = {}
-    for line in Path(path).read_text().splitlines():
-        if ":" not in line:
-            continue
-        key, value = (part.strip() for part in line.split(":", 1))
-        try:
-            info[key] = float(value)
-        except ValueError:
-            info[key] = value
-    return info
-
-
 def find_cine_cases(folder: str | Path) -> dict[str, Path]:
     """Subject name -> cine scan, sorted by name.
 
