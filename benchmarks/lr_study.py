@@ -20,7 +20,8 @@ import torch
 from fastai.callback.schedule import minimum, slide, steep, valley
 
 from mrisr.samples import knee_slabs
-from mrisr.train import ExperimentConfig, fit, sr_learner
+from mrisr.config import ExperimentConfig
+from mrisr.train import fit, sr_learner
 
 
 def main() -> None:

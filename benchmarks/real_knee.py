@@ -39,7 +39,8 @@ from mrisr.evaluate import CONSISTENCY, HR_LABEL, LR_LABEL, compare, mean_interv
 from mrisr.io import load_volume
 from mrisr.samples import fair_knee, knee_slabs
 from mrisr.cases import case_name, slab_multiple
-from mrisr.train import ExperimentConfig, fit, sr_learner
+from mrisr.config import ExperimentConfig
+from mrisr.train import fit, sr_learner
 
 DEGRADATIONS = ["knee_fast_acquisition", "knee_fast_acquisition_blur", "knee_thick_slices"]
 SETTINGS = {  # columns of the DESS knee kept; network and schedule

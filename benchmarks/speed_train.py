@@ -166,7 +166,8 @@ def pipeline_section(sizes: BenchSizes, device: torch.device, settings: Sequence
 
     from mrisr.data import prepare_subject
     from mrisr.phantom import knee_phantom
-    from mrisr.train import ExperimentConfig, sr_learner
+    from mrisr.config import ExperimentConfig
+    from mrisr.train import sr_learner
 
     class TrainPhaseTimer(Callback):
         def before_train(self):

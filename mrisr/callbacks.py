@@ -21,7 +21,7 @@ from mrisr.device import channels_last_format, cudnn_autotuning, padded_input_ch
 from mrisr.metrics import gain_db
 
 if TYPE_CHECKING:
-    from mrisr.train import ExperimentConfig
+    from mrisr.config import ExperimentConfig
 
 class DeviceSmoothLoss(AvgSmoothLoss):
     """fastai's smoothed training loss, kept on the loss's device: fastai's own copies it to the CPU after every

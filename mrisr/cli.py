@@ -92,7 +92,7 @@ def cmd_baselines(args) -> int:
 
 
 def _read_config(path: str):
-    from mrisr.train import ExperimentConfig
+    from mrisr.config import ExperimentConfig
 
     try:
         return ExperimentConfig.from_json(Path(path).read_text())
@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     base.set_defaults(func=cmd_baselines)
 
     train = sub.add_parser("train", help="train the experiment described by a config JSON")
-    train.add_argument("config", help="ExperimentConfig JSON (see mrisr.train.ExperimentConfig)")
+    train.add_argument("config", help="ExperimentConfig JSON (see mrisr.config.ExperimentConfig)")
     train.add_argument("--epochs", type=int, help="override the config's epochs")
     train.add_argument("--run-dir", help="override the config's run folder")
     train.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")

@@ -21,7 +21,8 @@ from mrisr.io import load_volume, save_volume
 from mrisr.phantom import knee_phantom
 from mrisr.render import animate
 from mrisr.cases import case_name, patches_per_subject, split_cases
-from mrisr.train import ExperimentConfig, fit, sr_learner
+from mrisr.config import ExperimentConfig
+from mrisr.train import fit, sr_learner
 
 DEGRADATION = "knee_fast_acquisition"
 

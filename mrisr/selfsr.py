@@ -52,7 +52,8 @@ from mrisr.data import prepare_subject
 from mrisr.degrade import Degradation, SliceThickness, Upsample, resize_axis
 from mrisr.device import default_device
 from mrisr.errors import InputError
-from mrisr.train import ExperimentConfig, fit, sr_learner
+from mrisr.config import ExperimentConfig
+from mrisr.train import fit, sr_learner
 from mrisr.volume import Volume, intensity_scale
 
 MIN_SLICES = 8  # fewer slices leave too little to train on and to hold out

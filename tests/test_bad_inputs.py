@@ -22,7 +22,7 @@ from mrisr.inference import predict_volume
 from mrisr.models import EDSR3D
 from mrisr.render import animate
 from mrisr.selfsr import super_resolve
-from mrisr.train import ExperimentConfig
+from mrisr.config import ExperimentConfig
 
 CONFIGS = {  # config file name -> what it holds wrong
     "epochs_text.json": {"epochs": "ten"},

@@ -107,7 +107,7 @@ def test_predict_writes_nifti_with_the_scaled_affine_on_real_dess(dess_block, tm
     from mrisr import Volume, load_volume, save_volume
     from mrisr.models import EDSR3D
     from mrisr.checkpoint import save_checkpoint
-    from mrisr.train import ExperimentConfig
+    from mrisr.config import ExperimentConfig
 
     knee = save_volume(Volume(dess_block.data[:8, :40, :48], dess_block.affine, dess_block.meta),
                        tmp_path / "knee.nii.gz")
@@ -131,7 +131,7 @@ def test_predict_with_consistency_agrees_with_the_measured_scan(dess_block, tmp_
     from mrisr.degrade import preset
     from mrisr.models import EDSR3D
     from mrisr.checkpoint import save_checkpoint
-    from mrisr.train import ExperimentConfig
+    from mrisr.config import ExperimentConfig
 
     spec = preset("knee_fast_acquisition")
     lr = spec(Volume(dess_block.data[:12, :48, :48], dess_block.affine, dess_block.meta))

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from mrisr import Volume
+from mrisr.blocks import HRVolume, LRVolume
 from mrisr.cases import split_slabs
-from mrisr.data import (DegradeBatch, HRVolume, LRVolume, PatchRef, PatchSampler, RandomFlipPermute,
-                        permutable_axes, prepare_subject, sr_dataloaders)
+from mrisr.data import (DegradeBatch, PatchRef, PatchSampler, RandomFlipPermute, permutable_axes,
+                        prepare_subject, sr_dataloaders)
 from mrisr.degrade import Degradation, Downsample, GaussianBlur, Upsample, preset
 
 matplotlib.use("Agg")

@@ -13,7 +13,8 @@ from mrisr.degrade import preset
 from mrisr.losses import SRLoss, charbonnier_loss
 from mrisr.metrics import gain_db
 from mrisr.callbacks import WeightEMA
-from mrisr.train import ExperimentConfig, fit, sr_learner
+from mrisr.config import ExperimentConfig
+from mrisr.train import fit, sr_learner
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from mrisr.errors import InputError
 from benchmarks.settings import NAIVE, backend
 from mrisr.callbacks import DeviceSmoothLoss
 from mrisr.checkpoint import save_checkpoint
-from mrisr.train import ExperimentConfig, load_model, sr_learner
+from mrisr.config import ExperimentConfig
+from mrisr.train import load_model, sr_learner
 
 matplotlib.use("Agg")
 
