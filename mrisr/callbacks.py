@@ -18,6 +18,7 @@ from mrisr.checkpoint import (LAST_CHECKPOINT, random_streams, read_checkpoint, 
                               set_random_streams, weights_only_safe)
 from mrisr.data import PatchSampler
 from mrisr.device import channels_last_format, cudnn_autotuning, padded_input_channels
+from mrisr.distributed import barrier, is_writer, unwrap
 from mrisr.metrics import gain_db
 
 if TYPE_CHECKING:
@@ -131,16 +132,16 @@ class WeightEMA(Callback):
 
     def after_step(self):
         if not self.skip:
-            self.average.update_parameters(self.learn.model)
+            self.average.update_parameters(unwrap(self.learn.model))
 
     def before_validate(self):
         if not self.skip:
-            self.raw = {k: v.detach().clone() for k, v in self.learn.model.state_dict().items()}
-            self.learn.model.load_state_dict(self.average.module.state_dict())
+            self.raw = {k: v.detach().clone() for k, v in unwrap(self.learn.model).state_dict().items()}
+            unwrap(self.learn.model).load_state_dict(self.average.module.state_dict())
 
     def before_train(self):
         if not self.skip and self.raw is not None:
-            self.learn.model.load_state_dict(self.raw)
+            unwrap(self.learn.model).load_state_dict(self.raw)
             self.raw = None
 
     def state_dict(self) -> dict:
@@ -180,10 +181,13 @@ class Checkpoint(Callback):
         if self.skip:
             return
         value = float(self.recorder.values[-1][list(self.recorder.metric_names[1:]).index(self.monitor)])
-        if value < self.best:
-            self.best = value
-            save_checkpoint(self.learn.model, self.config, self.best_path, epoch=self.epoch, monitor=self.monitor,
-                            value=value)
+        improved = value < self.best  # the same on every process (`mrisr.distributed.ReduceMetrics`)
+        self.best = min(value, self.best)
+        if not is_writer():
+            return
+        if improved:
+            save_checkpoint(unwrap(self.learn.model), self.config, self.best_path, epoch=self.epoch,
+                            monitor=self.monitor, value=value)
         # the callbacks that keep state; asked of the class, since a callback's attributes fall back to the learner's
         states = {type(cb).__name__: cb.state_dict() for cb in self.learn.cbs if hasattr(type(cb), "state_dict")}
         scaler = getattr(self.learn, "scaler", None)
@@ -191,12 +195,15 @@ class Checkpoint(Callback):
                     "optimizer": weights_only_safe(self.learn.opt.state_dict()),
                     "scaler": scaler.state_dict() if scaler is not None else None, "callbacks": states,
                     "random": random_streams(self.learn)}
-        save_checkpoint(self.learn.model, self.config, self.last_path, training=training, epoch=self.epoch,
+        save_checkpoint(unwrap(self.learn.model), self.config, self.last_path, training=training, epoch=self.epoch,
                         monitor=self.monitor, value=value)
 
     def after_fit(self):
-        if not self.skip and self.best_path.exists():
-            self.learn.model.load_state_dict(read_checkpoint(self.best_path)["model"])
+        if self.skip:
+            return
+        barrier()  # process 0 has written it
+        if self.best_path.exists():
+            unwrap(self.learn.model).load_state_dict(read_checkpoint(self.best_path)["model"])
 
 
 class ResumeFrom(Callback):
@@ -223,7 +230,7 @@ class ResumeFrom(Callback):
         self.learn.n_epoch = self.epochs
         if not self.restored:
             training = self.saved["training"]
-            self.learn.model.load_state_dict(self.saved["model"])
+            unwrap(self.learn.model).load_state_dict(self.saved["model"])
             self.learn.opt.load_state_dict({"state": training["optimizer"]["state"],
                                             "hypers": L(training["optimizer"]["hypers"])})
             if training["scaler"] is not None and getattr(self.learn, "scaler", None) is not None:

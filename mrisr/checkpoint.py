@@ -63,7 +63,7 @@ def random_streams(learn: Learner) -> dict:
     kind, key, pos, has_gauss, gauss = np.random.get_state()
     return {"python": random.getstate(), "numpy": [kind, key.tolist(), pos, has_gauss, gauss],
             "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "loaders": [dl.rng.getstate() for dl in learn.dls.loaders]}
+            "loaders": [getattr(dl, "dl", dl).rng.getstate() for dl in learn.dls.loaders]}  # inside DistributedDL
 
 
 def set_random_streams(learn: Learner, streams: dict) -> None:
@@ -75,7 +75,7 @@ def set_random_streams(learn: Learner, streams: dict) -> None:
     if streams["cuda"] and torch.cuda.is_available() and len(streams["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in streams["cuda"]])
     for dl, state in zip(learn.dls.loaders, streams["loaders"]):
-        dl.rng.setstate(_tuples(state))
+        getattr(dl, "dl", dl).rng.setstate(_tuples(state))
 
 
 def weights_only_safe(value):

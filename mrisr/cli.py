@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -108,8 +109,13 @@ def cmd_train(args) -> int:
     import dataclasses
 
     from mrisr.checkpoint import LAST_CHECKPOINT
+    from mrisr.distributed import is_writer
     from mrisr.train import fit, sr_learner
 
+    if args.nproc < 1:
+        raise UsageError(None, f"--nproc is a number of processes >= 1, got {args.nproc}")
+    if args.nproc > 1 and "RANK" not in os.environ:  # not launched yet: torchrun this command on N processes
+        return _launch(args.nproc, _without_option(args.argv, "--nproc"))
     config = _read_config(args.config)
     overrides = {k: v for k, v in {"epochs": args.epochs, "run_dir": args.run_dir}.items() if v is not None}
     try:
@@ -128,8 +134,38 @@ def cmd_train(args) -> int:
                                "--overwrite to start again, or give another --run-dir")
     learn = sr_learner(config, device=args.device, resume=args.resume)
     lr = fit(learn, config)
-    print(f"peak learning rate {lr:.3g}{' (lr_find)' if config.lr_max is None else ''}")
-    print(f"best model: {best}")
+    if is_writer():
+        print(f"peak learning rate {lr:.3g}{' (lr_find)' if config.lr_max is None else ''}")
+        print(f"best model: {best}")
+    return 0
+
+
+def _without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option VALUE`` (or ``option=VALUE``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == option:
+            skip = True
+        elif not a.startswith(option + "="):
+            out.append(a)
+    return out
+
+
+def _launch(nproc: int, argv: list[str]) -> int:
+    """``torchrun --nproc_per_node NPROC -m mrisr.cli ARGV`` on this machine (gloo on the CPU, NCCL on GPUs). A
+    process that fails ends the others; its own one-line error is what it printed, and this says which rank."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    try:
+        torchrun(["--nproc_per_node", str(nproc), "--standalone", "-m", "mrisr.cli", *argv])
+    except ChildFailedError as err:
+        rank, failure = next(iter(err.failures.items()))
+        print(f"mrisr train: rank {rank} of {nproc} failed (exit {failure.exitcode}); its error is above",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -302,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="override the config's epochs")
     train.add_argument("--run-dir", help="override the config's run folder")
     train.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    train.add_argument("--nproc", type=int, default=1, help="processes training together on this machine (data "
+                                                             "parallel, one per GPU; gloo on the CPU); default 1")
     again = train.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run from its folder's last.pth (the same "
                                                              "config): reaches the weights of an uninterrupted run")
@@ -418,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         code, message = _expected_failure(err)
         if code is None:
             raise
-        print(f"mrisr {args.command}: error: {message}", file=sys.stderr)
+        where = f" (rank {os.environ['RANK']})" if "RANK" in os.environ else ""
+        print(f"mrisr {args.command}{where}: error: {message}", file=sys.stderr)
         return code
     except KeyboardInterrupt:
         if args.debug:

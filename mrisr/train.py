@@ -28,6 +28,7 @@ from mrisr.checkpoint import LAST_CHECKPOINT, read_checkpoint
 from mrisr.config import ExperimentConfig, build_model
 from mrisr.data import Subject, sr_dataloaders
 from mrisr.device import default_device, speed_settings
+from mrisr.distributed import DataParallel, ReduceMetrics, is_writer, process_device, world_size
 from mrisr.errors import InputError
 from mrisr.io.atomic import atomic_path
 from mrisr.losses import PerceptualLoss, SRLoss
@@ -43,6 +44,11 @@ def fit(learn: Learner, config: ExperimentConfig) -> float:
         lr = resume.peak_lr
     else:
         lr = config.lr_max if config.lr_max is not None else float(learn.lr_find(show_plot=False).valley)
+        lr *= world_size()  # linear scaling with the effective batch (`mrisr.distributed`)
+    if world_size() > 1 and is_writer():
+        print(f"{world_size()} processes: effective batch {config.batch_size} x {world_size()} = "
+              f"{config.batch_size * world_size()}; peak learning rate {lr:.3g} (scaled linearly, reached after "
+              f"{config.warmup:.0%} of the steps)", flush=True)
     learn.checkpoint.peak_lr = lr
     if done >= config.epochs:
         print(f"{Path(config.run_dir) / LAST_CHECKPOINT}: all {config.epochs} epochs were already trained")
@@ -97,7 +103,7 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
     from fastai.torch_core import set_seed
 
     set_seed(config.seed)  # Python's random (the DataLoader's shuffle), numpy and torch; cuDNN's flags left alone
-    device = default_device(device)
+    device = process_device(default_device(device))
     saved = resume_state(config, device) if resume else None
     if resume and saved is None:
         print(f"{Path(config.run_dir) / LAST_CHECKPOINT} not found: no epoch was finished, starting from the first")
@@ -122,8 +128,9 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
     metrics += fastai_metrics(data_range=1.0)[:1] + [GainOverInput()] + fastai_metrics(data_range=1.0)[1:]
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(run_dir / "config.json", ".json") as tmp:
-        tmp.write_text(config.to_json())
+    if is_writer():
+        with atomic_path(run_dir / "config.json", ".json") as tmp:
+            tmp.write_text(config.to_json())
     model = build_model(config).to(device)
     if config.compile:
         model.compile()  # in place: the state dict keeps its keys, so checkpoints load into plain models
@@ -132,6 +139,8 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
     cbs += [WeightEMA(config.ema)] if config.ema else []
     cbs += [DeterministicAlgorithms()] if config.deterministic else []
     cbs += [ResumeFrom(saved, config.epochs)] if saved is not None else []
+    if world_size() > 1:  # launched by torchrun or accelerate: data parallel through fastai.distributed
+        cbs += [DataParallel(sync_bn=False, cpu=device.type == "cpu"), ReduceMetrics()]
     learn = Learner(dls, model, loss_func=loss, metrics=metrics, wd=config.weight_decay, path=run_dir, model_dir=".",
                     cbs=cbs)
     if device.type == "cuda" and fast["mixed_precision"] != "fp32":

@@ -1,0 +1,36 @@
+"""One process of a data-parallel run for tests/test_distributed.py, launched by torchrun: trains the config in
+``argv[1]`` and writes what this rank saw to ``argv[2]/rank<R>.json``."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from fastai.callback.core import Callback
+
+from mrisr.config import ExperimentConfig
+from mrisr.train import fit, sr_learner
+
+
+class SeenPatches(Callback):
+    """A fingerprint (the sum) of every training batch this process trains on."""
+
+    def before_fit(self):
+        self.sums = []
+
+    def before_batch(self):
+        if self.training:
+            self.sums.append(round(float(self.yb[0].sum()), 4))
+
+
+config = ExperimentConfig.from_json(Path(sys.argv[1]).read_text())
+learn = sr_learner(config, device="cpu", progress=False)
+seen = SeenPatches()
+learn.add_cb(seen)
+fit(learn, config)
+names = list(learn.recorder.metric_names[1:-1])
+best = min(learn.recorder.values, key=lambda v: v[names.index("valid_loss")])
+learn.remove_cbs([seen, learn.data_parallel, learn.reduce_metrics])
+alone = learn.validate()  # after the fit: this process alone, on every validation patch, with the best model
+Path(sys.argv[2], f"rank{os.environ['RANK']}.json").write_text(json.dumps(
+    {"seen": seen.sums, "logged": dict(zip(names[1:], best[1:])), "alone": dict(zip(names[1:], map(float, alone)))}))
