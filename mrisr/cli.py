@@ -473,6 +473,9 @@ def _expected_failure(err: Exception) -> tuple[int | None, str]:
         return 2, str(err)
     if isinstance(err, (InputError, DownloadError, ValueError, MemoryError, FloatingPointError)):
         return 1, " ".join(str(err).split())
+    if "RANK" in os.environ and isinstance(err, RuntimeError) and (
+            type(err).__name__ == "DistBackendError" or "closed by peer" in str(err)):
+        return 1, "another process of the run stopped (its own error line says why), so this one stops too"
     if isinstance(err, OSError):  # permission, disk full, missing folder: name the file the system names
         where = err.filename if err.filename is not None else "a file"
         return 1, f"{where}: {err.strerror or type(err).__name__}"

@@ -1,5 +1,6 @@
 """One process of a data-parallel run for tests/test_distributed.py, launched by torchrun: trains the config in
-``argv[1]`` and writes what this rank saw to ``argv[2]/rank<R>.json``."""
+``argv[1]`` and writes what this rank saw to ``argv[2]/rank<R>.json``. With ``argv[3] == "fail"`` it runs
+``mrisr train`` instead, and rank 1 raises in its second epoch."""
 
 import json
 import os
@@ -23,6 +24,21 @@ class SeenPatches(Callback):
             self.sums.append(round(float(self.yb[0].sum()), 4))
 
 
+class FailSecondEpoch(Callback):
+    def before_epoch(self):
+        if self.epoch == 1:
+            raise ValueError("this rank was told to fail")
+
+
+if sys.argv[3:] == ["fail"]:
+    import mrisr.train
+    from mrisr.cli import main
+
+    make = mrisr.train.sr_learner
+    if os.environ["RANK"] == "1":
+        mrisr.train.sr_learner = lambda *a, **k: make(*a, **k).add_cb(FailSecondEpoch())
+    sys.exit(main(["train", sys.argv[1]]))
+
 config = ExperimentConfig.from_json(Path(sys.argv[1]).read_text())
 learn = sr_learner(config, device="cpu", progress=False)
 seen = SeenPatches()
@@ -30,7 +46,8 @@ learn.add_cb(seen)
 fit(learn, config)
 names = list(learn.recorder.metric_names[1:-1])
 best = min(learn.recorder.values, key=lambda v: v[names.index("valid_loss")])
-learn.remove_cbs([seen, learn.data_parallel, learn.reduce_metrics])
+learn.remove_cbs([cb for cb in (seen, getattr(learn, "data_parallel", None), getattr(learn, "reduce_metrics", None))
+                  if cb is not None])
 alone = learn.validate()  # after the fit: this process alone, on every validation patch, with the best model
 Path(sys.argv[2], f"rank{os.environ['RANK']}.json").write_text(json.dumps(
     {"seen": seen.sums, "logged": dict(zip(names[1:], best[1:])), "alone": dict(zip(names[1:], map(float, alone)))}))
