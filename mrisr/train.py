@@ -28,7 +28,8 @@ from mrisr.checkpoint import LAST_CHECKPOINT, read_checkpoint
 from mrisr.config import ExperimentConfig, build_model
 from mrisr.data import Subject, sr_dataloaders
 from mrisr.device import default_device, speed_settings
-from mrisr.distributed import DataParallel, ReduceMetrics, is_writer, process_device, world_size
+from mrisr.distributed import (DataParallel, ReduceMetrics, is_writer, join, process_device, shared_subjects,
+                               world_size)
 from mrisr.errors import InputError
 from mrisr.io.atomic import atomic_path
 from mrisr.losses import PerceptualLoss, SRLoss
@@ -104,6 +105,7 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
 
     set_seed(config.seed)  # Python's random (the DataLoader's shuffle), numpy and torch; cuDNN's flags left alone
     device = process_device(default_device(device))
+    join(device)  # a launcher's process group, when there is one
     saved = resume_state(config, device) if resume else None
     if resume and saved is None:
         print(f"{Path(config.run_dir) / LAST_CHECKPOINT} not found: no epoch was finished, starting from the first")
@@ -112,7 +114,7 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
     if config.deterministic:
         fast["cudnn_benchmark"] = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
-    subjects = subjects if subjects is not None else load_subjects(config)
+    subjects = subjects if subjects is not None else shared_subjects(lambda: load_subjects(config))
     on_the_fly = config.get_degradation() if config.degrade_on_the_fly else None
     dls, sampler = sr_dataloaders(subjects, validation_names(config, subjects), config.patch_size,
                                   config.patches_per_subject, config.valid_patches_per_subject, config.batch_size,

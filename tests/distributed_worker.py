@@ -49,5 +49,7 @@ best = min(learn.recorder.values, key=lambda v: v[names.index("valid_loss")])
 learn.remove_cbs([cb for cb in (seen, getattr(learn, "data_parallel", None), getattr(learn, "reduce_metrics", None))
                   if cb is not None])
 alone = learn.validate()  # after the fit: this process alone, on every validation patch, with the best model
+mapped = [line.split()[-2] for line in Path("/proc/self/maps").read_text().splitlines() if "mrisr-subjects" in line]
 Path(sys.argv[2], f"rank{os.environ['RANK']}.json").write_text(json.dumps(
-    {"seen": seen.sums, "logged": dict(zip(names[1:], best[1:])), "alone": dict(zip(names[1:], map(float, alone)))}))
+    {"seen": seen.sums, "logged": dict(zip(names[1:], best[1:])), "alone": dict(zip(names[1:], map(float, alone))),
+     "mapped": sorted(set(mapped))}))

@@ -86,3 +86,12 @@ def test_a_rank_that_fails_ends_the_job_with_a_line_naming_it(tmp_path, dess_blo
     lines = [line for line in result.stderr.splitlines() if line.startswith("mrisr train (rank")]
     assert any(line.startswith("mrisr train (rank 1): error:") and "told to fail" in line for line in lines), lines
     assert "Traceback" not in "\n".join(line for line in result.stderr.splitlines() if line.startswith("[rank"))
+
+
+def test_the_subjects_are_memory_mapped_once_per_machine(two_runs):
+    """Every process maps the same subject files (prepared by the machine's first process), which are gone from
+    the file system after the run."""
+    _, ranks, _ = two_runs
+    assert ranks[0]["mapped"] and ranks[0]["mapped"] == ranks[1]["mapped"]
+    assert any(".hr.npy" in path for path in ranks[0]["mapped"])
+    assert not any(Path(path).exists() for path in ranks[0]["mapped"])
