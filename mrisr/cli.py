@@ -112,9 +112,7 @@ def cmd_train(args) -> int:
     from mrisr.distributed import is_writer
     from mrisr.train import fit, sr_learner
 
-    if args.nproc < 1:
-        raise UsageError(None, f"--nproc is a number of processes >= 1, got {args.nproc}")
-    if args.nproc > 1 and "RANK" not in os.environ:  # not launched yet: torchrun this command on N processes
+    if _relaunch(args):
         return _launch(args.nproc, _without_option(args.argv, "--nproc"))
     config = _read_config(args.config)
     overrides = {k: v for k, v in {"epochs": args.epochs, "run_dir": args.run_dir}.items() if v is not None}
@@ -140,6 +138,13 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _relaunch(args) -> bool:
+    """Whether this command asked for ``--nproc N > 1`` processes and has not been launched by torchrun yet."""
+    if args.nproc < 1:
+        raise UsageError(None, f"--nproc is a number of processes >= 1, got {args.nproc}")
+    return args.nproc > 1 and "RANK" not in os.environ
+
+
 def _without_option(argv: list[str], option: str) -> list[str]:
     """``argv`` without ``option VALUE`` (or ``option=VALUE``)."""
     out, skip = [], False
@@ -155,7 +160,8 @@ def _without_option(argv: list[str], option: str) -> list[str]:
 
 def _launch(nproc: int, argv: list[str]) -> int:
     """``torchrun --nproc_per_node NPROC -m mrisr.cli ARGV`` on this machine (gloo on the CPU, NCCL on GPUs). A
-    process that fails ends the others; its own one-line error is what it printed, and this says which rank."""
+    process that fails ends the others; its own one-line error is what it printed, and this says which rank.
+    ``ARGV[0]`` is the command."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun
 
@@ -163,7 +169,7 @@ def _launch(nproc: int, argv: list[str]) -> int:
         torchrun(["--nproc_per_node", str(nproc), "--standalone", "-m", "mrisr.cli", *argv])
     except ChildFailedError as err:
         rank, failure = next(iter(err.failures.items()))
-        print(f"mrisr train: rank {rank} of {nproc} failed (exit {failure.exitcode}); its error is above",
+        print(f"mrisr {argv[0]}: rank {rank} of {nproc} failed (exit {failure.exitcode}); its error is above",
               file=sys.stderr)
         return 1
     return 0
@@ -221,12 +227,18 @@ def cmd_selfsr(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """Degrade reference scans, super-resolve them with each model, score models and baselines per subject."""
+    from mrisr.cases import case_name
+    from mrisr.device import default_device
+    from mrisr.distributed import is_writer, join, process_device, share
     from mrisr.evaluate import compare, save_tables, summarize, verdict
     from mrisr.io import load_volume
-    from mrisr.cases import case_name
     from mrisr.train import load_model
 
-    loaded = [load_model(path, args.device or "cpu") for path in args.checkpoint]
+    if _relaunch(args):
+        return _launch(args.nproc, _without_option(args.argv, "--nproc"))
+    device = process_device(default_device(args.device))
+    join(device)
+    loaded = [load_model(path, device) for path in args.checkpoint]
     labels = args.labels or [Path(path).parent.name or Path(path).stem for path in args.checkpoint]
     if len(labels) != len(loaded):
         raise ValueError(f"{len(labels)} labels for {len(loaded)} checkpoints")
@@ -241,9 +253,11 @@ def cmd_evaluate(args) -> int:
         stem = Path(args.out)
         check_outputs([stem.with_suffix(".csv"), stem.with_name(stem.name + "_summary.csv"), stem.with_suffix(".md")],
                       [*cases, *args.checkpoint])
-    volumes = {case_name(p): load_volume(p, **config.load_options) for p in cases}
+    volumes = {case_name(p): load_volume(p, **config.load_options) for p in share(cases)}  # this process's
     table, _ = compare(dict(zip(labels, (m for m, _ in loaded))), volumes, config.get_degradation(), seed=args.seed,
-                       consistency=args.consistency, **_predict_options(args))
+                       consistency=args.consistency, **{**_predict_options(args), "device": device})
+    if not is_writer():
+        return 0
     summary = summarize(table)
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print("\n".join(verdict(summary)))
@@ -395,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("cases", nargs="*", help="high-resolution reference scans (default: the first "
                                                   "checkpoint's test cases)")
     evaluate.add_argument("--checkpoint", nargs="+", required=True, help="one or more best.pth")
+    evaluate.add_argument("--nproc", type=int, default=1, help="processes sharing the subjects on this machine (one "
+                                                                "per GPU; gloo on the CPU); default 1")
     evaluate.add_argument("--labels", nargs="+", help="one name per checkpoint (default: run folder names)")
     evaluate.add_argument("--seed", type=int, default=0, help="degradation seed (default 0)")
     evaluate.add_argument("--out", help="write <OUT>.csv, <OUT>_summary.csv and <OUT>.md")

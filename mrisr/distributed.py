@@ -157,3 +157,17 @@ def shared_subjects(prepare: Callable[[], list[Subject]]) -> list[Subject]:
     if first:
         shutil.rmtree(folder, ignore_errors=True)
     return subjects
+
+
+def share(items: list) -> list:
+    """This process's share of ``items``: every N-th from its rank (all of them in a single process)."""
+    return items[rank_distrib()::world_size()]
+
+
+def gather(value) -> list:
+    """``[value of process 0, value of process 1, ...]`` on every process (``[value]`` in a single process)."""
+    if world_size() == 1:
+        return [value]
+    values = [None] * world_size()
+    dist.all_gather_object(values, value)
+    return values

@@ -7,6 +7,7 @@ super-resolution, every slice and frame pooled into one number per volume), on t
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from mrisr import metrics
 from mrisr.baselines import baselines
 from mrisr.consistency import consistency_error, enforce
 from mrisr.degrade import Degradation
+from mrisr.distributed import gather
 from mrisr.foreground import foreground_mask
 from mrisr.inference import predict_volume
 from mrisr.io.atomic import atomic_path
@@ -87,6 +89,9 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
             reduced-grid degradations, interpolation followed by back-projection, Irani and Peleg 1991).
         **predict_options: passed to `predict_volume` (device, dtype, tile_size, ...).
 
+    Several processes (a ``torchrun`` launch): each passes its share of the cases (`mrisr.distributed.share`) and
+    every process gets the table of all of them, in subject order; ``volumes`` holds this process's cases only.
+
     Returns:
         ``(table, volumes)``: one row per (subject, method, region) with ``kind`` ``"baseline"`` or ``"model"``, the
         `COLUMNS` scores and `CONSISTENCY` (``||A(output) - input|| / ||input||``, the same for both regions);
@@ -114,6 +119,8 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
         tables.append(table)
         if keep is True or (keep and name in keep):
             volumes[name] = {LR_LABEL: lr, **{k: v for k, v in methods.items() if v is not lr}, HR_LABEL: hr}
+    # every process's rows, back in the order of the cases `share` dealt out (one process: its own, as they are)
+    tables = [table for group in itertools.zip_longest(*gather(tables)) for table in group if table is not None]
     return pd.concat(tables, ignore_index=True), volumes
 
 

@@ -95,3 +95,30 @@ def test_the_subjects_are_memory_mapped_once_per_machine(two_runs):
     assert ranks[0]["mapped"] and ranks[0]["mapped"] == ranks[1]["mapped"]
     assert any(".hr.npy" in path for path in ranks[0]["mapped"])
     assert not any(Path(path).exists() for path in ranks[0]["mapped"])
+
+
+def test_evaluate_shares_the_subjects_and_writes_one_table(tmp_path, dess_block):
+    """`mrisr evaluate --nproc 2`: each process scores its share of 3 real subjects; process 0 writes the table of
+    all of them, equal to one process's."""
+    import pandas as pd
+
+    from mrisr.cases import disjoint_slabs
+    from mrisr.checkpoint import save_checkpoint
+    from mrisr.cli import main
+    from mrisr.config import ExperimentConfig
+    from mrisr.io import save_volume
+    from mrisr.models import EDSR3D
+
+    cases = [str(save_volume(slab, tmp_path / f"slab{k}.nii.gz"))
+             for k, slab in enumerate(disjoint_slabs(dess_block, 3, axis=1, margin_mm=3.0))]
+    config = ExperimentConfig(n_feats=4, n_blocks=1, degradation="knee_fast_acquisition_blur")
+    save_checkpoint(EDSR3D(n_feats=4, n_blocks=1), config, tmp_path / "ck.pth")
+    command = ["evaluate", *cases, "--checkpoint", str(tmp_path / "ck.pth"), "--device", "cpu"]
+    result = subprocess.run([str(Path(sys.executable).with_name("mrisr")), *command, "--out", str(tmp_path / "two"),
+                             "--nproc", "2"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert main([*command, "--out", str(tmp_path / "one")]) == 0
+    two, one = (pd.read_csv(tmp_path / f"{name}.csv") for name in ("two", "one"))
+    assert list(two["subject"].unique()) == ["slab0", "slab1", "slab2"]
+    pd.testing.assert_frame_equal(two, one, rtol=1e-6)
