@@ -175,10 +175,14 @@ class Checkpoint(Callback):
         self.best = state["best"]
 
     def before_fit(self):
-        self.skip = hasattr(self.learn, "lr_finder")
+        self.skip, self.trained = hasattr(self.learn, "lr_finder"), 0
+        # validate() and get_preds() also send before_fit ... after_fit around one validation: nothing to save there
+
+    def before_train(self):
+        self.trained += 1
 
     def after_epoch(self):
-        if self.skip:
+        if self.skip or not self.trained:
             return
         value = float(self.recorder.values[-1][list(self.recorder.metric_names[1:]).index(self.monitor)])
         improved = value < self.best  # the same on every process (`mrisr.distributed.ReduceMetrics`)
@@ -199,7 +203,7 @@ class Checkpoint(Callback):
                         monitor=self.monitor, value=value)
 
     def after_fit(self):
-        if self.skip:
+        if self.skip or not self.trained:
             return
         barrier()  # process 0 has written it
         if self.best_path.exists():

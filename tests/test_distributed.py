@@ -122,3 +122,4 @@ def test_evaluate_shares_the_subjects_and_writes_one_table(tmp_path, dess_block)
     two, one = (pd.read_csv(tmp_path / f"{name}.csv") for name in ("two", "one"))
     assert list(two["subject"].unique()) == ["slab0", "slab1", "slab2"]
     pd.testing.assert_frame_equal(two, one, rtol=1e-6)
+

@@ -174,3 +174,6 @@ def test_deterministic_algorithms_hold_for_the_fit_only(dess_block, tmp_path):
         torch.backends.cudnn.benchmark = before[2]
     assert probe.seen == (True, True, False)
     assert after == (*before[:2], True)
+    saved = {name: (tmp_path / name).read_bytes() for name in ("best.pth", "last.pth")}
+    learn.validate()  # ends with after_epoch too, but it is no training epoch: the checkpoints stay as they are
+    assert {name: (tmp_path / name).read_bytes() for name in saved} == saved
