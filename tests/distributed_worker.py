@@ -1,6 +1,7 @@
 """One process of a data-parallel run for tests/test_distributed.py, launched by torchrun: trains the config in
 ``argv[1]`` and writes what this rank saw to ``argv[2]/rank<R>.json``. With ``argv[3] == "fail"`` it runs
-``mrisr train`` instead, and rank 1 raises in its second epoch."""
+``mrisr train`` instead, and rank 1 raises in its second epoch; with ``"resume"`` it continues from the run's
+``last.pth``."""
 
 import json
 import os
@@ -40,7 +41,7 @@ if sys.argv[3:] == ["fail"]:
     sys.exit(main(["train", sys.argv[1]]))
 
 config = ExperimentConfig.from_json(Path(sys.argv[1]).read_text())
-learn = sr_learner(config, device="cpu", progress=False)
+learn = sr_learner(config, device="cpu", progress=False, resume=sys.argv[3:] == ["resume"])
 seen = SeenPatches()
 learn.add_cb(seen)
 fit(learn, config)

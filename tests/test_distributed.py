@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -123,3 +124,38 @@ def test_evaluate_shares_the_subjects_and_writes_one_table(tmp_path, dess_block)
     assert list(two["subject"].unique()) == ["slab0", "slab1", "slab2"]
     pd.testing.assert_frame_equal(two, one, rtol=1e-6)
 
+
+
+def _kill_all(marker: str) -> None:
+    """SIGKILL every process whose command line holds ``marker`` (torchrun starts its workers in their own
+    sessions, so killing the launcher's group would leave them running)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+
+
+def test_a_killed_run_of_two_processes_resumes_to_the_uninterrupted_weights(two_runs):
+    """SIGKILL to the launcher and both workers as soon as the first epoch is saved, then a resume on 2 processes:
+    the weights of the uninterrupted run ``first`` (its config differs only in run_dir), bit for bit."""
+    folder, _, _ = two_runs
+    (folder / "killed.json").write_text(json.dumps({**CONFIG, "run_dir": "killed"}))
+    worker = Path(__file__).with_name("distributed_worker.py")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(worker),
+              "killed.json", str(folder)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen(launch, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while process.poll() is None and not (folder / "killed" / "last.pth").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    _kill_all("killed.json")
+    process.wait()
+    time.sleep(1)  # nothing of the killed run is left to write
+    assert torch.load(folder / "killed" / "last.pth", weights_only=True)["training"]["epochs_done"] < CONFIG["epochs"]
+    result = subprocess.run([*launch, "resume"], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed, whole = (torch.load(folder / run / "last.pth", weights_only=True) for run in ("killed", "first"))
+    assert resumed["info"] == whole["info"]
+    assert all(torch.equal(resumed["model"][k], whole["model"][k]) for k in whole["model"])
