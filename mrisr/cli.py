@@ -279,7 +279,8 @@ def cmd_animate(args) -> int:
         raise ValueError(f"{len(labels)} labels for {len(args.volumes)} volumes")
     volumes = {label: load_volume(p) for label, p in zip(labels, args.volumes)}
     path = animate(volumes, args.output, axis=args.axis, fps=args.fps, reference=args.reference, errors=args.errors,
-                   step=args.step, max_width=args.max_width)
+                   step=args.step, panel_size=args.panel_size, crop=args.crop, detail=args.detail,
+                   slices=None if args.all_slices else "foreground")
     print(f"{path}: {len(volumes)} panels, {path.stat().st_size / 1e6:.1f} MB")
     return 0
 
@@ -429,7 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     anim.add_argument("--fps", type=float, default=10.0, help="frames per second (default 10)")
     anim.add_argument("--step", type=int, default=1, help="every STEP-th slice (default 1)")
     anim.add_argument("--errors", action="store_true", help="add absolute-error panels against the reference")
-    anim.add_argument("--max-width", type=int, default=1280, help="shrink frames wider than this (pixels)")
+    anim.add_argument("--panel-size", type=int, default=256, help="pixels of each panel's short side (default 256)")
+    anim.add_argument("--crop", choices=["foreground"], help="zoom on the box around the anatomy")
+    anim.add_argument("--detail", choices=["auto"], help="outline and magnify the region the first panel gets most "
+                                                         "wrong")
+    anim.add_argument("--all-slices", action="store_true", help="every slice, not only those with anatomy")
     anim.set_defaults(func=cmd_animate)
 
     demo = sub.add_parser("demo", help="train, predict and evaluate on the built-in phantom (no download)",

@@ -3,8 +3,9 @@
 Panels are labelled and share one intensity window, so a difference in brightness between panels is a difference in
 the images. Volumes on a coarser grid (a low-resolution input) are shown on the reference grid by nearest-neighbour
 interpolation through their affines, so each input voxel appears as a block of the size it really has. Pixels are made
-square in millimetres (a 1.5 mm x 0.3 mm plane is stretched to its physical shape). Optional panels show the absolute
-error against the reference, on their own window.
+square in millimetres (a 1.5 mm x 0.3 mm plane is stretched to its physical shape) and a scale bar gives the mm.
+Animations show the planes with anatomy, optionally cropped to it, with each panel's absolute error against the
+reference on one fixed scale (``|error| x gain`` on the image window, written on the frame) and a magnified detail.
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ import numpy as np
 
 from mrisr.baselines import resample
 from mrisr.errors import check_number
+from mrisr.foreground import foreground_mask
 from mrisr.io.atomic import atomic_path
 from mrisr.spectrum import residual_spectrum
 from mrisr.volume import Volume
 
-GAP = 2  # pixels between panels
-LABEL_HEIGHT = 16  # pixels of the caption band above each panel
+GAP = 2  # pixels between tiles
+LABEL_HEIGHT = 16  # pixels of the caption band above each tile
+HEADER_HEIGHT = LABEL_HEIGHT  # the band at the top of a frame: slice number, error scale
+PANEL_SIZE = 256  # pixels of a panel's short side
+ERROR_GAINS = (1, 2, 4, 8, 16, 32)
+SCALE_BARS_MM = (5, 10, 20, 50)
+MAX_GIF_BYTES = 6_000_000
 FORMATS = (".gif", ".mp4")
 
 
@@ -69,6 +76,19 @@ def _plane(array: np.ndarray, axis: int, index: int) -> np.ndarray:
     return np.take(array, index, axis=axis)
 
 
+def _font(size: int = LABEL_HEIGHT - 4):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _caption(draw, xy, text):
+    draw.text(xy, text, fill=255, font=_font())
+
+
 def _physical(image, axis: int, spacing, size_scale: float):
     """Resize a plane (PIL image) so its pixels are square in mm, times ``size_scale``."""
     from PIL import Image
@@ -80,105 +100,173 @@ def _physical(image, axis: int, spacing, size_scale: float):
     return image.resize((width, height), Image.Resampling.BILINEAR) if (width, height) != image.size else image
 
 
-def _caption(draw, xy, text):
-    from PIL import ImageFont
-
-    try:
-        font = ImageFont.load_default(size=LABEL_HEIGHT - 4)
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        font = ImageFont.load_default()
-    draw.text(xy, text, fill=255, font=font)
+def foreground_slices(reference: np.ndarray, spacing, axis: int, fraction: float = 0.25) -> np.ndarray:
+    """Indices along ``axis`` of the planes that show anatomy: those whose foreground (`foreground_mask`) covers at
+    least ``fraction`` of the largest plane's foreground area; all planes when no foreground is found."""
+    mask = foreground_mask(Volume.from_spacing(reference, spacing))
+    area = mask.sum(axis=tuple(k for k in range(3) if k != axis))
+    return np.flatnonzero(area >= fraction * area.max()) if area.max() > 0 else np.arange(reference.shape[axis])
 
 
-def _inset(panel, box, zoom: int):
-    """Draw ``box`` = (row, column, size) on ``panel`` and paste it magnified ``zoom`` times in the lower right."""
+def foreground_box(reference: np.ndarray, spacing, margin_mm: float = 5.0) -> tuple[slice, slice, slice]:
+    """Bounding box (slices per axis) of the reference's foreground, ``margin_mm`` wider on every side."""
+    mask = foreground_mask(Volume.from_spacing(reference, spacing))
+    if not mask.any():
+        return tuple(slice(None) for _ in range(3))
+    box = []
+    for axis, s in enumerate(spacing):
+        hits = np.flatnonzero(mask.any(axis=tuple(k for k in range(3) if k != axis)))
+        pad = round(margin_mm / s)
+        box.append(slice(max(0, int(hits[0]) - pad), min(mask.shape[axis], int(hits[-1]) + 1 + pad)))
+    return tuple(box)
+
+
+def error_gain(errors: np.ndarray, window) -> int:
+    """The largest of 1, 2, 4, ... 32 that keeps the 99th percentile of ``errors`` within half the image window:
+    error maps drawn as ``|error| x gain`` on the image window are then bright where errors are large and not
+    saturated."""
+    top = intensity_window(errors, (0, 99))[1]
+    width = window[1] - window[0]
+    return max([g for g in ERROR_GAINS if g * top <= 0.5 * width] or [1])
+
+
+def detail_box(errors: np.ndarray, axis: int, spacing, side_mm: float) -> tuple[int, int, int, int]:
+    """``(row, column, rows, columns)`` in plane voxels: the square of ``side_mm`` where ``errors`` (the first
+    panel's absolute error, summed over the frames) is largest, i.e. where the fine detail lost by the degradation
+    lies, away from the border."""
+    from scipy import ndimage
+
+    rows_mm, cols_mm = [s for k, s in enumerate(spacing) if k != axis]
+    total = errors.sum(axis=axis)
+    size = (min(total.shape[0], max(2, round(side_mm / rows_mm))), min(total.shape[1], max(2, round(side_mm / cols_mm))))
+    score = ndimage.uniform_filter(total, size, mode="constant")
+    inner = np.zeros_like(score, bool)  # box centres at least half a box from the border (ringing at the edges)
+    inner[size[0]:total.shape[0] - size[0], size[1]:total.shape[1] - size[1]] = True
+    r, c = np.unravel_index(np.argmax(np.where(inner, score, -np.inf) if inner.any() else score), score.shape)
+    r0 = int(np.clip(r - size[0] // 2, 0, total.shape[0] - size[0]))
+    c0 = int(np.clip(c - size[1] // 2, 0, total.shape[1] - size[1]))
+    return r0, c0, size[0], size[1]
+
+
+def _scale_bar(draw, x, y, px_per_mm: float, max_px: int):
+    """A white bar of 5, 10, 20 or 50 mm (the longest that fits in ``max_px``), its length written above it."""
+    fits = [mm for mm in SCALE_BARS_MM if mm * px_per_mm <= max_px] or [SCALE_BARS_MM[0]]
+    mm = fits[-1]
+    length = round(mm * px_per_mm)
+    draw.rectangle((x - 1, y - 1, x + length + 1, y + 4), fill=0)
+    draw.rectangle((x, y, x + length, y + 3), fill=255)
+    draw.text((x, y - LABEL_HEIGHT + 2), f"{mm} mm", fill=255, font=_font(), stroke_width=1, stroke_fill=0)
+
+
+def compose(planes: dict[str, np.ndarray], window, axis: int, spacing, panel_size: int = PANEL_SIZE,
+            errors: dict[str, np.ndarray] | None = None, gain: int = 1, detail=None, header: str = ""):
+    """One frame (uint8, 2D) of labelled tiles.
+
+    Each panel is a *track* of tiles: its image (pixels square in mm, short side ``panel_size`` pixels, a scale bar
+    on the first), its ``detail`` box ``(row, column, rows, columns)`` magnified to a ``panel_size`` square and, with ``errors`` (label -> |panel - reference| plane), its error map drawn as ``|error| x gain``
+    on the image window. Portrait panels put a track's tiles in a column and the tracks side by side; landscape
+    panels put them in a row and stack the tracks. ``header`` (the slice number, the error scale) heads the frame.
+    """
     from PIL import Image, ImageDraw
 
-    r, c, size = box
-    patch = panel.crop((c, r, c + size, r + size)).resize((size * zoom, size * zoom), Image.Resampling.NEAREST)
-    draw = ImageDraw.Draw(panel)
-    draw.rectangle((c, r, c + size - 1, r + size - 1), outline=255)
-    x, y = panel.width - patch.width, panel.height - patch.height
-    panel.paste(patch, (x, y))
-    draw.rectangle((x, y, panel.width - 1, panel.height - 1), outline=255)
-
-
-def compose(planes: dict[str, np.ndarray], window, axis: int, spacing, size_scale: float = 1.0,
-            errors: dict[str, np.ndarray] | None = None, error_window=None, inset=None, inset_zoom: int = 3,
-            counter: str = ""):
-    """One frame (uint8, 2D): captioned panels side by side, ``GAP`` pixels apart; a second row of error panels
-    when ``errors`` (label -> |panel - reference| plane; panels without one stay black); ``counter`` (e.g. the slice
-    number) is written at the right end of the caption band."""
-    from PIL import Image, ImageDraw
-
-    def row(images: dict[str, np.ndarray], win, captions):
-        panels = []
-        for label, plane in images.items():
-            panel = _physical(Image.fromarray(_to_uint8(plane, win)), axis, spacing, size_scale)
-            if inset is not None and np.isfinite(plane).any():
-                _inset(panel, inset, inset_zoom)
-            panels.append((captions.get(label, label), panel))
-        width, height = panels[0][1].size
-        strip = Image.new("L", (len(panels) * width + (len(panels) - 1) * GAP, LABEL_HEIGHT + height), 0)
-        draw = ImageDraw.Draw(strip)
-        for k, (caption, panel) in enumerate(panels):
-            strip.paste(panel, (k * (width + GAP), LABEL_HEIGHT))
+    rows_mm, cols_mm = [s for k, s in enumerate(spacing) if k != axis]
+    first = next(iter(planes.values()))
+    height_mm, width_mm = first.shape[0] * rows_mm, first.shape[1] * cols_mm
+    px_per_mm = panel_size / min(height_mm, width_mm)
+    scale = px_per_mm * min(rows_mm, cols_mm)
+    tracks = []
+    for k, (label, plane) in enumerate(planes.items()):
+        image = _physical(Image.fromarray(_to_uint8(plane, window)), axis, spacing, scale)
+        draw = ImageDraw.Draw(image)
+        tiles = [(label, image)]
+        if detail is not None:
+            r, c, n_rows, n_cols = detail
+            zoom = Image.fromarray(_to_uint8(plane[r:r + n_rows, c:c + n_cols], window))
+            tiles.append((f"detail x{panel_size / (n_cols * cols_mm * px_per_mm):.0f}",
+                          zoom.resize((panel_size, panel_size), Image.Resampling.BILINEAR)))
+            draw.rectangle((round(c * cols_mm * px_per_mm), round(r * rows_mm * px_per_mm),
+                            round((c + n_cols) * cols_mm * px_per_mm) - 1,
+                            round((r + n_rows) * rows_mm * px_per_mm) - 1), outline=255)
+        if k == 0:
+            _scale_bar(draw, 6, image.height - 10, px_per_mm, image.width // 3)
+        if errors is not None:
+            error = errors.get(label)
+            tile = np.zeros_like(plane, np.uint8) if error is None else _to_uint8(error * gain,
+                                                                                 (0, window[1] - window[0]))
+            tiles.append(("" if error is None else f"|error| x{gain}",
+                          _physical(Image.fromarray(tile), axis, spacing, scale)))
+        tracks.append(tiles)
+    landscape = tracks[0][0][1].width > tracks[0][0][1].height
+    along = [max(t[k][1].width if landscape else t[k][1].height for t in tracks) for k in range(len(tracks[0]))]
+    across = tracks[0][0][1].height if landscape else tracks[0][0][1].width
+    cell = LABEL_HEIGHT + across if landscape else across  # a track's thickness across the tracks
+    length = sum(along) + GAP * (len(along) - 1) + (0 if landscape else LABEL_HEIGHT * len(along))
+    n = len(tracks)
+    size = (length, n * cell + (n - 1) * GAP) if landscape else (n * cell + (n - 1) * GAP, length)
+    canvas = Image.new("L", (size[0], HEADER_HEIGHT + size[1]), 0)
+    draw = ImageDraw.Draw(canvas)
+    if header:
+        _caption(draw, (2, 1), header)
+    for t, tiles in enumerate(tracks):
+        offset = 0
+        for k, (caption, tile) in enumerate(tiles):
+            if landscape:
+                x, y = offset, HEADER_HEIGHT + t * (cell + GAP) + LABEL_HEIGHT
+                offset += along[k] + GAP
+            else:
+                x, y = t * (cell + GAP), HEADER_HEIGHT + offset + LABEL_HEIGHT
+                offset += along[k] + LABEL_HEIGHT + GAP
+            canvas.paste(tile, (x, y))
             if caption:
-                _caption(draw, (k * (width + GAP) + 2, 1), caption)
-        return np.asarray(strip)
-
-    top = row(planes, window, {})
-    if counter:
-        strip = Image.fromarray(top)
-        _caption(ImageDraw.Draw(strip), (strip.width - 8 * len(counter) - 2, 1), counter)
-        top = np.asarray(strip)
-    if errors is None:
-        return top
-    blank = {label: errors.get(label, np.full_like(plane, -np.inf)) for label, plane in planes.items()}
-    bottom = row(blank, error_window, {label: f"|error| {label}" if label in errors else "" for label in planes})
-    return np.concatenate([top, np.zeros((GAP, top.shape[1]), np.uint8), bottom])
+                _caption(draw, (x + 2, y - LABEL_HEIGHT + 1), caption)
+    return np.asarray(canvas)
 
 
-def animate(volumes: dict[str, Volume | np.ndarray], path: str | Path, axis: int = 0, fps: float = 10.0,
+def animate(volumes: dict[str, Volume | np.ndarray], path: str | Path, axis: int | None = None, fps: float = 8.0,
             reference: str | None = None, window: tuple[float, float] | None = None, errors: bool = False,
-            error_window: tuple[float, float] | None = None, crop: Sequence[slice] | None = None, step: int = 1,
-            size_scale: float | None = None, max_width: int = 1280, inset: tuple[int, int, int] | None = None,
-            inset_zoom: int = 3, frame: int = 0, gray_levels: int = 64) -> Path:
+            crop: Sequence[slice] | str | None = None, slices: str | Sequence[int] | None = "foreground",
+            step: int = 1, panel_size: int = PANEL_SIZE, detail: tuple[int, int, int, int] | str | None = None,
+            detail_mm: float | None = None, frame: int = 0, gray_levels: int = 64,
+            max_bytes: int | None = MAX_GIF_BYTES) -> Path:
     """Write an animation that scrolls through the slices of several volumes side by side.
 
     Args:
-        volumes: caption -> `Volume` (or array, all one shape), left to right, e.g. ``{"LR input": lr, "MSE": a,
-            "MSE+perceptual": b, "HR": hr}``.
+        volumes: caption -> `Volume` (or array, all one shape), e.g. ``{"LR input": lr, "MSE": a,
+            "MSE+perceptual": b, "HR": hr}``. Coarser grids are shown on the reference grid, voxels as blocks.
         path: ``.gif`` (Pillow), or ``.mp4`` (needs the ``imageio-ffmpeg`` package). Written atomically.
-        axis: volume axis scrolled through (0 slice, 1 row, 2 column); one frame per slice.
+        axis: volume axis scrolled through (0 slice, 1 row, 2 column); default: the axis along which the shown
+            region is thinnest in mm, so each frame shows the largest planes.
         fps: frames per second.
-        reference: caption of the panel whose grid, window and errors count (default: the last).
+        reference: caption of the panel whose grid, window, foreground and errors count (default: the last).
         window: intensity ``(low, high)`` mapped to black and white for every panel; default `intensity_window` of
             the reference.
-        errors: add a row with the absolute error of each other panel against the reference, on ``error_window``
-            (default 0 to the 99th percentile of the errors).
-        crop: slices per volume axis (voxels of the reference grid) to show only a region.
-        step: show every ``step``-th slice (fewer frames, a smaller file).
-        size_scale: display size relative to the reference's in-plane voxels; default: 1, or smaller to keep
-            the frame within ``max_width`` pixels.
-        inset: ``(row, column, size)`` box in displayed panel pixels, shown magnified ``inset_zoom`` times in each
-            panel's lower right corner.
+        errors: add each panel's absolute error against the reference, drawn as ``|error| x gain`` on the image
+            window, one gain for every panel and frame (`error_gain`), written on the frame.
+        crop: ``"foreground"``: the box around the reference's anatomy (`foreground_box`); or slices per volume
+            axis (reference voxels); None: the whole volume.
+        slices: which planes along ``axis`` become frames: ``"foreground"`` (those with anatomy,
+            `foreground_slices`), indices (after ``crop``), or None (all); then every ``step``-th.
+        panel_size: pixels of each panel's short side (at least 256 reads well in a browser).
+        detail: ``(row, column, rows, columns)`` in voxels of the shown planes (after ``crop``), or ``"auto"``:
+            the ``detail_mm`` square where the first panel's error against the reference is largest (needs two
+            panels). It is outlined on each panel and shown magnified beside it.
+        detail_mm: side of the automatic detail square; default a third of the planes' short side.
         frame: which time frame of 4D volumes.
         gray_levels: distinct grays in a GIF (2 to 256). MR noise defeats GIF compression: at 256 levels a frame
-            costs about a byte per pixel; 64 levels saves 40 %. A 256-slice 4-panel 320 x 320 knee is about 65 MB
-            as GIF at the defaults; ``step=2``, ``crop`` or a smaller ``max_width`` shrink it further, and MP4 is
-            a few MB.
+            costs about a byte per pixel; 64 levels saves 40 %.
+        max_bytes: a GIF larger than this keeps every k-th frame (the smallest k that fits); None: no limit.
 
     Returns:
-        ``path``. The frame count is ``ceil(n_slices / step)`` along ``axis`` after ``crop``.
+        ``path``.
     """
     import imageio.v3 as iio
 
     path = Path(path)
     check_number("fps", fps, "a number of frames per second > 0", above=0)
     check_number("step", step, "a number of slices, an integer >= 1", minimum=1, integer=True)
-    check_number("axis", axis, "a volume axis: 0, 1 or 2", minimum=0, below=3, integer=True)
-    check_number("inset_zoom", inset_zoom, "a magnification, an integer >= 1", minimum=1, integer=True)
+    if axis is not None:
+        check_number("axis", axis, "a volume axis: 0, 1 or 2", minimum=0, below=3, integer=True)
+    check_number("panel_size", panel_size, "pixels, an integer >= 8", minimum=8, integer=True)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ValueError(f"{path}: animations are written as .gif or .mp4")
@@ -189,23 +277,38 @@ def animate(volumes: dict[str, Volume | np.ndarray], path: str | Path, axis: int
             raise ValueError(f"{path}: MP4 needs an ffmpeg backend (pip install imageio-ffmpeg); or write a .gif") \
                 from None
     arrays, spacing, reference = on_common_grid(volumes, reference, frame)
+    if isinstance(crop, str):
+        if crop != "foreground":
+            raise ValueError(f"crop must be 'foreground', slices per axis or None, got {crop!r}")
+        crop = foreground_box(arrays[reference], spacing)
     if crop is not None:
         arrays = {k: a[tuple(crop)] for k, a in arrays.items()}
     ref = arrays[reference]
+    if axis is None:
+        axis = int(np.argmin(np.multiply(ref.shape, spacing)))
+    if isinstance(slices, str):
+        if slices != "foreground":
+            raise ValueError(f"slices must be 'foreground', indices or None, got {slices!r}")
+        slices = foreground_slices(ref, spacing, axis)
+    indices = list(range(ref.shape[axis]) if slices is None else slices)[::step]
     window = window or intensity_window(ref)
     diffs = {k: np.abs(a - ref) for k, a in arrays.items() if k != reference} if errors else None
-    if errors and error_window is None:
-        error_window = (0.0, intensity_window(np.concatenate([d.ravel() for d in diffs.values()]), (0, 99))[1])
-    if size_scale is None:
-        sample = compose({k: _plane(a, axis, 0) for k, a in arrays.items()}, window, axis, spacing)
-        size_scale = min(1.0, max_width / sample.shape[1])
-    frames = [compose({k: _plane(a, axis, i) for k, a in arrays.items()}, window, axis, spacing, size_scale,
-                      None if diffs is None else {k: _plane(d, axis, i) for k, d in diffs.items()}, error_window,
-                      inset, inset_zoom, f"{i + 1}/{ref.shape[axis]}")
-              for i in range(0, ref.shape[axis], step)]
+    gain = error_gain(np.concatenate([d.ravel() for d in diffs.values()]), window) if diffs else 1
+    if isinstance(detail, str):
+        if detail != "auto" or len(arrays) < 2:
+            raise ValueError(f"detail must be 'auto' (with two panels or more), a box or None, got {detail!r}")
+        plane_mm = [n * s for k, (n, s) in enumerate(zip(ref.shape, spacing)) if k != axis]
+        first = np.abs(next(iter(arrays.values())) - ref)
+        detail = detail_box(np.take(first, indices, axis=axis), axis, spacing, detail_mm or min(plane_mm) / 3)
+    names = {0: "slice", 1: "row", 2: "column"}
+    note = f"   errors: |panel - {reference}| x{gain} on the image window" if diffs else ""
+    frames = [compose({k: _plane(a, axis, i) for k, a in arrays.items()}, window, axis, spacing, panel_size,
+                      None if diffs is None else {k: _plane(d, axis, i) for k, d in diffs.items()}, gain, detail,
+                      f"{names[axis]} {i + 1}/{ref.shape[axis]}{note}")
+              for i in indices]
     with atomic_path(path, suffix) as tmp:
         if suffix == ".gif":
-            _write_gif(frames, tmp, fps, gray_levels)
+            tmp.write_bytes(_gif_within(frames, fps, gray_levels, max_bytes))
         else:
             video = np.stack(frames)  # H.264 (yuv420p) needs even sizes
             video = np.pad(video, ((0, 0), (0, video.shape[1] % 2), (0, video.shape[2] % 2)))
@@ -213,9 +316,21 @@ def animate(volumes: dict[str, Volume | np.ndarray], path: str | Path, axis: int
     return path
 
 
-def _write_gif(frames: list[np.ndarray], path: Path, fps: float, gray_levels: int = 256) -> None:
+def _gif_within(frames: list[np.ndarray], fps: float, gray_levels: int, max_bytes: int | None) -> bytes:
+    """The GIF of ``frames``, or of every k-th frame for the smallest k that brings it within ``max_bytes``."""
+    keep = 1
+    while True:
+        data = _gif_bytes(frames[::keep], fps, gray_levels)
+        if max_bytes is None or len(data) <= max_bytes or len(frames[::keep]) == 1:
+            return data
+        keep = max(keep + 1, int(np.ceil(keep * len(data) / max_bytes)))
+
+
+def _gif_bytes(frames: list[np.ndarray], fps: float, gray_levels: int = 256) -> bytes:
     """Grayscale frames, quantised to ``gray_levels`` evenly spaced grays, as palette images with a gray ramp (GIFs
     that Pillow would otherwise store as mode L are not read back by every reader), looping forever."""
+    import io
+
     from PIL import Image
 
     if not 2 <= gray_levels <= 256:
@@ -227,8 +342,10 @@ def _write_gif(frames: list[np.ndarray], path: Path, fps: float, gray_levels: in
         image = Image.frombytes("P", frame.shape[::-1], np.ascontiguousarray(frame).tobytes())
         image.putpalette(ramp)
         images.append(image)
-    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=1000.0 / fps, loop=0,
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=1000.0 / fps, loop=0,
                    optimize=False)
+    return buffer.getvalue()
 
 
 def orthoview(volumes: dict[str, Volume | np.ndarray], index: Sequence[int] | None = None,

@@ -45,3 +45,16 @@ def test_geometry_is_in_mm():
     fine = knee_labels(shape=(48, 128, 128), spacing=(1.0, 0.5, 0.5), seed=4)
     bone_fraction = [np.isin(x, [Tissue.MARROW, Tissue.TRABECULA, Tissue.CORTEX]).mean() for x in (coarse, fine)]
     assert abs(bone_fraction[0] - bone_fraction[1]) < 0.02
+
+
+def test_a_sagittal_knee_femur_tibia_patella_and_menisci_between_the_bones():
+    labels = knee_labels(seed=3)
+    bone = np.isin(labels, [Tissue.MARROW, Tissue.TRABECULA, Tissue.CORTEX])
+    parts, n = ndimage.label(bone)
+    sizes = np.bincount(parts.ravel())[1:]
+    assert n >= 3 and np.sort(sizes)[-3] > 500  # femur, tibia and patella, each a real bone
+    centres = sorted((ndimage.center_of_mass(parts == k + 1) for k in np.argsort(sizes)[-3:]), key=lambda c: c[1])
+    patella, femur, tibia = sorted(centres[:2], key=lambda c: c[2]) + [centres[2]]  # rows: axis 1 runs downwards
+    assert patella[2] < femur[2] and femur[1] < tibia[1]  # patella in front of the femur, femur above the tibia
+    menisci_rows = np.flatnonzero((labels == Tissue.MENISCUS).any(axis=(0, 2)))
+    assert menisci_rows.size and femur[1] < menisci_rows.mean() < tibia[1]
