@@ -92,7 +92,7 @@ def test_evaluate_and_animate_the_demo_model(demo_run, tmp_path):
     assert list(table["subject"].unique()) == ["phantom_48x64x64_02"] and "tiny" in set(table["method"])
     phantom = folder / "data/phantoms/phantom_48x64x64_02.nii.gz"
     result = run_here("animate", tmp_path / "a.gif", phantom, phantom, "--labels", "A", "B", "--step", "4",
-                      cwd=folder)
+                      "--axis", "0", "--all-slices", cwd=folder)
     assert result.returncode == 0, result.stderr
     assert iio.imread(tmp_path / "a.gif", index=None).shape[0] == 12
 
