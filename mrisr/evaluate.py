@@ -142,8 +142,14 @@ def slice_scores(volume: Volume, target: Volume, data_range: float | None = None
     """Per slice along volume ``axis`` (0: slices; 1 or 2: the reformatted planes that contain the slice axis), the
     2D scores of ``volume`` against ``target``: columns ``psnr_db``, ``ssim`` and ``hfen``, indexed by slice number,
     on the foreground (``mask``, default `foreground_mask` of the target) of the slices with at least ``min_voxels``
-    of it. ``data_range`` defaults to the target's max minus min, as `score_table`."""
+    of it. ``data_range`` defaults to the target's max minus min, as `score_table`. Time series ``(T, S, R, C)``:
+    every frame's slices, indexed by ``(frame, slice)``, on the mask of the time average."""
     data_range = float(target.data.max() - target.data.min()) if data_range is None else data_range
+    if target.data.ndim == 4:
+        mask = foreground_mask(target) if mask is None else mask
+        return pd.concat({t: slice_scores(volume.with_data(volume.data[t]), target.with_data(target.data[t]),
+                                          data_range, mask, min_voxels, axis) for t in range(target.data.shape[0])},
+                         names=["frame", "slice"])
     mask = np.moveaxis(foreground_mask(target) if mask is None else mask, axis, 0)
     keep = mask.reshape(mask.shape[0], -1).sum(1) >= min_voxels
     pred, ref, mask = np.moveaxis(volume.data, axis, 0)[keep], np.moveaxis(target.data, axis, 0)[keep], mask[keep]
@@ -159,6 +165,29 @@ def slice_gains(method: Volume, baseline: Volume, target: Volume, data_range: fl
     narrower than one over subjects would be."""
     return (slice_scores(method, target, data_range, mask, min_voxels, axis)
             - slice_scores(baseline, target, data_range, mask, min_voxels, axis))
+
+
+def gains_over(volumes: dict[str, dict[str, Volume]], baseline: str = LR_LABEL, axis: int = 0,
+               confidence: float = 0.95) -> pd.DataFrame:
+    """The gain of every method over ``baseline`` on each subject, with an interval even for one subject.
+
+    ``volumes`` is what `compare` keeps (subject -> method -> `Volume`, ``HR_LABEL`` the reference, all on one grid).
+    Rows ``(subject, method)``; columns ``psnr_gain_db`` (mean over slices along ``axis`` of `slice_gains`),
+    ``ci_low`` / ``ci_high`` (its ``confidence`` interval, Student's t over the slices: neighbouring slices are
+    correlated, so it is optimistic), ``hfen_change`` (mean over slices; negative is sharper) and ``slices``.
+    Volumes off the reference grid (a low-resolution input) are left out.
+    """
+    rows = []
+    for subject, methods in volumes.items():
+        target = methods[HR_LABEL]
+        for method, volume in methods.items():
+            if method in (baseline, HR_LABEL) or volume.data.shape != target.data.shape:
+                continue
+            gains = slice_gains(volume, methods[baseline], target, axis=axis)
+            mean, low, high = mean_interval(gains["psnr_db"], confidence)
+            rows.append({"subject": subject, "method": method, "psnr_gain_db": mean, "ci_low": low, "ci_high": high,
+                         "hfen_change": float(gains["hfen"].mean()), "slices": len(gains)})
+    return pd.DataFrame(rows).set_index(["subject", "method"])
 
 
 def best_baseline(table: pd.DataFrame, region: str = "foreground", metric: str = "psnr_db") -> str:

@@ -32,6 +32,15 @@ MAX_GIF_BYTES = 6_000_000
 FORMATS = (".gif", ".mp4")
 
 
+def video_suffixes() -> tuple[str, ...]:
+    """The animation formats this installation writes: ``.gif``, and ``.mp4`` where imageio-ffmpeg is installed."""
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        return (".gif",)
+    return FORMATS
+
+
 def on_common_grid(volumes: dict[str, Volume | np.ndarray], reference: str | None = None,
                    frame: int | None = 0) -> tuple[dict[str, np.ndarray], tuple[float, float, float], str]:
     """``(arrays, spacing, reference label)``: every volume as a float array on the reference's grid (default: the

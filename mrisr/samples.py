@@ -5,12 +5,16 @@ datasets, for smoke runs of the notebooks and for trying the pipeline before dow
   as a NIfTI "subject". One anatomy, so scores between slabs are not scores between patients.
 * `fair_knee`: the second knee (FAIR toolbox, another subject and scanner) for testing on an unseen scan.
 * `cardiac_cine`: the ACDC short-axis cine slice (30 phases) as a NIfTI time series.
+* `cardiac_subjects`: the short-axis stacks of three subjects (ACDC, M&Ms, M&Ms-2; end-diastole and end-systole) as
+  NIfTI time series, for a split by subject, with the ACDC cine slice.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import numpy as np
 
 from mrisr.cases import disjoint_slabs, sub_volume
 from mrisr.errors import InputError
@@ -28,19 +32,23 @@ def sample_dir() -> Path:
     return folder
 
 
-def knee_slabs(out_dir: str | Path, n: int = 4, columns: int = 192, margin_mm: float = 10.0) -> list[Path]:
-    """The DESS knee (80 x 512 x 512 at 1.5 x 0.3125 x 0.3125 mm) cropped to its central ``columns`` and cut into
-    ``n`` slabs along the rows, ``margin_mm`` apart, written once as ``knee_slab_K.nii.gz`` in ``out_dir``."""
+def knee_slabs(out_dir: str | Path, n: int = 4, columns: int | None = 192, margin_mm: float = 10.0,
+               held_out: int | None = None) -> list[Path]:
+    """The DESS knee (80 x 512 x 512 at 1.5 x 0.3125 x 0.3125 mm) cropped to its central ``columns`` (None: all 512)
+    and cut into ``n`` slabs along the rows (top to bottom), ``margin_mm`` apart, written once as
+    ``knee_slab_K.nii.gz`` in ``out_dir``. Returned top to bottom, but slab ``held_out`` (1-based) last, where
+    `mrisr.cases.split_cases` takes the test subject: of four slabs the third holds the joint (cartilage, menisci)."""
     out_dir = Path(out_dir)
     paths = [out_dir / f"knee_slab_{k + 1}.nii.gz" for k in range(n)]
-    if all(p.exists() for p in paths):
-        return paths
-    knee = load_volume(sample_dir() / "knee_dess_sample")
-    start = (knee.shape[2] - columns) // 2
-    knee = sub_volume(knee, 2, start, start + columns)
-    for path, slab in zip(paths, disjoint_slabs(knee, n, axis=1, margin_mm=margin_mm, multiple=8)):
-        save_volume(slab, path)
-    return paths
+    if held_out is not None and not 1 <= held_out <= n:
+        raise ValueError(f"held_out must be a slab number from 1 to {n}, got {held_out!r}")
+    if not all(p.exists() for p in paths):
+        knee = load_volume(sample_dir() / "knee_dess_sample")
+        start = (knee.shape[2] - (columns or knee.shape[2])) // 2
+        knee = sub_volume(knee, 2, start, start + (columns or knee.shape[2]))
+        for path, slab in zip(paths, disjoint_slabs(knee, n, axis=1, margin_mm=margin_mm, multiple=8)):
+            save_volume(slab, path)
+    return paths if held_out is None else [p for k, p in enumerate(paths) if k + 1 != held_out] + [paths[held_out - 1]]
 
 
 def fair_knee():
@@ -58,3 +66,28 @@ def cardiac_cine(out_dir: str | Path) -> Path:
     if not path.exists():
         save_volume(load_volume(sample_dir() / "cardiac_acdc_cine_slice" / "demo_data.mat", axes="RCT"), path)
     return path
+
+
+CARDIAC_SUBJECTS = ("acdc", "mnms", "mnms2")  # cardiac_sax_frames/<name>_sax_{ed,es}.nii.gz
+
+
+def cardiac_subjects(out_dir: str | Path) -> list[Path]:
+    """The cardiac samples as cases for a split by subject, written once in ``out_dir``: the ACDC cine slice
+    (`cardiac_cine`), then ``<name>_sax.nii.gz`` for ACDC, M&Ms and M&Ms-2: each subject's short-axis stack at
+    end-diastole and end-systole as two frames ``(2, slices, 192, 192)`` at 1 x 1 mm in-plane, 10 mm slices.
+    In this order `mrisr.cases.split_cases` (one to test, one to validate) trains on the two ACDC scans, validates
+    on M&Ms and tests on M&Ms-2: three challenges, three scanners, and no subject on both sides of the split
+    (whether the cine slice and the ACDC stack are one patient does not matter: both train)."""
+    out_dir = Path(out_dir)
+    paths = [cardiac_cine(out_dir)]
+    for name in CARDIAC_SUBJECTS:
+        path = out_dir / f"{name}_sax.nii.gz"
+        if not path.exists():
+            ed, es = (load_volume(sample_dir() / "cardiac_sax_frames" / f"{name}_sax_{phase}.nii.gz")
+                      for phase in ("ed", "es"))
+            if ed.shape != es.shape:
+                raise InputError(sample_dir() / "cardiac_sax_frames", f"{name}: end-diastole {ed.shape} and "
+                                                                       f"end-systole {es.shape} differ in shape")
+            save_volume(ed.with_data(np.stack([ed.data, es.data])), path)
+        paths.append(path)
+    return paths

@@ -1,13 +1,16 @@
-"""Every notebook runs top to bottom with its smoke parameters on the real samples, and leaves its outputs."""
+"""Every notebook runs top to bottom in smoke mode on the real samples, and leaves its outputs, tables and animations;
+the title cell is stamped with what it ran on."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 
 from conftest import REPO
+from mrisr.notebook import stamp
 
 NOTEBOOKS = REPO / "notebooks"
 
@@ -23,7 +26,7 @@ def execute(name: str, folder, **parameters):
 
     vgg = {"vgg_weights": str(REPO.parent / "shared/data/vgg16/vgg16_features_block1-3.pth"),
            "vgg_normalization": "caffe"}
-    parameters = {"smoke": True, "device": "cpu", "work_dir": str(folder / "data"), **parameters}
+    parameters = {"mode": "smoke", "device": "cpu", "work_dir": str(folder / "data"), **parameters}
     for key, value in vgg.items():  # the offline VGG16 weights wherever a notebook takes them
         if f"{key} = " in (NOTEBOOKS / f"{name}.ipynb").read_text():
             parameters.setdefault(key, value)
@@ -42,7 +45,15 @@ def test_00_quickstart(workspace):
     nb = execute("00_quickstart", workspace, run_dir=str(workspace / "runs/quickstart"),
                  gif=str(workspace / "quick.gif"))
     assert (workspace / "quick.gif").is_file() and (workspace / "runs/quickstart/table.md").is_file()
-    assert "the best baseline (degraded input)" in outputs(nb)
+    text = outputs(nb)
+    assert "the best baseline (degraded input)" in text
+    assert "This run: mode smoke; device CPU; data: built-in phantom knees" in text and "finished in" in text
+    line = stamp(workspace / "00_quickstart.ipynb")  # what the Makefile does after each run
+    title = "".join(nbformat.read(workspace / "00_quickstart.ipynb", as_version=4).cells[0].source)
+    assert line.startswith("> **This run:** mode smoke; device CPU") and "; took " in line and line in title
+    assert stamp(workspace / "00_quickstart.ipynb") == line  # a second stamp replaces the first
+    title_again = "".join(nbformat.read(workspace / "00_quickstart.ipynb", as_version=4).cells[0].source)
+    assert title_again.count("**This run:**") == 1
 
 
 def test_01_knee_data(workspace):
@@ -62,27 +73,36 @@ def test_02_trains_both_knee_models(workspace):
 
 def test_04_compare(workspace):
     runs = {"MSE": str(workspace / "runs/knee_mse"), "MSE+perceptual": str(workspace / "runs/knee_perceptual")}
-    nb = execute("04_knee3d_compare", workspace, runs=runs, tables=str(workspace / "compare/test"),
+    nb = execute("04_knee3d_compare", workspace, runs=runs, results_dir=str(workspace / "compare"),
                  animations_dir=str(workspace / "animations"), gif_step=8)
-    table = pd.read_csv(workspace / "compare/test.csv")
     methods = {"degraded input", "MSE", "MSE+perceptual"}
-    assert set(table["method"]) == methods | {f"{m}+DC" for m in methods}  # each also made data-consistent
-    assert set(table["subject"]) == {"knee_slab_4"}
+    for stem, subject in (("knee_test", "knee_slab_4"), ("knee_fair_test", "FAIR knee")):  # the FAIR knee too
+        table = pd.read_csv(workspace / f"compare/{stem}.csv")
+        assert set(table["method"]) == methods | {f"{m}+DC" for m in methods}  # each also made data-consistent
+        assert set(table["subject"]) == {subject}
+    gains = (workspace / "compare/knee_gains.md").read_text()
+    assert "knee_slab_4" in gains and "ci_low" in gains and "MSE+perceptual" in gains
     gifs = sorted(p.name for p in (workspace / "animations").iterdir())
-    assert gifs == ["knee_knee_slab_4.gif", "knee_knee_slab_4_errors.gif"]
+    assert gifs == ["knee_knee_slab_4.gif"]
     assert "HFEN (lower is sharper and closer)" in outputs(nb)
 
 
 def test_05_cardiac_four_models(workspace):
-    nb = execute("05_cardiac2d_four_models", workspace, run_root=str(workspace / "runs/cardiac"))
-    table = pd.read_csv(workspace / "runs/cardiac/test.csv")
+    nb = execute("05_cardiac2d_four_models", workspace, run_root=str(workspace / "runs/cardiac"),
+                 animations_dir=str(workspace / "animations05"))
+    table = pd.read_csv(workspace / "runs/cardiac/cardiac_test.csv")
     expected = {f"{loss}, {up}" for loss in ("MSE", "perceptual") for up in ("transposed conv", "NN resize + conv")}
     assert expected | {"nearest", "linear", "cubic"} == set(table["method"])
-    assert "least periodic artefact" in outputs(nb)
+    assert set(table["subject"]) == {"mnms2_sax"}  # split by subject: ACDC trains, M&Ms validates, M&Ms-2 tests
+    text = outputs(nb)
+    assert "validate on ['mnms_sax'], test on ['mnms2_sax']" in text and "least periodic artefact" in text
+    assert sorted(p.name for p in (workspace / "animations05").iterdir()) == ["cardiac_mnms2_sax.gif"]
 
 
 def test_06_selfsupervised_knee(workspace):
-    nb = execute("06_selfsupervised_knee", workspace, animations_dir=str(workspace / "animations06"), gif_step=4)
+    nb = execute("06_selfsupervised_knee", workspace, animations_dir=str(workspace / "animations06"), gif_step=4,
+                 results_dir=str(workspace / "selfsr"))
+    assert "self-supervised + DC" in (workspace / "selfsr/selfsr_dess.md").read_text()
     text = outputs(nb)
     for thickness in ("4.5 mm (x3)", "6.0 mm (x4)"):
         assert f"{thickness}: self-supervised" in text  # one verdict line per thickness and method

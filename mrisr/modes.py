@@ -1,0 +1,162 @@
+"""How large each notebook's experiment is in each mode, and the line that says what a run ran on.
+
+Three modes, one parameter (``mode``) in every notebook:
+
+* ``"smoke"``: a tiny network for one epoch on the real samples (``../shared/data``): every cell runs, in a minute or
+  two on a CPU. What the tests run; the numbers mean nothing.
+* ``"samples"``: the real samples at the seed's network size (EDSR3D of 64 features and 9 blocks for the knee; 64
+  features, 4 residual and 2 upscaling blocks for the heart), trained long enough to mean something: the knee on the
+  DESS slabs (tested on the slab through the joint) and on the FAIR knee, the heart split by subject over the ACDC,
+  M&Ms and M&Ms-2 short-axis frames (with the ACDC cine slice in training). Meant for one GPU (`make
+  notebooks-samples`: the whole set within 20 minutes of an H100). On a CPU the same data runs at a reduced
+  network size and schedule (``samples-cpu``), and `Run` says so.
+* ``"full"``: the downloaded datasets (the 20 mridata knees, ACDC) on a GPU workstation.
+
+``EXPERIMENTS[name][mode]`` holds each notebook's settings; `experiment` picks them for a mode and a device.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mrisr.device import default_device
+from mrisr.errors import InputError
+from mrisr.io.cine import find_cine_cases
+from mrisr.samples import cardiac_subjects, knee_slabs
+
+MODES = ("smoke", "samples", "full")
+
+# The knee network of 02 (EDSR3D, MSE and MSE + perceptual). "samples" is the seed's network (64 x 9) on the DESS
+# slabs; "samples-cpu" a 16 x 2 network of the size benchmarks/real_knee.py uses on 2 cores.
+# ``slabs``: `mrisr.samples.knee_slabs` options (None: the downloaded knees); ``n_test``, ``n_valid``: the split.
+KNEE3D = {
+    "full": dict(n_feats=64, n_blocks=9, patch_size=32, batch_size=16, patches_per_subject=256,
+                 valid_patches_per_subject=32, epochs=30, lr_max=None, lr_find_iterations=100, slabs=None,
+                 n_test=4, n_valid=2),
+    "samples": dict(n_feats=64, n_blocks=9, patch_size=32, batch_size=32, patches_per_subject=1024,
+                    valid_patches_per_subject=128, epochs=16, lr_max=None, lr_find_iterations=100,
+                    slabs=dict(columns=None, held_out=3), n_test=1, n_valid=1),
+    "samples-cpu": dict(n_feats=16, n_blocks=2, patch_size=24, batch_size=8, patches_per_subject=160,
+                        valid_patches_per_subject=32, epochs=6, lr_max=1e-3, lr_find_iterations=20,
+                        slabs=dict(columns=None, held_out=3), n_test=1, n_valid=1),
+    "smoke": dict(n_feats=8, n_blocks=1, patch_size=16, batch_size=4, patches_per_subject=8,
+                  valid_patches_per_subject=4, epochs=1, lr_max=None, lr_find_iterations=5,
+                  slabs=dict(columns=192, held_out=None), n_test=1, n_valid=1),
+}
+
+# The four cardiac networks of 05 (SRResNet2D, x4: 4 residual + 2 upscaling blocks).
+CARDIAC2D = {
+    "full": dict(n_feats=64, patch_size=96, batch_size=16, patches_per_epoch=2048, valid_patches_per_subject=64,
+                 epochs=40, lr_max=1e-3),
+    "samples": dict(n_feats=64, patch_size=96, batch_size=16, patches_per_epoch=2048, valid_patches_per_subject=64,
+                    epochs=20, lr_max=1e-3),
+    "samples-cpu": dict(n_feats=32, patch_size=64, batch_size=8, patches_per_epoch=192, valid_patches_per_subject=32,
+                        epochs=4, lr_max=1e-3),
+    "smoke": dict(n_feats=8, patch_size=32, batch_size=4, patches_per_epoch=16, valid_patches_per_subject=4,
+                  epochs=1, lr_max=1e-3),
+}
+
+# Self-supervised super-resolution of the DESS in 06: a `mrisr.selfsr` preset and the block of the knee it runs on
+# ((start, size) per axis; None: the whole knee).
+SELFSR = {
+    "full": dict(preset="full", block=None),
+    "samples": dict(preset="full", block=None),
+    "samples-cpu": dict(preset="fast", block=[(8, 64), (96, 320), (96, 320)]),
+    "smoke": dict(preset=dict(n_feats=8, n_blocks=1, epochs=1, patches_per_subject=32, valid_patches_per_subject=8,
+                              batch_size=8), block=[(20, 36), (200, 96), (200, 96)]),
+}
+
+# The quickstart (00): `mrisr.demo.run_demo`'s mode (None: by device), and whether it runs on the DESS knee.
+QUICKSTART = {
+    "full": dict(demo_mode=None, dess=False),
+    "samples": dict(demo_mode=None, dess=True),
+    "samples-cpu": dict(demo_mode="cpu", dess=True),
+    "smoke": dict(demo_mode="fast", dess=False),
+}
+
+EXPERIMENTS = {"knee3d": KNEE3D, "cardiac2d": CARDIAC2D, "selfsr": SELFSR, "quickstart": QUICKSTART}
+
+_DESS_SLABS = ("the real DESS knee (../shared/data), 4 slabs of 80 x 104 x 512 voxels along the rows, 10 mm apart: "
+               "train on slabs 1-2, validate on 4, test on 3 (through the joint); the FAIR knee (another subject and "
+               "scanner) as a second test")
+_CARDIAC = ("real short-axis cine (../shared/data): train on ACDC (a subject's stack and the cine slice), validate on "
+            "an M&Ms subject, test on an M&Ms-2 subject")
+DATA = {  # what each experiment runs on, per mode
+    "quickstart": {"smoke": "built-in phantom knees (tiny)", "samples": "the real DESS knee (../shared/data), one "
+                   "scan: its last quarter along the rows is the test part", "full": "seven built-in phantom knees"},
+    "knee3d": {"smoke": "the real DESS knee cut into 4 slabs of 192 columns (tiny network)", "samples": _DESS_SLABS,
+               "full": "the mridata knees in knee_dir (a split by patient)"},
+    "cardiac2d": {"smoke": _CARDIAC + " (tiny network)", "samples": _CARDIAC,
+                  "full": "the ACDC cine scans in cine_dir (a split by patient)"},
+    "selfsr": {"smoke": "a 36 x 96 x 96 block of the real DESS knee", "samples": "the real DESS knee (../shared/data)",
+               "full": "the DESS knee (or your scan)"},
+}
+
+
+@dataclass
+class Run:
+    """What one notebook run is: its mode, device, settings, data and start time. ``str(run)`` is the line the
+    notebook prints first (and `mrisr.notebook.stamp` copies, with the duration, to its title cell)."""
+    experiment: str
+    mode: str
+    device: torch.device
+    settings: dict
+    data: str
+    reduced: bool = False  # samples on a CPU: smaller network and schedule than the seed's
+    started: float = field(default_factory=time.time)
+
+    def __str__(self) -> str:
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
+        size = ", at a REDUCED size (a CPU: smaller network, shorter training than the seed's)" if self.reduced else ""
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.started))
+        return f"This run: mode {self.mode}{size}; device {name}; data: {self.data or 'see below'}; started {when}"
+
+    def elapsed(self) -> str:
+        return f"{(time.time() - self.started) / 60:.1f} min"
+
+
+def experiment(name: str, mode: str, device=None, data: str = "", **overrides) -> Run:
+    """The `Run` of experiment ``name`` (a key of `EXPERIMENTS`) in ``mode`` on ``device`` (None: the GPU when
+    there is one): ``samples`` on a CPU takes the ``samples-cpu`` settings. ``overrides`` that are not None replace
+    settings (a notebook's explicit parameters)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {name!r}")
+    device = default_device(device)
+    reduced = mode == "samples" and device.type != "cuda"
+    settings = dict(EXPERIMENTS[name]["samples-cpu" if reduced else mode])
+    unknown = set(overrides) - set(settings)
+    if unknown:
+        raise ValueError(f"{name} has no setting {', '.join(sorted(unknown))}; settings: {', '.join(settings)}")
+    settings.update({key: value for key, value in overrides.items() if value is not None})
+    if reduced and name == "selfsr":
+        data = data or "a 64 x 320 x 320 block of the real DESS knee (../shared/data)"
+    return Run(name, mode, device, settings, data or DATA[name][mode], reduced)
+
+
+def knee_cases(run: Run, knee_dir: str | Path, work_dir: str | Path) -> list[Path]:
+    """The knee volumes of ``run``: the downloaded knees in ``knee_dir`` (full mode), else the DESS slabs written
+    in ``work_dir`` (`mrisr.samples.knee_slabs` with the mode's options), the test slab last."""
+    slabs = run.settings["slabs"]
+    if slabs is None:
+        paths = sorted(Path(knee_dir).glob("knee_*.nii.gz"))
+        if not paths:
+            raise InputError(knee_dir, "no knee_*.nii.gz here: run `mrisr download knees` (or notebook 01 with "
+                                       "download=True), or set mode to 'samples'")
+        return paths
+    return knee_slabs(Path(work_dir) / f"dess_{slabs['columns'] or 'all'}_columns", **slabs)
+
+
+def cardiac_cases(run: Run, cine_dir: str | Path | None, work_dir: str | Path) -> list[Path]:
+    """The cardiac scans of ``run``: the cine scans in ``cine_dir`` (full mode; `mrisr.io.cine.find_cine_cases`),
+    else the samples' three subjects and cine slice (`mrisr.samples.cardiac_subjects`), the test subject last."""
+    if run.mode == "full":
+        if cine_dir is None:
+            raise ValueError("full mode needs cine_dir (ACDC, or a folder of cine scans); or set mode to 'samples'")
+        return list(find_cine_cases(cine_dir).values())
+    return cardiac_subjects(work_dir)
