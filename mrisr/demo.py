@@ -87,8 +87,8 @@ def run_demo(data: list[str | Path] | None = None, run_dir: str | Path = "runs/d
     summary = summarize(table)
     paths_out = save_tables(table, summary, run_dir / "table")
     first = volumes[test[0]]
-    gif = animate({LR_LABEL: first[LR_LABEL], "EDSR3D": first["EDSR3D"], HR_LABEL: first[HR_LABEL]}, gif, axis=0,
-                  errors=True, crop="foreground", detail="auto")
+    gif = animate({LR_LABEL: first[LR_LABEL], "EDSR3D": first["EDSR3D"], HR_LABEL: first[HR_LABEL]}, gif,
+                  errors=True, crop="foreground", detail="auto")  # the phantom's sagittal slices; a slab's widest
     lines = verdict(summary)
     seconds = time.perf_counter() - start
     log(f"\n{degradation.name} degradation, scores on the test subjects' foreground (mean over subjects):")

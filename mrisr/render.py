@@ -109,17 +109,15 @@ def _physical(image, axis: int, spacing, size_scale: float):
     return image.resize((width, height), Image.Resampling.BILINEAR) if (width, height) != image.size else image
 
 
-def foreground_slices(reference: np.ndarray, spacing, axis: int, fraction: float = 0.25) -> np.ndarray:
-    """Indices along ``axis`` of the planes that show anatomy: those whose foreground (`foreground_mask`) covers at
-    least ``fraction`` of the largest plane's foreground area; all planes when no foreground is found."""
-    mask = foreground_mask(Volume.from_spacing(reference, spacing))
+def foreground_slices(mask: np.ndarray, axis: int, fraction: float = 0.25) -> np.ndarray:
+    """Indices along ``axis`` of the planes that show anatomy: those where the foreground ``mask`` (`foreground_mask`
+    of the reference) covers at least ``fraction`` of the largest plane's area; every plane when it is empty."""
     area = mask.sum(axis=tuple(k for k in range(3) if k != axis))
-    return np.flatnonzero(area >= fraction * area.max()) if area.max() > 0 else np.arange(reference.shape[axis])
+    return np.flatnonzero(area >= fraction * area.max()) if area.max() > 0 else np.arange(mask.shape[axis])
 
 
-def foreground_box(reference: np.ndarray, spacing, margin_mm: float = 5.0) -> tuple[slice, slice, slice]:
-    """Bounding box (slices per axis) of the reference's foreground, ``margin_mm`` wider on every side."""
-    mask = foreground_mask(Volume.from_spacing(reference, spacing))
+def foreground_box(mask: np.ndarray, spacing, margin_mm: float = 5.0) -> tuple[slice, slice, slice]:
+    """Bounding box (slices per axis) of the foreground ``mask``, ``margin_mm`` wider on every side."""
     if not mask.any():
         return tuple(slice(None) for _ in range(3))
     box = []
@@ -139,19 +137,24 @@ def error_gain(errors: np.ndarray, window) -> int:
     return max([g for g in ERROR_GAINS if g * top <= 0.5 * width] or [1])
 
 
-def detail_box(errors: np.ndarray, axis: int, spacing, side_mm: float) -> tuple[int, int, int, int]:
+def detail_box(errors: np.ndarray, axis: int, spacing, side_mm: float,
+               inside: np.ndarray | None = None) -> tuple[int, int, int, int]:
     """``(row, column, rows, columns)`` in plane voxels: the square of ``side_mm`` where ``errors`` (the first
     panel's absolute error, summed over the frames) is largest, i.e. where the fine detail lost by the degradation
-    lies, away from the border."""
+    lies. Its centre stays half a square from the border and, given ``inside`` (a 3D foreground mask), half a square
+    within the anatomy: not on the skin's edge or the ringing at the volume's border."""
     from scipy import ndimage
 
     rows_mm, cols_mm = [s for k, s in enumerate(spacing) if k != axis]
     total = errors.sum(axis=axis)
     size = (min(total.shape[0], max(2, round(side_mm / rows_mm))), min(total.shape[1], max(2, round(side_mm / cols_mm))))
     score = ndimage.uniform_filter(total, size, mode="constant")
-    inner = np.zeros_like(score, bool)  # box centres at least half a box from the border (ringing at the edges)
-    inner[size[0]:total.shape[0] - size[0], size[1]:total.shape[1] - size[1]] = True
-    r, c = np.unravel_index(np.argmax(np.where(inner, score, -np.inf) if inner.any() else score), score.shape)
+    allowed = np.zeros_like(score, bool)
+    allowed[size[0]:total.shape[0] - size[0], size[1]:total.shape[1] - size[1]] = True
+    if inside is not None:
+        within = ndimage.binary_erosion(inside.any(axis=axis), np.ones((size[0] // 2 * 2 + 1, size[1] // 2 * 2 + 1)))
+        allowed = allowed & within if (allowed & within).any() else allowed
+    r, c = np.unravel_index(np.argmax(np.where(allowed, score, -np.inf) if allowed.any() else score), score.shape)
     r0 = int(np.clip(r - size[0] // 2, 0, total.shape[0] - size[0]))
     c0 = int(np.clip(c - size[1] // 2, 0, total.shape[1] - size[1]))
     return r0, c0, size[0], size[1]
@@ -286,19 +289,21 @@ def animate(volumes: dict[str, Volume | np.ndarray], path: str | Path, axis: int
             raise ValueError(f"{path}: MP4 needs an ffmpeg backend (pip install imageio-ffmpeg); or write a .gif") \
                 from None
     arrays, spacing, reference = on_common_grid(volumes, reference, frame)
+    mask = foreground_mask(Volume.from_spacing(arrays[reference], spacing))
     if isinstance(crop, str):
         if crop != "foreground":
             raise ValueError(f"crop must be 'foreground', slices per axis or None, got {crop!r}")
-        crop = foreground_box(arrays[reference], spacing)
+        crop = foreground_box(mask, spacing)
     if crop is not None:
         arrays = {k: a[tuple(crop)] for k, a in arrays.items()}
+        mask = mask[tuple(crop)]
     ref = arrays[reference]
     if axis is None:
         axis = int(np.argmin(np.multiply(ref.shape, spacing)))
     if isinstance(slices, str):
         if slices != "foreground":
             raise ValueError(f"slices must be 'foreground', indices or None, got {slices!r}")
-        slices = foreground_slices(ref, spacing, axis)
+        slices = foreground_slices(mask, axis)
     indices = list(range(ref.shape[axis]) if slices is None else slices)[::step]
     window = window or intensity_window(ref)
     diffs = {k: np.abs(a - ref) for k, a in arrays.items() if k != reference} if errors else None
@@ -308,7 +313,8 @@ def animate(volumes: dict[str, Volume | np.ndarray], path: str | Path, axis: int
             raise ValueError(f"detail must be 'auto' (with two panels or more), a box or None, got {detail!r}")
         plane_mm = [n * s for k, (n, s) in enumerate(zip(ref.shape, spacing)) if k != axis]
         first = np.abs(next(iter(arrays.values())) - ref)
-        detail = detail_box(np.take(first, indices, axis=axis), axis, spacing, detail_mm or min(plane_mm) / 3)
+        detail = detail_box(np.take(first, indices, axis=axis), axis, spacing, detail_mm or min(plane_mm) / 3,
+                            np.take(mask, indices, axis=axis))
     names = {0: "slice", 1: "row", 2: "column"}
     note = f"   errors: |panel - {reference}| x{gain} on the image window" if diffs else ""
     frames = [compose({k: _plane(a, axis, i) for k, a in arrays.items()}, window, axis, spacing, panel_size,

@@ -9,6 +9,7 @@ import pytest
 
 from mrisr import Volume
 from mrisr.degrade import preset
+from mrisr.foreground import foreground_mask
 from mrisr.render import (GAP, HEADER_HEIGHT, LABEL_HEIGHT, animate, detail_box, error_gain, foreground_box,
                           foreground_slices, orthoview)
 
@@ -60,8 +61,9 @@ def test_error_maps_share_one_gain_written_on_the_frame(tmp_path):
 def test_frames_with_anatomy_crop_detail_and_size_budget(tmp_path):
     volume = np.zeros((20, 40, 40), np.float32)
     volume[5:15, 10:30, 12:28] = 1.0 + np.random.default_rng(0).random((10, 20, 16))  # the "subject"
-    assert list(foreground_slices(volume, (1.0, 1.0, 1.0), axis=0)) == list(range(5, 15))
-    box = foreground_box(volume, (1.0, 1.0, 1.0), margin_mm=2.0)
+    mask = foreground_mask(volume)
+    assert list(foreground_slices(mask, axis=0)) == list(range(5, 15))
+    box = foreground_box(mask, (1.0, 1.0, 1.0), margin_mm=2.0)
     for (start, stop), cut in zip([(5, 15), (10, 30), (12, 28)], box):  # 2 mm around the subject (+1 of smoothing)
         assert start - 3 <= cut.start <= start - 2 and stop + 2 <= cut.stop <= stop + 3
     noisy = volume + np.random.default_rng(1).random(volume.shape, dtype=np.float32) * 0.01
@@ -72,6 +74,11 @@ def test_frames_with_anatomy_crop_detail_and_size_budget(tmp_path):
     wrong[5:15, 12:18, 14:20] += 2.0
     r, c, n_rows, n_cols = detail_box(np.abs(wrong - volume), 0, (1.0, 1.0, 1.0), side_mm=6)
     assert (n_rows, n_cols) == (6, 6) and abs(r - 12) <= 1 and abs(c - 14) <= 1
+    # A larger error outside the subject (ringing in the air): kept out of the box when the mask is given.
+    wrong[5:15, 31:37, 14:20] += 5.0
+    assert detail_box(np.abs(wrong - volume), 0, (1.0, 1.0, 1.0), 6)[0] >= 29  # reaches into the air below
+    r, c, _, _ = detail_box(np.abs(wrong - volume), 0, (1.0, 1.0, 1.0), side_mm=6, inside=mask)
+    assert 10 <= r and r + 6 <= 30 and 12 <= c and c + 6 <= 28  # within the subject
     with_detail = _gray(animate({"a": wrong, "b": volume}, tmp_path / "d.gif", axis=0, detail="auto", panel_size=40,
                                 slices=None))
     assert with_detail.shape[1] == HEADER_HEIGHT + 2 * (LABEL_HEIGHT + 40) + GAP  # image and detail tiles
