@@ -30,31 +30,24 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
-# Every notebook, executed in place (outputs, tables and animations regenerated), in one of three modes:
+# Every notebook, executed in place (outputs, tables and animations regenerated), in one of three modes, each
+# title cell then stamped with what it ran on and how long it took (mrisr.notebook.run_notebooks):
 #   notebooks          full: the downloaded datasets (data/knees, ACDC) on a GPU workstation
 #   notebooks-samples  samples: the real scans of ../shared/data at the seed's network size (one GPU: within 20 min;
 #                      on a CPU a reduced size, said in each notebook's first line); tables to docs/results/
 #   notebooks-smoke    smoke: a tiny network for one epoch on the same scans (what the tests run)
-# After each run the title cell is stamped with what it ran on and how long it took (python -m mrisr.notebook stamp).
-NOTEBOOKS := 00_quickstart 01_knee_data 02_knee3d_train 04_knee3d_compare 05_cardiac2d_four_models \
+# NOTEBOOKS="02_knee3d_train 04_knee3d_compare" runs some of them.
+NOTEBOOKS ?= 00_quickstart 01_knee_data 02_knee3d_train 04_knee3d_compare 05_cardiac2d_four_models \
              06_selfsupervised_knee
-SAMPLES   ?= ../shared/data# relative to the repository root, where the notebooks run
-VGG       := -p vgg_weights $(SAMPLES)/vgg16/vgg16_features_block1-3.pth -p vgg_normalization caffe
-SMOKE     := -p mode smoke -p device cpu $(VGG) -p gif volume_animations/smoke/quickstart.gif \
-             -p animations_dir volume_animations/smoke -p gif_step 4 -p results_dir runs/smoke_results
-SAMPLE_RUN := -p mode samples $(VGG) -p results_dir docs/results
 
 notebooks: install
-	for nb in $(NOTEBOOKS); do $(BIN)/papermill --cwd notebooks notebooks/$$nb.ipynb notebooks/$$nb.ipynb \
-		&& $(BIN)/python -m mrisr.notebook stamp notebooks/$$nb.ipynb || exit 1; done
+	$(BIN)/python -m mrisr.notebook run full $(NOTEBOOKS)
 
 notebooks-samples: install
-	for nb in $(NOTEBOOKS); do $(BIN)/papermill --cwd notebooks $(SAMPLE_RUN) notebooks/$$nb.ipynb \
-		notebooks/$$nb.ipynb && $(BIN)/python -m mrisr.notebook stamp notebooks/$$nb.ipynb || exit 1; done
+	$(BIN)/python -m mrisr.notebook run samples $(NOTEBOOKS)
 
 notebooks-smoke: install
-	for nb in $(NOTEBOOKS); do $(BIN)/papermill --cwd notebooks $(SMOKE) notebooks/$$nb.ipynb notebooks/$$nb.ipynb \
-		&& $(BIN)/python -m mrisr.notebook stamp notebooks/$$nb.ipynb || exit 1; done
+	$(BIN)/python -m mrisr.notebook run smoke $(NOTEBOOKS)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

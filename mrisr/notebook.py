@@ -50,10 +50,69 @@ def stamp(path: str | Path) -> str:
     return line
 
 
-if __name__ == "__main__":  # python -m mrisr.notebook stamp NOTEBOOK...
-    import sys
+NOTEBOOKS = ("00_quickstart", "01_knee_data", "02_knee3d_train", "04_knee3d_compare", "05_cardiac2d_four_models",
+             "06_selfsupervised_knee")
+"""The notebooks in the order they run (04 reads what 02 trained)."""
 
-    if len(sys.argv) < 3 or sys.argv[1] != "stamp":
-        sys.exit("usage: python -m mrisr.notebook stamp NOTEBOOK.ipynb ...")
-    for name in sys.argv[2:]:
-        print(f"{name}: {stamp(name)}")
+MODE_PARAMETERS = {
+    "full": {},
+    "samples": dict(results_dir="docs/results"),
+    "smoke": dict(device="cpu", gif="volume_animations/smoke/quickstart.gif", animations_dir="volume_animations/smoke",
+                  gif_step=4, results_dir="runs/smoke_results"),
+}
+"""Papermill parameters per mode, besides ``mode`` itself (and the VGG16 weights of the samples where they are)."""
+
+
+def run_notebooks(mode: str, names=NOTEBOOKS, root: str | Path | None = None, **parameters) -> list[str]:
+    """Execute the notebooks ``names`` in place (papermill) in ``mode``, one after the other, and `stamp` each.
+
+    Smoke and samples modes take the VGG16 weights of the samples (``vgg16/``, the Oxford weights: no download),
+    given by their path relative to the project. ``parameters`` add to or replace `MODE_PARAMETERS`. Stops at the
+    first notebook that fails (papermill keeps its outputs up to the failing cell). Returns the stamps."""
+    import papermill
+
+    from mrisr.modes import MODES
+    from mrisr.samples import sample_dir
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    root = Path(root or Path(__file__).resolve().parents[1])
+    params = {"mode": mode, **MODE_PARAMETERS[mode]}
+    if mode != "full":
+        weights = sample_dir() / "vgg16" / "vgg16_features_block1-3.pth"
+        params |= {"vgg_weights": os.path.relpath(weights, root), "vgg_normalization": "caffe"}
+    params |= parameters
+    stamps = []
+    for name in names:
+        path = root / "notebooks" / f"{name}.ipynb"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such notebook; notebooks: {', '.join(NOTEBOOKS)}")
+        papermill.execute_notebook(str(path), str(path), parameters=params, cwd=str(path.parent),
+                                   kernel_name="python3", progress_bar=False)
+        stamps.append(stamp(path))
+        print(f"{name}: {stamps[-1]}", flush=True)
+    return stamps
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mrisr.notebook run MODE [NOTEBOOK ...]`` (default: all, in order) or ``... stamp NOTEBOOK...``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m mrisr.notebook", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute notebooks in place in a mode, and stamp them")
+    run.add_argument("mode", choices=list(MODE_PARAMETERS))
+    run.add_argument("notebooks", nargs="*", default=list(NOTEBOOKS), help="names without .ipynb (default: all)")
+    stamp_cmd = sub.add_parser("stamp", help="write what an executed notebook ran on into its title cell")
+    stamp_cmd.add_argument("paths", nargs="+")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        run_notebooks(args.mode, args.notebooks)
+    else:
+        for path in args.paths:
+            print(f"{path}: {stamp(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

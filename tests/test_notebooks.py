@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from mrisr.notebook import stamp
+from mrisr.notebook import run_notebooks, stamp
 
 NOTEBOOKS = REPO / "notebooks"
 
@@ -109,3 +109,22 @@ def test_06_selfsupervised_knee(workspace):
     assert "self-supervised + DC" in text and "cubic" in text
     gifs = sorted(p.name for p in (workspace / "animations06").iterdir())
     assert gifs == ["selfsr_dess_isotropic.gif", "selfsr_dess_x4.gif"]
+
+
+def test_run_notebooks_executes_in_place_in_a_mode_and_stamps(tmp_path, sample_data):
+    """What `make notebooks-samples` runs, on a probe notebook: the mode and the samples' VGG16 weights injected,
+    the notebook rewritten in place with its outputs, its title stamped."""
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_markdown_cell("# A probe\n\nIts story."),
+                nbformat.v4.new_code_cell('mode = "full"\nvgg_weights = None', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell('print(f"This run: mode {mode}; weights {vgg_weights}")')]
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(nb, tmp_path / "notebooks/probe.ipynb")
+    stamps = run_notebooks("samples", ["probe"], root=tmp_path)
+    assert stamps[0].startswith("> **This run:** mode samples; weights ") and stamps[0].endswith(" min.")
+    assert "vgg16/vgg16_features_block1-3.pth" in stamps[0]
+    title = nbformat.read(tmp_path / "notebooks/probe.ipynb", as_version=4).cells[0].source
+    assert title == f"# A probe\n\n{stamps[0]}\n\nIts story."
+    with pytest.raises(FileNotFoundError, match="missing.ipynb"):
+        run_notebooks("smoke", ["missing"], root=tmp_path)
