@@ -31,20 +31,22 @@ from mrisr.samples import cardiac_subjects, knee_slabs
 MODES = ("smoke", "samples", "full")
 
 # The knee network of 02 (EDSR3D, MSE and MSE + perceptual). "samples" is the seed's network (64 x 9) on the DESS
-# slabs; "samples-cpu" a 16 x 2 network of the size benchmarks/real_knee.py uses on 2 cores.
+# slabs; "samples-cpu" a 16 x 2 network of the size benchmarks/real_knee.py uses on 2 cores. ``lr_max``: the peak
+# learning rate (2e-4 is the recipe's for the seed-size network, docs/training.md; small networks want 1e-3), or
+# "find" for lr_find's valley.
 # ``slabs``: `mrisr.samples.knee_slabs` options (None: the downloaded knees); ``n_test``, ``n_valid``: the split.
 KNEE3D = {
     "full": dict(n_feats=64, n_blocks=9, patch_size=32, batch_size=16, patches_per_subject=256,
-                 valid_patches_per_subject=32, epochs=30, lr_max=None, lr_find_iterations=100, slabs=None,
+                 valid_patches_per_subject=32, epochs=30, lr_max=2e-4, lr_find_iterations=100, slabs=None,
                  n_test=4, n_valid=2),
     "samples": dict(n_feats=64, n_blocks=9, patch_size=32, batch_size=32, patches_per_subject=1024,
-                    valid_patches_per_subject=128, epochs=16, lr_max=None, lr_find_iterations=100,
+                    valid_patches_per_subject=128, epochs=16, lr_max=2e-4, lr_find_iterations=100,
                     slabs=dict(columns=None, held_out=3), n_test=1, n_valid=1),
     "samples-cpu": dict(n_feats=16, n_blocks=2, patch_size=24, batch_size=8, patches_per_subject=160,
                         valid_patches_per_subject=32, epochs=6, lr_max=1e-3, lr_find_iterations=20,
                         slabs=dict(columns=None, held_out=3), n_test=1, n_valid=1),
     "smoke": dict(n_feats=8, n_blocks=1, patch_size=16, batch_size=4, patches_per_subject=8,
-                  valid_patches_per_subject=4, epochs=1, lr_max=None, lr_find_iterations=5,
+                  valid_patches_per_subject=4, epochs=1, lr_max=2e-4, lr_find_iterations=5,
                   slabs=dict(columns=192, held_out=None), n_test=1, n_valid=1),
 }
 

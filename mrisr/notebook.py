@@ -94,6 +94,15 @@ def run_notebooks(mode: str, names=NOTEBOOKS, root: str | Path | None = None, **
     return stamps
 
 
+def _value(text: str):
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m mrisr.notebook run MODE [NOTEBOOK ...]`` (default: all, in order) or ``... stamp NOTEBOOK...``."""
     import argparse
@@ -103,11 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="execute notebooks in place in a mode, and stamp them")
     run.add_argument("mode", choices=list(MODE_PARAMETERS))
     run.add_argument("notebooks", nargs="*", default=list(NOTEBOOKS), help="names without .ipynb (default: all)")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="a notebook parameter, as papermill's -p (VALUE read as JSON where it parses: 3, null)")
     stamp_cmd = sub.add_parser("stamp", help="write what an executed notebook ran on into its title cell")
     stamp_cmd.add_argument("paths", nargs="+")
     args = parser.parse_args(argv)
     if args.command == "run":
-        run_notebooks(args.mode, args.notebooks)
+        run_notebooks(args.mode, args.notebooks, **{name: _value(text) for name, text in args.parameter})
     else:
         for path in args.paths:
             print(f"{path}: {stamp(path)}")
