@@ -35,7 +35,7 @@ import torch
 from mrisr.cases import crop_to_multiple
 from mrisr.degrade import preset
 from benchmarks.common import publish
-from mrisr.evaluate import CONSISTENCY, HR_LABEL, LR_LABEL, compare, mean_interval, slice_gains
+from mrisr.evaluate import CONSISTENCY, compare, gains_over
 from mrisr.io import load_volume
 from mrisr.samples import fair_knee, knee_slabs
 from mrisr.cases import case_name, slab_multiple
@@ -66,19 +66,20 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def evaluate_case(name: str, hr, model, degradation, device) -> list[dict]:
-    """Rows of the table for one test case: the degraded input, the model and the model made consistent."""
+    """Rows of the table for one test case: the degraded input, the model and the model made consistent, with the
+    gain over the input per slice (`mrisr.evaluate.gains_over`; zero for the input itself)."""
     table, volumes = compare({"model": model}, {name: hr}, degradation, consistency=True, keep=True, device=device)
     rows = table[table["region"] == "foreground"].set_index("method")
-    kept = volumes[name]
-    lr, target = kept[LR_LABEL], kept[HR_LABEL]
+    gains = gains_over(volumes).loc[name]
     out = []
     for method in rows.index:
-        gains = slice_gains(kept.get(method, lr), lr, target)["psnr_db"]
-        mean, low, high = mean_interval(gains)
+        gain = gains.loc[method] if method in gains.index else dict(psnr_gain_db=0.0, ci_low=0.0, ci_high=0.0,
+                                                                      slices=int(gains["slices"].iloc[0]))
         out.append({"degradation": degradation.name, "case": name, "method": method,
                     "psnr_db": rows.loc[method, "psnr_db"], "ssim": rows.loc[method, "ssim"],
                     "hfen": rows.loc[method, "hfen"], CONSISTENCY: rows.loc[method, CONSISTENCY],
-                    "gain_db": mean, "gain_low": low, "gain_high": high, "slices": len(gains)})
+                    "gain_db": gain["psnr_gain_db"], "gain_low": gain["ci_low"], "gain_high": gain["ci_high"],
+                    "slices": int(gain["slices"])})
     return out
 
 
