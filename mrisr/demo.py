@@ -88,7 +88,7 @@ def run_demo(data: list[str | Path] | None = None, run_dir: str | Path = "runs/d
     paths_out = save_tables(table, summary, run_dir / "table")
     first = volumes[test[0]]
     gif = animate({LR_LABEL: first[LR_LABEL], "EDSR3D": first["EDSR3D"], HR_LABEL: first[HR_LABEL]}, gif,
-                  errors=True, crop="foreground", detail="auto")  # the phantom's sagittal slices; a slab's widest
+                  errors=True, crop="foreground", detail="auto")  # scrolls the thinnest axis in mm
     lines = verdict(summary)
     seconds = time.perf_counter() - start
     log(f"\n{degradation.name} degradation, scores on the test subjects' foreground (mean over subjects):")

@@ -87,15 +87,21 @@ _DESS_SLABS = ("the real DESS knee (../shared/data), 4 slabs of 80 x 104 x 512 v
                "scanner) as a second test")
 _CARDIAC = ("real short-axis cine (../shared/data): train on ACDC (a subject's stack and the cine slice), validate on "
             "an M&Ms subject, test on an M&Ms-2 subject")
-DATA = {  # what each experiment runs on, per mode
+
+
+def _dess_block(block) -> str:
+    return f"a {' x '.join(str(size) for _, size in block)} block of the real DESS knee (../shared/data)"
+
+
+DATA = {  # what each experiment runs on, per settings key (samples-cpu where it differs from samples)
     "quickstart": {"smoke": "built-in phantom knees (tiny)", "samples": "the real DESS knee (../shared/data), one "
                    "scan: its last quarter along the rows is the test part", "full": "seven built-in phantom knees"},
     "knee3d": {"smoke": "the real DESS knee cut into 4 slabs of 192 columns (tiny network)", "samples": _DESS_SLABS,
                "full": "the mridata knees in knee_dir (a split by patient)"},
     "cardiac2d": {"smoke": _CARDIAC + " (tiny network)", "samples": _CARDIAC,
                   "full": "the ACDC cine scans in cine_dir (a split by patient)"},
-    "selfsr": {"smoke": "a 36 x 96 x 96 block of the real DESS knee", "samples": "the real DESS knee (../shared/data)",
-               "full": "the DESS knee (or your scan)"},
+    "selfsr": {"smoke": _dess_block(SELFSR["smoke"]["block"]), "samples": "the real DESS knee (../shared/data)",
+               "samples-cpu": _dess_block(SELFSR["samples-cpu"]["block"]), "full": "the DESS knee (or your scan)"},
 }
 
 
@@ -115,7 +121,7 @@ class Run:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
         size = ", at a REDUCED size (a CPU: smaller network, shorter training than the seed's)" if self.reduced else ""
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.started))
-        return f"This run: mode {self.mode}{size}; device {name}; data: {self.data or 'see below'}; started {when}"
+        return f"This run: mode {self.mode}{size}; device {name}; data: {self.data}; started {when}"
 
     def elapsed(self) -> str:
         return f"{(time.time() - self.started) / 60:.1f} min"
@@ -131,14 +137,13 @@ def experiment(name: str, mode: str, device=None, data: str = "", **overrides) -
         raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {name!r}")
     device = default_device(device)
     reduced = mode == "samples" and device.type != "cuda"
-    settings = dict(EXPERIMENTS[name]["samples-cpu" if reduced else mode])
+    key = "samples-cpu" if reduced else mode
+    settings = dict(EXPERIMENTS[name][key])
     unknown = set(overrides) - set(settings)
     if unknown:
         raise ValueError(f"{name} has no setting {', '.join(sorted(unknown))}; settings: {', '.join(settings)}")
     settings.update({key: value for key, value in overrides.items() if value is not None})
-    if reduced and name == "selfsr":
-        data = data or "a 64 x 320 x 320 block of the real DESS knee (../shared/data)"
-    return Run(name, mode, device, settings, data or DATA[name][mode], reduced)
+    return Run(name, mode, device, settings, data or DATA[name].get(key, DATA[name][mode]), reduced)
 
 
 def knee_cases(run: Run, knee_dir: str | Path, work_dir: str | Path) -> list[Path]:

@@ -81,8 +81,9 @@ def knee_labels(shape=(48, 128, 128), spacing=(1.0, 0.5, 0.5), seed: int = 0) ->
     leg = _ellipsoid((z, x), (0, 0), (half_z * rng.uniform(0.86, 0.94), size * rng.uniform(0.86, 0.92)))
     labels[leg <= 0] = Tissue.FAT
     labels[leg <= -rng.uniform(2.0, 3.5)] = Tissue.MUSCLE
+    deep = leg <= -3  # more than 3 mm under the skin, below the fat layer
     labels[(_ellipsoid((z, y, x), (0, -0.05 * size, 0.62 * size), (0.5 * half_z, 0.45 * size, 0.2 * size)) <= 0)
-           & (leg <= -3)] = Tissue.FAT  # popliteal fat
+           & deep] = Tissue.FAT  # popliteal fat
 
     # Femur: two condyles (rounded in the sagittal plane) and the trochlea, joined to the shaft above.
     cart, gap = rng.uniform(1.3, 1.8), 0.5  # cartilage thickness and fluid film, mm
@@ -112,7 +113,7 @@ def knee_labels(shape=(48, 128, 128), spacing=(1.0, 0.5, 0.5), seed: int = 0) ->
     tendon = np.maximum(tendon, np.abs(z) - 0.3 * half_z)
     labels[(_ellipsoid((z, y, x), (0, joint - 0.02 * size, px + 0.08 * size), (0.55 * half_z, 0.2 * size,
                                                                                0.13 * size)) <= 0)
-           & (leg <= -3)] = Tissue.FAT  # Hoffa's fat pad
+           & deep] = Tissue.FAT  # Hoffa's fat pad
 
     # Trabecular marrow: band-passed noise cut into a thin-walled network; 1 mm cortical shell.
     bone = (femur <= 0) | (tibia <= 0) | (patella <= 0)
@@ -126,7 +127,7 @@ def knee_labels(shape=(48, 128, 128), spacing=(1.0, 0.5, 0.5), seed: int = 0) ->
     femoral = (femur > 0) & (femur <= cart) & (y > cy - 0.3 * size)
     tibial = (tibia > 0) & (tibia <= cart) & (y < tibia_top + 0.5) & (np.abs(z) < 0.75 * half_z)
     patellar = (patella > 0) & (patella <= cart) & (x > px)
-    cartilage = (femoral | tibial | patellar) & ~bone & (leg <= -3)
+    cartilage = (femoral | tibial | patellar) & ~bone & deep
     fluid = (femur > cart) & (footprint <= 0) & (y > tibia_top - 2 * cart - gap) & (y < tibia_top - cart)
     menisci = np.zeros(shape, bool)
     for side in (-1, 1):
@@ -149,7 +150,7 @@ def knee_labels(shape=(48, 128, 128), spacing=(1.0, 0.5, 0.5), seed: int = 0) ->
         path_x = x0 + amp * np.cos(2 * np.pi * y / (1.3 * wavelength) + phase)
         vessel = ((z - path_z) ** 2 + (x - path_x) ** 2 <= radius_v ** 2) & np.isin(labels, (Tissue.MUSCLE,
                                                                                              Tissue.FAT))
-        labels[vessel & (leg <= -3)] = Tissue.VESSEL
+        labels[vessel & deep] = Tissue.VESSEL
     return labels
 
 

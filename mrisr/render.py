@@ -175,8 +175,9 @@ def compose(planes: dict[str, np.ndarray], window, axis: int, spacing, panel_siz
     """One frame (uint8, 2D) of labelled tiles.
 
     Each panel is a *track* of tiles: its image (pixels square in mm, short side ``panel_size`` pixels, a scale bar
-    on the first), its ``detail`` box ``(row, column, rows, columns)`` magnified to a ``panel_size`` square and, with ``errors`` (label -> |panel - reference| plane), its error map drawn as ``|error| x gain``
-    on the image window. Portrait panels put a track's tiles in a column and the tracks side by side; landscape
+    on the first), its ``detail`` box ``(row, column, rows, columns)`` magnified to a ``panel_size`` square and,
+    with ``errors`` (label -> |panel - reference| plane), its error map drawn as ``|error| x gain`` on the image
+    window. Portrait panels put a track's tiles in a column and the tracks side by side; landscape
     panels put them in a row and stack the tracks. ``header`` (the slice number, the error scale) heads the frame.
     """
     from PIL import Image, ImageDraw
@@ -289,14 +290,15 @@ def animate(volumes: dict[str, Volume | np.ndarray], path: str | Path, axis: int
             raise ValueError(f"{path}: MP4 needs an ffmpeg backend (pip install imageio-ffmpeg); or write a .gif") \
                 from None
     arrays, spacing, reference = on_common_grid(volumes, reference, frame)
-    mask = foreground_mask(Volume.from_spacing(arrays[reference], spacing))
+    wants_mask = isinstance(crop, str) or isinstance(slices, str) or isinstance(detail, str)
+    mask = foreground_mask(Volume.from_spacing(arrays[reference], spacing)) if wants_mask else None
     if isinstance(crop, str):
         if crop != "foreground":
             raise ValueError(f"crop must be 'foreground', slices per axis or None, got {crop!r}")
         crop = foreground_box(mask, spacing)
     if crop is not None:
         arrays = {k: a[tuple(crop)] for k, a in arrays.items()}
-        mask = mask[tuple(crop)]
+        mask = None if mask is None else mask[tuple(crop)]
     ref = arrays[reference]
     if axis is None:
         axis = int(np.argmin(np.multiply(ref.shape, spacing)))
