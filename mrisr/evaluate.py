@@ -290,21 +290,34 @@ def feature_distance(pred: Volume, target: Volume, perceptual, ndim: int = 3, de
     """VGG16 feature distance (a `mrisr.losses.PerceptualLoss`) of ``pred`` from ``target``: every slice along each
     of the ``ndim`` last axes (one axis: in-plane images only when ``ndim=2``), both divided by the target's intensity
     scale (`mrisr.volume.intensity_scale`), ``chunk`` slices at a time; the mean over slices and axes."""
+    return feature_distances({"pred": pred}, target, perceptual, ndim, device, chunk)["pred"]
+
+
+def feature_distances(preds: dict[str, Volume], target: Volume, perceptual, ndim: int = 3, device="cpu",
+                      chunk: int = 16) -> dict[str, float]:
+    """`feature_distance` of each of ``preds`` (label -> `Volume`) from one ``target``, whose VGG features are
+    computed once for all of them."""
     import torch
 
     scale = intensity_scale(target.data)
-    p, t = (torch.from_numpy(np.ascontiguousarray(v.data / scale, np.float32)) for v in (pred, target))
-    p, t = p.reshape(-1, 1, *p.shape[-3:]), t.reshape(-1, 1, *t.shape[-3:])  # (frames, 1, S, R, C)
+
+    def tensor(volume):  # (frames, 1, S, R, C), on the target's scale
+        data = torch.from_numpy(np.ascontiguousarray(volume.data / scale, np.float32))
+        return data.reshape(-1, 1, *data.shape[-3:])
+
+    t, ps = tensor(target), {label: tensor(v) for label, v in preds.items()}
     perceptual = perceptual.to(device)
-    axes = (2, 3, 4) if ndim == 3 else (2,)
-    per_axis = []
+    per_axis = {label: [] for label in preds}
     with torch.no_grad():
-        for axis in axes:
-            pairs = [as_slices(v, axis) for v in (p, t)]  # (frames x slices along axis, 1, a, b)
-            total, count = 0.0, 0
-            for start in range(0, len(pairs[0]), chunk):
-                a, b = (x[start:start + chunk].to(device) for x in pairs)
-                total += float(perceptual(a, b)) * len(a)
-                count += len(a)
-            per_axis.append(total / count)
-    return float(np.mean(per_axis))
+        for axis in (2, 3, 4) if ndim == 3 else (2,):
+            target_slices = as_slices(t, axis)  # (frames x slices along axis, 1, a, b)
+            pred_slices = {label: as_slices(p, axis) for label, p in ps.items()}
+            totals = dict.fromkeys(preds, 0.0)
+            for start in range(0, len(target_slices), chunk):
+                target_features = perceptual.vgg(target_slices[start:start + chunk].to(device))
+                for label, slices in pred_slices.items():
+                    a = slices[start:start + chunk].to(device)
+                    totals[label] += float(perceptual.feature_loss(perceptual.vgg(a), target_features)) * len(a)
+            for label in preds:
+                per_axis[label].append(totals[label] / len(target_slices))
+    return {label: float(np.mean(values)) for label, values in per_axis.items()}

@@ -140,8 +140,14 @@ class PerceptualLoss(nn.Module):
     def loss_2d(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         features = self.vgg(torch.cat([pred, target]))
         n = pred.shape[0]
+        return self.feature_loss([f[:n] for f in features], [f[n:] for f in features])
+
+    def feature_loss(self, pred_features, target_features) -> torch.Tensor:
+        """The loss between VGG features already computed (``self.vgg`` of 2D images), so that one target's
+        features serve several predictions."""
         gain2 = self.vgg.input_gain**2
-        return sum(w * F.mse_loss(f[:n], f[n:]) / gain2 for w, f in zip(self.layer_weights, features))
+        return sum(w * F.mse_loss(p, t) / gain2 for w, p, t in zip(self.layer_weights, pred_features,
+                                                                     target_features))
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if pred.shape != target.shape or pred.shape[1] != 1 or pred.ndim not in (4, 5):

@@ -109,3 +109,25 @@ def test_tables_are_saved_as_csv_and_markdown(tmp_path):
     text = md.read_text()
     assert "| net | vs cubic | 0.7000 |" in text and len(re.findall(r"^\| s\d \|", text, re.M)) == len(table)
     assert "net beats the best baseline" in text
+
+
+def test_feature_distances_share_the_targets_features_and_equal_the_perceptual_loss(dess_block, sample_data):
+    """One VGG pass over the target serves every prediction; each distance is the perceptual loss itself over every
+    slice along each axis (on the target's intensity scale)."""
+    import torch
+
+    from mrisr.evaluate import feature_distance, feature_distances
+    from mrisr.losses import PerceptualLoss, as_slices
+    from mrisr.volume import intensity_scale
+
+    block = Volume.from_spacing(dess_block.data[:8, :48, :40], dess_block.spacing, dess_block.meta)
+    lr = preset("knee_fast_acquisition")(block, seed=0)
+    perceptual = PerceptualLoss(weights=sample_data / "vgg16/vgg16_features_block1-3.pth", normalization="caffe")
+    distances = feature_distances({"LR": lr, "HR": block}, block, perceptual, chunk=5)
+    assert distances["HR"] == 0.0 and distances["LR"] > 0
+    assert feature_distance(lr, block, perceptual, chunk=5) == pytest.approx(distances["LR"], rel=1e-6)
+    scale = intensity_scale(block.data)
+    p, t = (torch.from_numpy((v.data / scale).astype(np.float32))[None, None] for v in (lr, block))
+    with torch.no_grad():
+        expected = np.mean([float(perceptual(as_slices(p, axis), as_slices(t, axis))) for axis in (2, 3, 4)])
+    assert distances["LR"] == pytest.approx(expected, rel=1e-4)
