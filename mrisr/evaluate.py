@@ -180,10 +180,13 @@ def gains_over(volumes: dict[str, dict[str, Volume]], baseline: str = LR_LABEL, 
     rows = []
     for subject, methods in volumes.items():
         target = methods[HR_LABEL]
+        # `slice_gains` per method, with the reference's mask and range and the baseline's scores computed once
+        data_range, mask = float(target.data.max() - target.data.min()), foreground_mask(target)
+        base = slice_scores(methods[baseline], target, data_range, mask, axis=axis)
         for method, volume in methods.items():
             if method in (baseline, HR_LABEL) or volume.data.shape != target.data.shape:
                 continue
-            gains = slice_gains(volume, methods[baseline], target, axis=axis)
+            gains = slice_scores(volume, target, data_range, mask, axis=axis) - base
             mean, low, high = mean_interval(gains["psnr_db"], confidence)
             rows.append({"subject": subject, "method": method, "psnr_gain_db": mean, "ci_low": low, "ci_high": high,
                          "hfen_change": float(gains["hfen"].mean()), "slices": len(gains)})
