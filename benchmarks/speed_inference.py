@@ -100,7 +100,7 @@ def accuracy_section(sizes: BenchSizes, variants: Sequence[Variant], device: tor
     start = [max(0, (n - a) // 2) for n, a in zip(volume.shape, sizes.accuracy_shape)]
     for axis, (b, a) in enumerate(zip(start, sizes.accuracy_shape)):  # the central block, at most accuracy_shape
         volume = sub_volume(volume, axis, b, b + a)
-    degraded = preset("knee_fast_acquisition")(volume).data
+    degraded = preset("knee_fast_acquisition_noise_free")(volume).data  # a speed figure: no noise to measure
     torch.manual_seed(0)
     model = EDSR3D(n_feats=sizes.n_feats, n_blocks=sizes.n_blocks)
     fit_briefly(model, degraded, volume.data, sizes.accuracy_steps, sizes.accuracy_batch, sizes.patch, device)

@@ -230,7 +230,7 @@ def cmd_evaluate(args) -> int:
     from mrisr.cases import case_name
     from mrisr.device import default_device
     from mrisr.distributed import is_writer, join, process_device, share
-    from mrisr.evaluate import compare, save_tables, summarize, verdict
+    from mrisr.evaluate import compare, save_tables, summarize, verdict_lines
     from mrisr.io import load_volume
     from mrisr.train import load_model
 
@@ -260,7 +260,7 @@ def cmd_evaluate(args) -> int:
         return 0
     summary = summarize(table)
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
-    print("\n".join(verdict(summary)))
+    print("\n".join(verdict_lines(summary)))
     if args.out:
         print("wrote " + ", ".join(map(str, save_tables(table, summary, Path(args.out)))))
     return 0

@@ -261,6 +261,9 @@ class DegradeBatch(Transform):
 
     def __init__(self, degradation: Degradation, spacing=None, phase_encoding_axes=None):
         super().__init__()
+        if degradation.needs_scan_noise():
+            raise ValueError(f"{degradation.name}: noise at the scan's own level cannot be measured on patches; "
+                             "degrade each volume once (degrade_on_the_fly=False) or give RicianNoise an snr")
         self.degradation, self.spacing, self.phase_encoding_axes = degradation, spacing, phase_encoding_axes
 
     def encodes(self, x: LRVolume):

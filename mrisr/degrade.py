@@ -30,12 +30,15 @@ import numpy as np
 import torch
 
 from mrisr.errors import InputError
-from mrisr.steps import (FWHM_PER_SIGMA, PHASE_ENCODING, SINC_FWHM, STEPS, Context, Downsample, GaussianBlur,
-                         KSpaceTruncation, RicianNoise, SliceThickness, Step, Upsample, per_axis, resize_axis)
+from mrisr.noise import NOISE_KEY, noise_sigma, scan_noise_sigma
+from mrisr.steps import (FWHM_PER_SIGMA, PHASE_ENCODING, RANDOM_STEPS, SCAN, SINC_FWHM, STEPS, Context, Downsample,
+                         GaussianBlur, KSpaceTruncation, Quantise, RicianNoise, SliceThickness, Step, Upsample,
+                         per_axis, resize_axis)
 from mrisr.volume import Volume
 
 __all__ = ["Degradation", "PRESETS", "preset", "load_degradation", "Context", "Step", "KSpaceTruncation",
-           "GaussianBlur", "Downsample", "Upsample", "SliceThickness", "RicianNoise", "resize_axis"]
+           "GaussianBlur", "Downsample", "Upsample", "SliceThickness", "RicianNoise", "Quantise", "resize_axis",
+           "noise_free"]
 
 
 @dataclass
@@ -46,7 +49,8 @@ class Degradation:
     ``meta["degradation"]``), a numpy array (returns float32 numpy) or a torch tensor (returns a tensor of the same
     dtype on the same device; computed in float32). Leading axes are a batch.
 
-    Example: ``Degradation([Downsample(4, "bicubic"), GaussianBlur(1.0)], ndim=2)`` is the `cardiac_x4` preset.
+    Example: ``Degradation([Downsample(4, "bicubic"), GaussianBlur(1.0)], ndim=2)`` is the `cardiac_x4_noise_free`
+    preset.
     """
 
     steps: list[Step]
@@ -91,9 +95,20 @@ class Degradation:
         return tuple(multiple)
 
     def forward_model(self) -> Degradation:
-        """The deterministic part of the acquisition model: this degradation without its noise steps (the ``A`` of
-        data consistency, `mrisr.consistency`)."""
-        return Degradation([s for s in self.steps if not isinstance(s, RicianNoise)], self.ndim, self.name)
+        """The deterministic part of the acquisition model: this degradation without its noise and quantisation
+        steps (the ``A`` of data consistency, `mrisr.consistency`)."""
+        return Degradation([s for s in self.steps if not isinstance(s, RANDOM_STEPS)], self.ndim, self.name)
+
+    def at_snr(self, snr: float) -> Degradation:
+        """This degradation with its noise at a stated ``snr`` in place of the scan's own level (for a scan whose
+        air cannot show its noise, `mrisr.noise.noise_sigma`)."""
+        steps = [RicianNoise(snr) if isinstance(s, RicianNoise) and s.snr == SCAN else s for s in self.steps]
+        return Degradation(steps, self.ndim, self.name)
+
+    def needs_scan_noise(self) -> bool:
+        """Whether a step adds noise at the scan's own level (``RicianNoise(snr="scan")``), which must be measured
+        on the whole scan (`mrisr.noise.noise_sigma`) before the steps run."""
+        return any(isinstance(s, RicianNoise) and s.snr == SCAN for s in self.steps)
 
     def axis_roles(self, spacing: Sequence[float] | None = None,
                    phase_encoding_axes: Sequence[int] | None = None) -> tuple:
@@ -143,9 +158,12 @@ class Degradation:
             return self.apply_tensor(x, spacing, phase_encoding_axes, seed)[0]
         raise TypeError(f"cannot degrade a {type(x).__name__}; give a Volume, numpy array or torch tensor")
 
-    def apply_tensor(self, x: torch.Tensor, spacing=None, phase_encoding_axes=None, seed=None):
+    def apply_tensor(self, x: torch.Tensor, spacing=None, phase_encoding_axes=None, seed=None, noise_level=None,
+                     record: dict | None = None):
         """Degrade a tensor ``(..., *spatial)``; returns it and the per-axis index maps ``[(a, b), ...]`` (output
-        index ``i`` along a spatial axis lies at input index ``a * i + b``)."""
+        index ``i`` along a spatial axis lies at input index ``a * i + b``). ``noise_level``: the scan's noise
+        standard deviation for ``RicianNoise(snr="scan")`` (default: `mrisr.noise.noise_sigma` of ``x`` taken as
+        one scan); ``record``: a dict the steps write what they drew into (the noise level)."""
         if x.ndim < self.ndim:
             raise ValueError(f"this Degradation acts on the last {self.ndim} axes ({_axis_names(self.ndim)}), but got "
                              f"a {x.ndim}D array of shape {tuple(x.shape)}")
@@ -158,7 +176,9 @@ class Degradation:
         pe = tuple(int(a) for a in phase_encoding_axes) if phase_encoding_axes is not None else None
         if pe is not None and any(not 0 <= a < self.ndim for a in pe):
             raise ValueError(f"phase_encoding_axes {pe} outside the {self.ndim} spatial axes")
-        ctx = Context(spacing, pe, generator)
+        if noise_level is None and self.needs_scan_noise():
+            noise_level = noise_sigma(x.detach().abs().cpu().numpy())
+        ctx = Context(spacing, pe, generator, noise_level, {} if record is None else record)
         dtype = x.dtype
         y = x.float() if not (x.is_complex() or x.dtype == torch.float64) else x
         maps = [(1.0, 0.0)] * self.ndim
@@ -177,8 +197,13 @@ class Degradation:
 
     def _apply_volume(self, volume: Volume, seed) -> Volume:
         first = 3 - self.ndim  # first volume axis the degradation acts on
+        record = {}
         try:
-            data, maps = self.apply_tensor(torch.from_numpy(volume.data), *self.volume_axes(volume), seed)
+            level = scan_noise_sigma(volume) if self.needs_scan_noise() else None
+            data, maps = self.apply_tensor(torch.from_numpy(volume.data), *self.volume_axes(volume), seed, level,
+                                           record)
+        except InputError as err:
+            raise InputError(err.path, f"{self.name} degradation: {err.problem}") from None
         except ValueError as err:
             raise InputError(volume.meta.get("source_path"), f"{self.name} degradation: {err}") from None
         affine = volume.affine.copy()
@@ -187,7 +212,9 @@ class Degradation:
             affine[:3, 3] += b * column
             affine[:3, first + axis] = a * column
         data = data.abs() if data.is_complex() else data
-        meta = {**volume.meta, "degradation": self.to_json()}
+        meta = {**volume.meta, "degradation": self.to_json(), **record}
+        if record or self.forward_model().steps:  # the scan's own noise level no longer describes the output
+            meta.pop(NOISE_KEY, None)
         thickness = meta.pop("slice_thickness_mm", None)
         if thickness is not None:
             thickness = self.slice_thickness(float(thickness), volume.spacing[0], volume.meta.get("phase_encoding_axes"))
@@ -203,58 +230,99 @@ def _axis_names(ndim: int) -> str:
 
 
 # -- presets --------------------------------------------------------------------------------------------------------
+#
+# Every preset is noisy by default: a new realisation of the scan's own thermal noise (``RicianNoise(snr="scan")``,
+# independent of the noise the reference carries) enters first and passes through the acquisition model, as a
+# second, faster acquisition's noise would. Without it the degraded input holds the reference's own noise in the
+# measured band, so data consistency copies that noise back for free and every score is an upper bound (the inverse
+# crime). ``snr`` sets another level; ``noise=False`` (the ``*_noise_free`` presets) is for tests of exact
+# properties; ``quantise=True`` rounds the input to integers, as a scanner stores it.
 
-def knee_fast_acquisition(fraction: float = 0.5) -> Degradation:
-    """Seed 000: the same 3D knee scan acquired faster at lower resolution.
+def _noisy(steps: list[Step], noise: bool, snr: float | str, quantise: bool) -> list[Step]:
+    return [RicianNoise(snr=snr)] * noise + steps + [Quantise(1.0)] * quantise
 
-    Only the central ``fraction`` of k-space is sampled along both phase-encoding axes (half by default: a quarter
-    of the phase-encoding lines, so about 4x shorter), and the image is zero-filled back to the original grid, as a
-    scanner does for display. The frequency-encoding (readout) axis is untouched: it costs no scan time. The result
-    is blurred along the phase-encoding axes and rings at sharp edges (Gibbs), like a real low-resolution scan.
+
+def knee_fast_acquisition(fraction: float = 0.5, noise: bool = True, snr: float | str = SCAN,
+                          quantise: bool = False) -> Degradation:
+    """Seed 000: a lower-resolution 3D acquisition: the central ``fraction`` of k-space along both phase-encoding
+    axes, zero-filled back to the original grid as a scanner does for display, with noise (see above).
+
+    Half by default: a quarter of the phase-encoding lines, 4x fewer than the reference measured. The readout axis
+    is untouched (it costs no scan time). The result is blurred along the phase-encoding axes and rings at sharp
+    edges (Gibbs). What it removes depends on what the reference holds: the DESS sample was itself measured only to
+    62.5 % of Nyquist along its in-plane phase-encoding axis (zero-filled by the scanner), so on it this removes the
+    50-62.5 % band in-plane and the outer half along the slice axis, where 96 % of the removed energy lies: on that
+    scan the experiment is mostly 2x super-resolution along the slice axis, not a 4x shorter scan.
     """
-    return Degradation([KSpaceTruncation(fraction=fraction, axes=PHASE_ENCODING, same_grid=True)], ndim=3,
-                       name="knee_fast_acquisition")
+    steps = [KSpaceTruncation(fraction=fraction, axes=PHASE_ENCODING, same_grid=True)]
+    return Degradation(_noisy(steps, noise, snr, quantise), ndim=3, name=_name("knee_fast_acquisition", noise))
 
 
-def knee_fast_acquisition_blur(fraction: float = 0.5) -> Degradation:
-    """The Gaussian-blur counterpart of `knee_fast_acquisition`: no ringing, the same loss of resolution.
+def knee_fast_acquisition_blur(fraction: float = 0.5, noise: bool = True, snr: float | str = SCAN,
+                               quantise: bool = False) -> Degradation:
+    """The Gaussian-blur counterpart of `knee_fast_acquisition`: no ringing, the same width of the point response.
 
     A Gaussian along the phase-encoding axes whose FWHM equals that of the truncated acquisition's sinc point
-    response, ``1.2067 / fraction`` voxels (sigma = 1.025 voxels for half of k-space). This is the degradation many
-    super-resolution papers use; comparing the two shows what a network learns from Gibbs ringing.
+    response, ``1.2067 / fraction`` voxels (sigma = 1.025 voxels for half of k-space), after the noise. Many
+    super-resolution papers use such a blur. Noise-free it removes no frequency outright (the Gaussian's transfer
+    function never reaches zero), so a deconvolution undoes it almost exactly; with noise, the frequencies it
+    attenuates below the noise are lost, as in a real scan.
     """
     sigma = SINC_FWHM / fraction / FWHM_PER_SIGMA
-    return Degradation([GaussianBlur(sigma=sigma, units="voxel", axes=PHASE_ENCODING)], ndim=3,
-                       name="knee_fast_acquisition_blur")
+    steps = [GaussianBlur(sigma=sigma, units="voxel", axes=PHASE_ENCODING)]
+    return Degradation(_noisy(steps, noise, snr, quantise), ndim=3, name=_name("knee_fast_acquisition_blur", noise))
 
 
-def cardiac_x4() -> Degradation:
+CARDIAC_SNR = 20.0
+
+
+def cardiac_x4(noise: bool = True, snr: float | str = CARDIAC_SNR, quantise: bool = False) -> Degradation:
     """Seed 001: 2D x4 super-resolution of cine slices, on a reduced grid.
 
-    Each (row, column) slice is downsampled x4 with anti-aliased bicubic (the image-library definition), then blurred
-    with a Gaussian of sigma 1.0 low-resolution pixel, for a softer input than bicubic alone.
+    Each (row, column) slice, with noise (see above), is downsampled x4 with anti-aliased bicubic (the
+    image-library definition), then blurred with a Gaussian of sigma 1.0 low-resolution pixel, for a softer input
+    than bicubic alone. The noise has a stated SNR of 20 (tissue signal over sigma, on the high-resolution slice):
+    public cine data come cropped around the heart and rescaled to 8 bits, with too little air, or air clipped to
+    zero, to read their own noise from (`mrisr.noise.noise_sigma` refuses them); ``snr="scan"`` reads it where
+    the air allows.
     """
-    return Degradation([Downsample(factor=4, method="bicubic"), GaussianBlur(sigma=1.0, units="voxel")], ndim=2,
-                       name="cardiac_x4")
+    steps = [Downsample(factor=4, method="bicubic"), GaussianBlur(sigma=1.0, units="voxel")]
+    return Degradation(_noisy(steps, noise, snr, quantise), ndim=2, name=_name("cardiac_x4", noise))
 
 
-def knee_thick_slices(factor: int = 3) -> Degradation:
+def knee_thick_slices(factor: int = 3, noise: bool = True, snr: float | str = SCAN,
+                      quantise: bool = False) -> Degradation:
     """Thick slices: ``factor`` consecutive slices averaged into one (a rectangular slice profile ``factor`` times
-    thicker, no gap), then cubic interpolation back onto the original slice grid along the slice axis (axis 0).
+    thicker, no gap), then cubic interpolation back onto the original slice grid along the slice axis (axis 0),
+    with noise (see above) before the averaging.
 
     What a faster 2D multi-slice protocol with thicker slices gives; the network then sees the cubic-interpolated
     thick-slice scan on the original grid. The slice count must be a multiple of ``factor``.
     """
-    return Degradation([SliceThickness(thickness=factor), Upsample(factor=factor, method="bicubic", axes=(0,))],
-                       ndim=3, name="knee_thick_slices")
+    steps = [SliceThickness(thickness=factor), Upsample(factor=factor, method="bicubic", axes=(0,))]
+    return Degradation(_noisy(steps, noise, snr, quantise), ndim=3, name=_name("knee_thick_slices", noise))
 
 
-PRESETS = {f.__name__: f for f in (knee_fast_acquisition, knee_fast_acquisition_blur, knee_thick_slices, cardiac_x4)}
+NOISE_FREE = "_noise_free"
+
+
+def _name(name: str, noise: bool) -> str:
+    return name if noise else name + NOISE_FREE
+
+
+def noise_free(name: str) -> str:
+    """The name of the noise-free variant of preset ``name``."""
+    return name if name.endswith(NOISE_FREE) else name + NOISE_FREE
+
+
+_MAKERS = (knee_fast_acquisition, knee_fast_acquisition_blur, knee_thick_slices, cardiac_x4)
+PRESETS = {**{f.__name__: f for f in _MAKERS},
+           **{noise_free(f.__name__): (lambda f=f: f(noise=False)) for f in _MAKERS}}
 
 
 def preset(name: str) -> Degradation:
     """The named preset: ``knee_fast_acquisition``, ``knee_fast_acquisition_blur``, ``knee_thick_slices`` or
-    ``cardiac_x4``."""
+    ``cardiac_x4`` (noisy), or the same name ending in ``_noise_free``."""
     if name not in PRESETS:
         raise ValueError(f"unknown degradation preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]()

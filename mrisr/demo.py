@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mrisr.degrade import preset
 from mrisr.device import default_device
-from mrisr.evaluate import HR_LABEL, LR_LABEL, compare, save_tables, summarize, verdict
+from mrisr.evaluate import HR_LABEL, LR_LABEL, compare, save_tables, summarize, verdict_lines
 from mrisr.io import load_volume, save_volume
 from mrisr.phantom import knee_phantom
 from mrisr.render import animate
@@ -25,6 +25,7 @@ from mrisr.config import ExperimentConfig
 from mrisr.train import fit, sr_learner
 
 DEGRADATION = "knee_fast_acquisition"
+PHANTOM_SNR = 30.0  # the thermal noise of the phantom "scans" (the DESS sample's measured SNR is about 30)
 
 # Per mode: phantom subjects (count, shape), network, training patches per epoch (shared among the training
 # subjects), schedule. "cpu" fits in 5 minutes on 2 cores.
@@ -39,12 +40,13 @@ SETTINGS = {
 
 
 def phantom_cases(folder: Path, n: int, shape) -> list[Path]:
-    """Write phantom subjects ``0 .. n-1`` as NIfTI in ``folder`` (once; later runs reuse them)."""
+    """Write phantom subjects ``0 .. n-1``, with thermal noise at `PHANTOM_SNR`, as NIfTI in ``folder`` (once;
+    later runs reuse them)."""
     paths = []
     for seed in range(n):
-        path = Path(folder) / f"phantom_{'x'.join(map(str, shape))}_{seed:02d}.nii.gz"
+        path = Path(folder) / f"phantom_{'x'.join(map(str, shape))}_snr{PHANTOM_SNR:g}_{seed:02d}.nii.gz"
         if not path.exists():
-            save_volume(knee_phantom(shape=shape, seed=seed), path)
+            save_volume(knee_phantom(shape=shape, seed=seed, snr=PHANTOM_SNR), path)
         paths.append(path)
     return paths
 
@@ -89,7 +91,7 @@ def run_demo(data: list[str | Path] | None = None, run_dir: str | Path = "runs/d
     first = volumes[test[0]]
     gif = animate({LR_LABEL: first[LR_LABEL], "EDSR3D": first["EDSR3D"], HR_LABEL: first[HR_LABEL]}, gif,
                   errors=True, crop="foreground", detail="auto")  # scrolls the thinnest axis in mm
-    lines = verdict(summary)
+    lines = verdict_lines(summary)
     seconds = time.perf_counter() - start
     log(f"\n{degradation.name} degradation, scores on the test subjects' foreground (mean over subjects):")
     log(summary.to_string(float_format=lambda v: f"{v:.4f}"))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mrisr import metrics
-from mrisr.baselines import baselines
+from mrisr.baselines import DC_SUFFIX, SAME_GRID, baselines, classical
 from mrisr.consistency import consistency_error, enforce
 from mrisr.degrade import Degradation
 from mrisr.distributed import gather
@@ -26,7 +26,6 @@ from mrisr.volume import Volume, intensity_scale
 
 COLUMNS = ["psnr_db", "ssim", "nrmse", "hfen"]
 CONSISTENCY = "consistency_error"  # ||A(method) - lr|| / ||lr||: how far a method's output is from explaining the scan
-DC_SUFFIX = "+DC"
 
 
 def score(pred: Volume, target: Volume, data_range: float, mask: np.ndarray | None = None, ndim: int = 3) -> dict:
@@ -75,7 +74,7 @@ HIGHER_IS_BETTER = {"psnr_db": True, "ssim": True, "nrmse": False, "hfen": False
 
 
 def compare(models: dict[str, object], cases: dict[str, Volume], degradation: Degradation, seed: int = 0,
-            keep: bool | list[str] = False, consistency: bool = False,
+            keep: bool | list[str] = False, consistency: bool = False, baseline_settings: dict | None = None,
             **predict_options) -> tuple[pd.DataFrame, dict[str, dict[str, Volume]]]:
     """Degrade each high-resolution case, super-resolve it with every model, and score models and baselines.
 
@@ -84,9 +83,13 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
         cases: subject name -> high-resolution `Volume` (the reference).
         degradation: what made the low-resolution input (the same for every case; ``seed`` per case is fixed).
         keep: keep the volumes (``True``, or a list of subject names) for figures and animations.
-        consistency: also score every method made consistent with the input (`mrisr.consistency.enforce`), as
-            ``"<method>+DC"`` rows of the method's kind: a baseline made consistent is a baseline too (for
-            reduced-grid degradations, interpolation followed by back-projection, Irani and Peleg 1991).
+        consistency: also score every method made consistent with the input (`mrisr.consistency.enforce`, aware of
+            the input's recorded noise), as ``"<method>+DC"`` rows of the method's kind: a baseline made consistent
+            is a baseline too (for reduced-grid degradations, interpolation followed by back-projection, Irani and
+            Peleg 1991).
+        baseline_settings: `mrisr.baselines.fit_baselines` of validation cases: the baselines are then every
+            classical method (`mrisr.baselines.classical`: interpolation, interpolation + DC with the fitted
+            settings, TV-POCS, Wiener where the degradation ends in a blur); ``None``: interpolation only.
         **predict_options: passed to `predict_volume` (device, dtype, tile_size, ...).
 
     Several processes (a ``torchrun`` launch): each passes its share of the cases (`mrisr.distributed.share`) and
@@ -101,13 +104,14 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
     tables, volumes = [], {}
     for name, hr in cases.items():
         lr = degradation(hr, seed=seed)
-        methods = baselines(lr, hr)
+        methods = baselines(lr, hr) if baseline_settings is None else classical(lr, hr, degradation,
+                                                                                  baseline_settings)
         kinds = dict.fromkeys(methods, "baseline")
         for label, model in models.items():
             methods[label] = predict_volume(model, lr, **predict_options)
             kinds[label] = "model"
-        if consistency:  # every method made consistent, baselines too (interpolation + back-projection)
-            for label in list(methods):
+        if consistency:  # every method made consistent; the classical set already holds its fitted +DC rows
+            for label in [m for m in methods if baseline_settings is None or kinds[m] == "model"]:
                 methods[label + DC_SUFFIX] = enforce(methods[label], lr, degradation,
                                                      device=predict_options.get("device"))
                 kinds[label + DC_SUFFIX] = kinds[label]
@@ -167,30 +171,132 @@ def slice_gains(method: Volume, baseline: Volume, target: Volume, data_range: fl
             - slice_scores(baseline, target, data_range, mask, min_voxels, axis))
 
 
-def gains_over(volumes: dict[str, dict[str, Volume]], baseline: str = LR_LABEL, axis: int = 0,
-               confidence: float = 0.95) -> pd.DataFrame:
-    """The gain of every method over ``baseline`` on each subject, with an interval even for one subject.
+def block_length(series: np.ndarray) -> int:
+    """Block length (slices) of the moving-block bootstrap of a correlated series: ``n^(1/3) (2 rho / (1 - rho^2))^(2/3)``
+    from its lag-1 autocorrelation ``rho`` (the AR(1) rule of Politis and White, Econometric Rev. 2004, with the
+    correction of Patton, Politis and White 2009), at least 1 and at most ``n / 2``."""
+    x = np.asarray(series, np.float64)
+    n = len(x)
+    if n < 4:
+        return 1
+    rho = lag1_autocorrelation(x)
+    if rho <= 0:
+        return 1
+    return int(np.clip(round(n ** (1 / 3) * (2 * rho / (1 - min(rho, 0.99) ** 2)) ** (2 / 3)), 1, n // 2))
 
-    ``volumes`` is what `compare` keeps (subject -> method -> `Volume`, ``HR_LABEL`` the reference, all on one grid).
-    Rows ``(subject, method)``; columns ``psnr_gain_db`` (mean over slices along ``axis`` of `slice_gains`),
-    ``ci_low`` / ``ci_high`` (its ``confidence`` interval, Student's t over the slices: neighbouring slices are
-    correlated, so it is optimistic), ``hfen_change`` (mean over slices; negative is sharper) and ``slices``.
-    Volumes off the reference grid (a low-resolution input) are left out.
+
+def lag1_autocorrelation(series) -> float:
+    """Correlation of a series with itself one step on (slices: neighbouring slices)."""
+    x = np.asarray(series, np.float64) - np.mean(series)
+    return float((x[1:] * x[:-1]).sum() / max((x * x).sum(), 1e-300))
+
+
+def bootstrap_interval(gains, confidence: float = 0.95, n_boot: int = 4000, block: int | None = None,
+                       seed: int = 0) -> tuple[float, float, float, int]:
+    """``(mean, low, high, block)``: the mean gain and its ``confidence`` interval over training seeds and slices.
+
+    ``gains`` is ``(seeds, slices)`` (a 1D array is one seed): the gain of a method over a baseline on each slice of
+    a test case, for each training seed. Each of ``n_boot`` replicates draws seeds with replacement and one set of
+    slice blocks (a moving-block bootstrap, Kuensch, Ann. Stat. 1989; the same blocks for every seed: slice ``k`` is
+    the same anatomy for each), so the interval covers both the spread between trainings and the correlated
+    slice-to-slice spread; ``block`` defaults to `block_length` of the seed-mean series. With one seed it covers the
+    slices only. Percentile interval; ``nan`` bounds with fewer than two slices.
     """
+    g = np.atleast_2d(np.asarray(gains, np.float64))
+    seeds, n = g.shape
+    mean = float(g.mean())
+    if n < 2:
+        return mean, float("nan"), float("nan"), 1
+    block = block_length(g.mean(0)) if block is None else int(block)
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n - block + 1, size=(n_boot, -(-n // block)))
+    index = (starts[..., None] + np.arange(block)).reshape(n_boot, -1)[:, :n]  # (n_boot, n) slice indices
+    chosen = rng.integers(0, seeds, size=(n_boot, seeds))  # (n_boot, seeds)
+    per_seed_slice_means = g[:, index].mean(-1)  # (seeds, n_boot): each seed's mean over the drawn slices
+    replicates = np.take_along_axis(per_seed_slice_means.T, chosen, axis=1).mean(1)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(replicates, [tail, 100 - tail])
+    return mean, float(low), float(high), block
+
+
+OUTCOMES = ("better", "not distinguishable", "worse")
+
+
+def verdict(low: float, high: float, higher_is_better: bool = True) -> str:
+    """``"better"`` when the whole interval ``[low, high]`` of a difference (method minus baseline) lies on the good
+    side of zero, ``"worse"`` when it lies on the bad side, else ``"not distinguishable"`` (also without an
+    interval: ``nan`` bounds)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return OUTCOMES[1]
+    if not higher_is_better:
+        low, high = -high, -low
+    return OUTCOMES[0] if low > 0 else OUTCOMES[2] if high < 0 else OUTCOMES[1]
+
+
+def gains_over(volumes, baseline: str = LR_LABEL, axis: int = 0, confidence: float = 0.95) -> pd.DataFrame:
+    """The gain of every method over ``baseline`` on each subject, with an interval over seeds and slices.
+
+    ``volumes`` is what `compare` keeps (subject -> method -> `Volume`, ``HR_LABEL`` the reference, all on one
+    grid), or a list of them, one per training seed (the same subjects and baseline in each). Rows ``(subject,
+    method)``; columns ``psnr_gain_db`` (mean over seeds and slices along ``axis`` of `slice_gains`), ``ci_low`` /
+    ``ci_high`` (its ``confidence`` interval, `bootstrap_interval`: seeds and correlated slices), ``verdict``
+    (`verdict` of that interval), ``hfen_change`` with ``hfen_low`` / ``hfen_high`` and ``hfen_verdict`` (negative is
+    sharper), ``slices``, ``seeds``, ``block`` (the bootstrap's block length) and ``rho`` (lag-1 autocorrelation of
+    the per-slice PSNR gain). Volumes off the reference grid (a low-resolution input) are left out.
+    """
+    runs = [volumes] if isinstance(volumes, dict) else list(volumes)
     rows = []
-    for subject, methods in volumes.items():
+    for subject, methods in runs[0].items():
         target = methods[HR_LABEL]
+        baseline = LR_LABEL if baseline == SAME_GRID else baseline  # `compare` keeps the degraded input as LR
         # `slice_gains` per method, with the reference's mask and range and the baseline's scores computed once
         data_range, mask = float(target.data.max() - target.data.min()), foreground_mask(target)
         base = slice_scores(methods[baseline], target, data_range, mask, axis=axis)
         for method, volume in methods.items():
             if method in (baseline, HR_LABEL) or volume.data.shape != target.data.shape:
                 continue
-            gains = slice_scores(volume, target, data_range, mask, axis=axis) - base
-            mean, low, high = mean_interval(gains["psnr_db"], confidence)
+            gains = [slice_scores(run[subject][method], target, data_range, mask, axis=axis) - base for run in runs]
+            psnr = np.stack([g["psnr_db"].to_numpy() for g in gains])
+            hfen = np.stack([g["hfen"].to_numpy() for g in gains])
+            mean, low, high, block = bootstrap_interval(psnr, confidence)
+            h_mean, h_low, h_high, _ = bootstrap_interval(hfen, confidence)
             rows.append({"subject": subject, "method": method, "psnr_gain_db": mean, "ci_low": low, "ci_high": high,
-                         "hfen_change": float(gains["hfen"].mean()), "slices": len(gains)})
+                         "verdict": verdict(low, high), "hfen_change": h_mean, "hfen_low": h_low,
+                         "hfen_high": h_high, "hfen_verdict": verdict(h_low, h_high, higher_is_better=False),
+                         "slices": psnr.shape[1], "seeds": len(runs), "block": block,
+                         "rho": lag1_autocorrelation(psnr.mean(0))})
     return pd.DataFrame(rows).set_index(["subject", "method"])
+
+
+SEED = " (seed {})"  # how `compare`'s labels name one training seed of a model
+
+
+def seed_runs(volumes: dict[str, dict[str, Volume]], seeds) -> list[dict[str, dict[str, Volume]]]:
+    """`compare`'s volumes of models trained with several seeds, labelled ``"<model> (seed <k>)"`` (`SEED`; its
+    ``+DC`` rows ``"<model> (seed <k>)+DC"``), as one
+    run per seed with the seed taken out of the labels (what `gains_over` takes); every other method (baselines,
+    input, reference) is in each run."""
+    suffixes = [SEED.format(k) for k in seeds]
+    runs = []
+    for suffix in suffixes:
+        runs.append({subject: {m.replace(suffix, ""): v for m, v in methods.items()
+                               if suffix in m or not any(x in m for x in suffixes)}
+                     for subject, methods in volumes.items()})
+    return runs
+
+
+def gain_lines(gains: pd.DataFrame, baseline: str, confidence: float = 0.95) -> list[str]:
+    """One sentence per row of `gains_over`: the method against ``baseline`` on that subject, its verdict by the
+    interval, the gain and the interval; the sentences notebooks print."""
+    level = int(round(100 * confidence))
+    lines = []
+    for (subject, method), row in gains.iterrows():
+        seeds = f"{row['seeds']} seed{'s' * (row['seeds'] > 1)}"
+        lines.append(f"{subject}: {method} against {baseline}: PSNR {row['verdict']} ({row['psnr_gain_db']:+.3f} dB, "
+                     f"{level} % CI {row['ci_low']:+.3f} to {row['ci_high']:+.3f}); HFEN {row['hfen_verdict']} "
+                     f"({row['hfen_change']:+.4f}, {row['hfen_low']:+.4f} to {row['hfen_high']:+.4f}); "
+                     f"{seeds}, {row['slices']} slices, blocks of {row['block']}")
+    return lines
 
 
 def best_baseline(table: pd.DataFrame, region: str = "foreground", metric: str = "psnr_db") -> str:
@@ -202,15 +308,18 @@ def best_baseline(table: pd.DataFrame, region: str = "foreground", metric: str =
     return str(means.idxmax() if HIGHER_IS_BETTER[metric] else means.idxmin())
 
 
-def summarize(table: pd.DataFrame, region: str = "foreground", confidence: float = 0.95) -> pd.DataFrame:
-    """Summary of a `compare` table over subjects, for one region.
+def summarize(table: pd.DataFrame, region: str = "foreground", confidence: float = 0.95,
+              best: str | None = None) -> pd.DataFrame:
+    """Summary of a `compare` table over subjects, for one region, against the baseline ``best`` (the best
+    classical baseline on validation data, ``fit_baselines(...)["best"]``; ``None``: the best on these cases, which
+    flatters the baseline, not the models).
 
     Rows ``(method, "mean")`` and ``(method, "std")`` for every method; for every model, ``(model, "vs <best>")``:
     the mean paired difference (model minus the best baseline, subject by subject), with ``"ci_low"`` /
     ``"ci_high"`` rows bounding its ``confidence`` interval (Student's t over subjects; ``nan`` with one subject).
     """
     rows = table[table["region"] == region]
-    best = best_baseline(table, region)
+    best = best_baseline(table, region) if best is None else best
     columns = [c for c in [*COLUMNS, CONSISTENCY] if c in table]
     by_method = {m: g.set_index("subject")[columns] for m, g in rows.groupby("method", sort=False)}
     out = {}
@@ -229,8 +338,10 @@ def summarize(table: pd.DataFrame, region: str = "foreground", confidence: float
     return summary
 
 
-def verdict(summary: pd.DataFrame, metric: str = "psnr_db") -> list[str]:
-    """One sentence per model: does it beat the best baseline on ``metric``, by how much, and how sure is that."""
+def verdict_lines(summary: pd.DataFrame, metric: str = "psnr_db") -> list[str]:
+    """One sentence per model of a `summarize` table: better, not distinguishable or worse than the best baseline
+    on ``metric`` (`verdict` of the interval over subjects), by how much. With one subject there is no interval over
+    subjects, so no verdict: `gains_over` gives one over seeds and slices."""
     best, level = summary.attrs["best_baseline"], int(round(100 * summary.attrs["confidence"]))
     lines = []
     for method, statistic in summary.index:
@@ -238,11 +349,11 @@ def verdict(summary: pd.DataFrame, metric: str = "psnr_db") -> list[str]:
             continue
         diff = summary.loc[(method, statistic), metric]
         low, high = summary.loc[(method, "ci_low"), metric], summary.loc[(method, "ci_high"), metric]
-        better = diff > 0 if HIGHER_IS_BETTER[metric] else diff < 0
         ci = (f"{level} % CI {low:+.3f} to {high:+.3f}" if np.isfinite(low)
-              else "one subject: no confidence interval")
-        lines.append(f"{method} {'beats' if better else 'does NOT beat'} the best baseline ({best}): {metric} "
-                     f"{diff:+.3f} ({ci}, n = {summary.attrs['n_subjects']})")
+              else "one subject: no interval over subjects, see the gains over slices")
+        lines.append(f"{method} against the best baseline ({best}): {metric} "
+                     f"{verdict(low, high, HIGHER_IS_BETTER[metric])} ({diff:+.3f}; {ci}, "
+                     f"n = {summary.attrs['n_subjects']})")
     return lines
 
 
@@ -268,7 +379,7 @@ def save_tables(table: pd.DataFrame, summary: pd.DataFrame, stem: str | Path) ->
         summary.to_csv(tmp)
     region = summary.attrs.get("region", "foreground")
     text = (f"# {stem.name}\n\n## Summary ({region}, {summary.attrs.get('n_subjects')} subject(s))\n\n"
-            + to_markdown(summary) + "\n" + "\n".join(f"- {line}" for line in verdict(summary))
+            + to_markdown(summary) + "\n" + "\n".join(f"- {line}" for line in verdict_lines(summary))
             + "\n\n## Per subject\n\n" + to_markdown(table))
     with atomic_path(paths[2], ".md") as tmp:
         tmp.write_text(text)

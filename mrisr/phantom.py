@@ -26,8 +26,10 @@ from __future__ import annotations
 from enum import IntEnum
 
 import numpy as np
+import torch
 from scipy import ndimage
 
+from mrisr.noise import NOISE_KEY, signal_level
 from mrisr.volume import Volume
 
 
@@ -154,11 +156,13 @@ def knee_labels(shape=(48, 128, 128), spacing=(1.0, 0.5, 0.5), seed: int = 0) ->
     return labels
 
 
-def knee_phantom(shape=(48, 128, 128), spacing=(1.0, 0.5, 0.5), seed: int = 0) -> Volume:
+def knee_phantom(shape=(48, 128, 128), spacing=(1.0, 0.5, 0.5), seed: int = 0,
+                 snr: float | None = None) -> Volume:
     """The phantom as a `Volume` (float32, about [0, 1]); ``shape`` in voxels, ``spacing`` in mm per axis.
 
-    The default 48x128x128 grid at 1.0 x 0.5 x 0.5 mm (a 48 x 64 x 64 mm field of view) takes well under a second
-    to build.
+    ``snr``: ``None`` for a noise-free image, else the thermal noise a scan of it would carry (Rician, one
+    channel; mean tissue signal over the noise sigma, as `mrisr.noise.snr` reads it back from the air). The default
+    48x128x128 grid at 1.0 x 0.5 x 0.5 mm (a 48 x 64 x 64 mm field of view) takes well under a second to build.
     """
     labels = knee_labels(shape, spacing, seed)
     lut = np.zeros(len(Tissue), np.float32)
@@ -169,6 +173,12 @@ def knee_phantom(shape=(48, 128, 128), spacing=(1.0, 0.5, 0.5), seed: int = 0) -
     coords = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
     bias = 1 + sum(rng.uniform(-0.12, 0.12) * c for c in coords) + rng.uniform(-0.08, 0.08) * coords[1] * coords[2]
     image = (image * bias).astype(np.float32)
-    return Volume.from_spacing(image, spacing, {"source_format": "phantom", "seed": int(seed),
-                                                "series_description": f"mrisr knee phantom, seed {seed}",
-                                                "phase_encoding_axes": (0, 1)})
+    if snr is not None:
+        sigma = float(signal_level(torch.from_numpy(image).reshape(-1), 1)) / snr
+        noise = sigma * np.random.default_rng([seed, 2]).standard_normal((2, *shape))
+        image = np.sqrt((image + noise[0]) ** 2 + noise[1] ** 2).astype(np.float32)
+    meta = {"source_format": "phantom", "seed": int(seed), "series_description": f"mrisr knee phantom, seed {seed}",
+            "phase_encoding_axes": (0, 1)}
+    if snr is not None:
+        meta[NOISE_KEY] = sigma  # known: no need to read it from the air
+    return Volume.from_spacing(image, spacing, meta)

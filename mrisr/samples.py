@@ -19,6 +19,7 @@ import numpy as np
 from mrisr.cases import disjoint_slabs, sub_volume
 from mrisr.errors import InputError
 from mrisr.io import load_volume, save_volume
+from mrisr.noise import NOISE_KEY, with_noise_sigma
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,23 +33,36 @@ def sample_dir() -> Path:
     return folder
 
 
+# The one knee split of the samples (notebooks 01-04, benchmarks/real_knee.py, the README): slab numbers of
+# `knee_slabs` (n = 4, top to bottom). Slab 3 holds the joint (cartilage, menisci, the anatomy super-resolution is for)
+# and tests; slab 4, below it, validates (recipe choices, baseline settings); slabs 1-2, above, train.
+KNEE_SPLIT = {"train": (1, 2), "valid": 4, "test": 3}
+
+
 def knee_slabs(out_dir: str | Path, n: int = 4, columns: int | None = 192, margin_mm: float = 10.0,
                held_out: int | None = None) -> list[Path]:
     """The DESS knee (80 x 512 x 512 at 1.5 x 0.3125 x 0.3125 mm) cropped to its central ``columns`` (None: all 512)
     and cut into ``n`` slabs along the rows (top to bottom), ``margin_mm`` apart, written once as
     ``knee_slab_K.nii.gz`` in ``out_dir``. Returned top to bottom, but slab ``held_out`` (1-based) last, where
-    `mrisr.cases.split_cases` takes the test subject: of four slabs the third holds the joint (cartilage, menisci)."""
+    `mrisr.cases.split_cases` takes the test subject: of four slabs the third holds the joint (cartilage, menisci).
+    Each slab records the noise level measured on the whole knee (`mrisr.noise.with_noise_sigma`): a slab's own air
+    is too little, and partly shadowed tissue, to read it from."""
     out_dir = Path(out_dir)
     paths = [out_dir / f"knee_slab_{k + 1}.nii.gz" for k in range(n)]
     if held_out is not None and not 1 <= held_out <= n:
         raise ValueError(f"held_out must be a slab number from 1 to {n}, got {held_out!r}")
-    if not all(p.exists() for p in paths):
-        knee = load_volume(sample_dir() / "knee_dess_sample")
+    if not all(p.exists() for p in paths) or NOISE_KEY not in load_volume(paths[0]).meta:  # (older slabs lack it)
+        knee = with_noise_sigma(load_volume(sample_dir() / "knee_dess_sample"))  # measured on the whole scan
         start = (knee.shape[2] - (columns or knee.shape[2])) // 2
         knee = sub_volume(knee, 2, start, start + (columns or knee.shape[2]))
         for path, slab in zip(paths, disjoint_slabs(knee, n, axis=1, margin_mm=margin_mm, multiple=8)):
             save_volume(slab, path)
     return paths if held_out is None else [p for k, p in enumerate(paths) if k + 1 != held_out] + [paths[held_out - 1]]
+
+
+# The FAIR knee's 8-bit export clipped its air (a fifth of it is 0, the rest does not fit any noise distribution), so
+# `mrisr.noise.noise_sigma` cannot read its noise: the noisy presets add noise to it at the SNR measured on the DESS.
+FAIR_SNR = 30.0
 
 
 def fair_knee():

@@ -9,6 +9,7 @@ Physics of each step, in k-space terms:
 * `Downsample` / `Upsample`: a coarser voxel grid (with anti-aliasing) and the way back to the fine grid.
 * `SliceThickness`: thick slices: each acquired slice averages a slab of the fine slices.
 * `RicianNoise`: thermal noise on the complex signal, seen in a magnitude image (Gudbjartsson and Patz 1995).
+* `Quantise`: integer pixel values, as scanners store them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from scipy.signal import windows
 
 from mrisr.filtering import gaussian_filter
-from mrisr.foreground import tissue_threshold
+from mrisr.noise import signal_level
 
 
 PHASE_ENCODING = "phase_encoding"
@@ -37,11 +38,15 @@ SINC_FWHM = 1.2067  # FWHM of the point response of a k-space band of width 1/d,
 
 @dataclass
 class Context:
-    """What a step may need besides the tensor: voxel size (mm per spatial axis), phase-encoding axes, random source."""
+    """What a step may need besides the tensor: voxel size (mm per spatial axis), phase-encoding axes, random source,
+    the scan's noise level (`mrisr.noise.noise_sigma`, for ``RicianNoise(snr="scan")``), and ``record``, where a
+    step writes what it chose (the noise level drawn)."""
 
     spacing: tuple[float, ...] | None
     phase_encoding_axes: tuple[int, ...] | None
     generator: torch.Generator | None
+    noise_sigma: float | None = None
+    record: dict = dataclasses.field(default_factory=dict)
 
 
 def per_axis(value, n: int, what: str) -> tuple:
@@ -350,31 +355,64 @@ class SliceThickness(Step):
         return float(self.stride), ((self.stride if self.centred else self.thickness) - 1) / 2
 
 
+SCAN = "scan"  # RicianNoise's snr: the scan's own noise level (`mrisr.noise.noise_sigma`)
+
+
 @dataclass
 class RicianNoise(Step):
-    """Thermal noise at a signal-to-noise ratio ``snr`` = (mean foreground signal) / (noise standard deviation).
+    """Thermal noise: a new realisation of complex Gaussian noise, seen in a magnitude image (Gudbjartsson and Patz,
+    MRM 1995), independent of the noise the input already carries.
 
-    Independent Gaussian noise of standard deviation ``sigma`` is added to the real and imaginary channels of the
-    (real) image and the magnitude is taken, so the noise is Rician (Rayleigh in air). The foreground signal is the
-    mean of the voxels above each image's `tissue_threshold`, measured on the input of this step.
+    Noise of standard deviation ``sigma`` is added to the real and imaginary channels of the (real) image and the
+    magnitude is taken, so the noise is Rician (Rayleigh in air). ``snr``: ``"scan"`` (the default) for the input's
+    own noise level (``sigma`` = `mrisr.noise.noise_sigma` of the whole scan, measured in its air before the first
+    step: what a second acquisition of the same scan would carry), or a number, the ratio of each image's mean
+    tissue signal (voxels above its `tissue_threshold`, on the input of this step) to ``sigma``. The ``sigma`` and
+    SNR used are recorded (`Context.record`; a degraded `Volume`'s ``meta["noise"]``).
+
+    Placed first in a chain, the noise passes through the acquisition model as a real scan's does: a k-space
+    truncation keeps only its measured band, downsampling averages it.
     """
 
-    snr: float = 20.0
+    snr: float | str = SCAN
 
     def __post_init__(self):
-        self.snr = float(self.snr)
-        if not self.snr > 0:
-            raise ValueError(f"RicianNoise: snr must be > 0, got {self.snr}")
+        if self.snr != SCAN:
+            self.snr = float(self.snr)
+            if not self.snr > 0:
+                raise ValueError(f"RicianNoise: snr must be > 0 or {SCAN!r}, got {self.snr}")
 
     def apply(self, x, ctx, ndim):
         x = x.real if x.is_complex() else x
-        threshold = tissue_threshold(x, ndim)
-        above = x > threshold.view(*threshold.shape, *[1] * ndim)
-        dims = tuple(range(x.ndim - ndim, x.ndim))
-        signal = (x * above).sum(dims, keepdim=True) / above.sum(dims, keepdim=True).clamp_min(1)
-        sigma = signal / self.snr
+        signal = signal_level(x, ndim).view(*x.shape[:-ndim], *[1] * ndim)
+        if self.snr == SCAN:
+            if ctx.noise_sigma is None:
+                raise ValueError("RicianNoise(snr='scan') needs the scan's noise level, which a patch or a batch of "
+                                 "patches cannot show (no air): give snr a number")
+            sigma = torch.full_like(signal, ctx.noise_sigma)
+        else:
+            sigma = signal / self.snr
+        ctx.record["noise"] = {"sigma": float(sigma.mean()), "snr": float((signal / sigma).mean())}
         noise = torch.randn((2, *x.shape), generator=ctx.generator, device=x.device, dtype=x.dtype)
         return torch.sqrt((x + sigma * noise[0]) ** 2 + (sigma * noise[1]) ** 2)
+
+    def thickness_after(self, thickness, spacing):
+        return thickness
+
+
+@dataclass
+class Quantise(Step):
+    """Round to multiples of ``step`` (1: integers), as a scanner storing integer pixel values does."""
+
+    step: float = 1.0
+
+    def __post_init__(self):
+        self.step = float(self.step)
+        if not self.step > 0:
+            raise ValueError(f"Quantise: step must be > 0, got {self.step}")
+
+    def apply(self, x, ctx, ndim):
+        return torch.round(x / self.step) * self.step
 
     def thickness_after(self, thickness, spacing):
         return thickness
@@ -397,4 +435,5 @@ def resize_axis(x: torch.Tensor, dim: int, size: int, mode: str, antialias: bool
 
 
 STEPS = {cls.__name__: cls for cls in (KSpaceTruncation, GaussianBlur, Downsample, Upsample, SliceThickness,
-                                       RicianNoise)}
+                                       RicianNoise, Quantise)}
+RANDOM_STEPS = (RicianNoise, Quantise)  # not part of the forward model of data consistency

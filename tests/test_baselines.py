@@ -33,20 +33,20 @@ def test_area_downsampled_ramp_comes_back_exactly_with_linear_and_cubic():
 
 
 def test_same_grid_degradation_is_its_own_baseline(dess_block):
-    lr = preset("knee_fast_acquisition")(dess_block)
+    lr = preset("knee_fast_acquisition_noise_free")(dess_block)
     out = baselines(lr, dess_block)
     assert list(out) == [SAME_GRID] and out[SAME_GRID] is lr
 
 
 def test_cine_frames_are_interpolated_frame_by_frame(cardiac):
-    lr = preset("cardiac_x4")(cardiac)
+    lr = preset("cardiac_x4_noise_free")(cardiac)
     cubic = resample(lr, cardiac, order=3)
     assert cubic.data.shape == cardiac.data.shape
     single = resample(Volume(lr.data[7], lr.affine), Volume(cardiac.data[7], cardiac.affine), order=3)
     np.testing.assert_allclose(cubic.data[7], single.data, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["knee_fast_acquisition", "cardiac_x4"])
+@pytest.mark.parametrize("name", ["knee_fast_acquisition_noise_free", "cardiac_x4_noise_free"])
 def test_baseline_table_on_real_knee(dess_block, name):
     degradation = preset(name)
     table = baseline_table(dess_block, degradation)
@@ -63,7 +63,7 @@ def test_baseline_table_on_real_knee(dess_block, name):
         metrics.psnr(pred, dess_block.data, data_range, mask, pooled=True), abs=1e-6)
     assert table.loc[(method, "whole"), "hfen"] == pytest.approx(
         metrics.hfen(pred, dess_block.data, ndim=degradation.ndim, pooled=True), abs=1e-6)
-    if name == "cardiac_x4":  # cubic interpolation beats nearest neighbour on real anatomy
+    if name == "cardiac_x4_noise_free":  # cubic interpolation beats nearest neighbour on real anatomy
         assert table.loc[("cubic", "foreground"), "psnr_db"] > table.loc[("nearest", "foreground"), "psnr_db"]
         assert table.loc[("cubic", "foreground"), "ssim"] > table.loc[("nearest", "foreground"), "ssim"]
 
@@ -71,14 +71,14 @@ def test_baseline_table_on_real_knee(dess_block, name):
 def test_cli_baselines_prints_and_writes_the_table(dess_block, tmp_path, capsys):
     path = save_volume(dess_block, tmp_path / "knee.nii.gz")
     csv = tmp_path / "out" / "table.csv"
-    assert main(["baselines", str(path), "--preset", "cardiac_x4", "knee_fast_acquisition", "--json",
+    assert main(["baselines", str(path), "--preset", "cardiac_x4_noise_free", "knee_fast_acquisition_noise_free", "--json",
                  "--csv", str(csv)]) == 0
     records = json.loads(capsys.readouterr().out)
     assert {(r["preset"], r["method"]) for r in records} == {
-        ("cardiac_x4", "nearest"), ("cardiac_x4", "linear"), ("cardiac_x4", "cubic"),
-        ("knee_fast_acquisition", "degraded input")}
+        ("cardiac_x4_noise_free", "nearest"), ("cardiac_x4_noise_free", "linear"), ("cardiac_x4_noise_free", "cubic"),
+        ("knee_fast_acquisition_noise_free", "degraded input")}
     assert csv.read_text().splitlines()[0] == "preset,method,region," + ",".join(COLUMNS)
-    assert main(["baselines", str(path), "--preset", "cardiac_x4"]) == 0
+    assert main(["baselines", str(path), "--preset", "cardiac_x4_noise_free"]) == 0
     assert "degraded in" in capsys.readouterr().out
     assert main(["baselines", str(tmp_path / "missing.nii.gz")]) == 1
     assert "missing.nii.gz" in capsys.readouterr().err

@@ -41,7 +41,7 @@ def test_plain_folder_of_cines_and_bad_folders(cardiac, tmp_path):
 
 def test_one_cine_slice_splits_into_disjoint_train_and_test(cardiac, tmp_path):
     source = save_volume(cardiac, tmp_path / "heart.nii.gz")
-    cases, valid, test, axis = split_cases([source], tmp_path / "run", preset("cardiac_x4"))
+    cases, valid, test, axis = split_cases([source], tmp_path / "run", preset("cardiac_x4_noise_free"))
     train, held = load_volume(cases[0]), load_volume(cases[1])
     assert axis == 2 and valid == [] and test == ["heart_test"]
     assert train.shape[2] % 4 == 0 and held.shape[2] % 4 == 0
@@ -64,7 +64,7 @@ def test_checkerboard_index_sees_periodic_patterns_only():
 
 
 def test_transposed_upsampler_checkerboards_the_real_heart_at_init(cardiac):
-    lr = preset("cardiac_x4")(cardiac)
+    lr = preset("cardiac_x4_noise_free")(cardiac)
     scores = {}
     for upsampler in ("transposed", "nearest"):
         torch.manual_seed(0)

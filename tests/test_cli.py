@@ -89,8 +89,8 @@ def test_evaluate_and_animate_the_demo_model(demo_run, tmp_path):
                       tmp_path / "eval", "--device", "cpu", cwd=folder)
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(tmp_path / "eval.csv")
-    assert list(table["subject"].unique()) == ["phantom_48x64x64_02"] and "tiny" in set(table["method"])
-    phantom = folder / "data/phantoms/phantom_48x64x64_02.nii.gz"
+    assert list(table["subject"].unique()) == ["phantom_48x64x64_snr30_02"] and "tiny" in set(table["method"])
+    phantom = folder / "data/phantoms/phantom_48x64x64_snr30_02.nii.gz"
     result = run_here("animate", tmp_path / "a.gif", phantom, phantom, "--labels", "A", "B", "--step", "4",
                       "--axis", "0", "--all-slices", cwd=folder)
     assert result.returncode == 0, result.stderr
@@ -137,7 +137,7 @@ def test_predict_with_consistency_agrees_with_the_measured_scan(dess_block, tmp_
     from mrisr.checkpoint import save_checkpoint
     from mrisr.config import ExperimentConfig
 
-    spec = preset("knee_fast_acquisition")
+    spec = preset("knee_fast_acquisition_noise_free")
     lr = spec(Volume(dess_block.data[:12, :48, :48], dess_block.affine, dess_block.meta))
     scan = save_volume(lr, tmp_path / "lr.nii.gz")
     save_checkpoint(EDSR3D(n_feats=4, n_blocks=1), ExperimentConfig(n_feats=4, n_blocks=1), tmp_path / "id.pth")

@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from mrisr import Volume
-from mrisr.consistency import back_projection, consistency_error, enforce
+from mrisr.consistency import back_projection, consistency_error, enforce, noise_norm
+from mrisr.foreground import foreground_mask
 from mrisr.degrade import (Degradation, Downsample, GaussianBlur, KSpaceTruncation, RicianNoise, SliceThickness,
                            Upsample, preset)
 from mrisr.kspace import fftc
@@ -82,7 +84,7 @@ def test_kspace_projection_of_magnitude_scans(dess_block, noisy_guess, same_grid
 
 
 def test_soft_projection_lies_between_the_guess_and_the_exact_projection(dess_block, noisy_guess):
-    spec = preset("knee_fast_acquisition")
+    spec = preset("knee_fast_acquisition_noise_free")
     lr = spec(dess_block)
     errors = [consistency_error(enforce(noisy_guess, lr, spec, weight=w, iterations=1), lr, spec)
               for w in (0.1, 1.0, 10.0)]
@@ -114,11 +116,46 @@ def test_back_projection_lowers_the_consistency_error_at_every_step(dess_block, 
 
 
 def test_enforce_refuses_mismatched_inputs(dess_block):
-    spec = preset("knee_fast_acquisition")
+    spec = preset("knee_fast_acquisition_noise_free")
     lr = spec(dess_block)
     wrong = Volume(dess_block.data[:, :100], dess_block.affine, dess_block.meta)
     with pytest.raises(ValueError, match="degrades to"):
         enforce(wrong, lr, spec)
     with pytest.raises(ValueError, match="one KSpaceTruncation"):
-        enforce(dess_block, preset("knee_fast_acquisition_blur")(dess_block), preset("knee_fast_acquisition_blur"),
+        enforce(dess_block, preset("knee_fast_acquisition_blur_noise_free")(dess_block), preset("knee_fast_acquisition_blur_noise_free"),
                 method="kspace")
+
+
+def test_noise_aware_projection_does_not_copy_the_measured_noise_into_a_good_estimate(dess_block):
+    """The inverse crime, undone: with noise in the measured band, the exact projection of the true image copies
+    that noise in; the Wiener mix, told the noise level, keeps the estimate where it is better than the data."""
+    spec = preset("knee_fast_acquisition")
+    lr = spec(dess_block, seed=0)
+    assert lr.meta["noise"]["sigma"] > 0
+    fg = foreground_mask(dess_block)
+
+    def error(x):
+        return float(np.sqrt(np.mean((x.data - dess_block.data)[fg] ** 2)))
+
+    exact = enforce(dess_block, lr, spec, noise_sigma=None)
+    aware = enforce(dess_block, lr, spec)  # the level lr records
+    assert aware.meta["data_consistency"]["noise_sigma"] == lr.meta["noise"]["sigma"]
+    assert error(aware) < 0.5 * error(exact)
+    # and a poor estimate (the degraded input itself, blurred further) still takes the measured band
+    poor = dess_block.with_data(ndimage.gaussian_filter(lr.data, 2.0))
+    assert error(enforce(poor, lr, spec)) < error(poor)
+
+
+def test_back_projection_with_noise_stops_at_the_noise_level(dess_block):
+    spec = preset("knee_thick_slices")
+    hr = dess_block.with_data(dess_block.data[:24])
+    lr = spec(hr, seed=0)
+    forward = spec.forward_model()
+    start = torch.from_numpy(ndimage.gaussian_filter(lr.data, 1.0))
+    y = torch.from_numpy(lr.data)
+    sigma = lr.meta["noise"]["sigma"]
+    _, blind = back_projection(start, y, forward, iterations=50)
+    _, stopped = back_projection(start, y, forward, iterations=50, noise_sigma=sigma)
+    floor = noise_norm(forward, start, None, None, sigma) / float(torch.linalg.vector_norm(y))
+    assert len(stopped) < len(blind) and stopped[-1] <= floor < stopped[-2]  # stopped at the first step below it
+    assert blind[-1] < floor  # noise-blind, it goes on fitting the noise

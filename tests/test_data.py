@@ -22,7 +22,7 @@ def knee_subjects(dess):
     """The DESS knee (central 256 x 256) as a training part and a disjoint hold-out slab, blur-degraded."""
     crop = Volume(dess.data[:, 128:384, 128:384], dess.affine, dess.meta)
     train, holdout = split_slabs(crop, holdout=0.25, margin_mm=6.0)
-    spec = preset("knee_fast_acquisition_blur")
+    spec = preset("knee_fast_acquisition_blur_noise_free")
     return [prepare_subject(train, spec, "knee"), prepare_subject(holdout, spec, "knee:holdout")], crop
 
 
@@ -42,20 +42,20 @@ def test_slab_hold_out_is_disjoint_with_a_margin(knee_subjects):
 def test_degrading_the_hr_patch_gives_the_lr_patch_away_from_borders(knee_subjects, cardiac):
     (train, _), _ = knee_subjects
     sampler = PatchSampler([train], 24, seed=3)
-    spec = preset("knee_fast_acquisition_blur")
+    spec = preset("knee_fast_acquisition_blur_noise_free")
     for k in range(4):
         ref = PatchRef(0, k, False)
         hr, lr = sampler.hr_patch(ref), sampler.lr_patch(ref)
         again = spec(hr, phase_encoding_axes=(0, 2))
         inner = (slice(None), slice(5, -5), slice(5, -5), slice(5, -5))  # beyond the blur kernel's reach
         torch.testing.assert_close(again[inner], lr[inner], atol=2e-3, rtol=0)
-    heart = prepare_subject(cardiac, preset("cardiac_x4"), "heart")
+    heart = prepare_subject(cardiac, preset("cardiac_x4_noise_free"), "heart")
     assert heart.factors == (4, 4) and heart.hr.shape == (30, 184, 256) and heart.lr.shape == (30, 46, 64)
     sampler = PatchSampler([heart], 96, seed=0)
     ref = PatchRef(0, 1, False)
     hr, lr = sampler.hr_patch(ref), sampler.lr_patch(ref)
     assert hr.shape == (1, 96, 96) and lr.shape == (1, 24, 24)
-    again = preset("cardiac_x4")(hr)
+    again = preset("cardiac_x4_noise_free")(hr)
     torch.testing.assert_close(again[:, 6:-6, 6:-6], lr[:, 6:-6, 6:-6], atol=3e-3, rtol=0)
 
 
@@ -126,7 +126,7 @@ def test_degrade_on_the_fly_matches_degrading_each_patch(dess):
     crop = Volume(dess.data[:24, 200:296, 200:296], dess.affine, dess.meta)
     subject = prepare_subject(crop, None, "raw")
     assert subject.lr is None
-    spec = preset("knee_fast_acquisition")
+    spec = preset("knee_fast_acquisition_noise_free")
     batch = torch.stack([PatchSampler([subject], 16).hr_patch(PatchRef(0, k, False)) for k in range(3)])
     out = DegradeBatch(spec, phase_encoding_axes=(0, 2))(LRVolume(batch))
     assert isinstance(out, LRVolume)

@@ -52,10 +52,10 @@ def test_kspace_truncation_on_real_knee_along_its_phase_encoding_axes(dess_block
     out = _complex(KSpaceTruncation(0.5, axes="phase_encoding", output="complex"), dess_block.data,
                    phase_encoding_axes=axes)
     _band_check(dess_block.data.astype(np.float64), out, axes, 0.5)
-    lr = preset("knee_fast_acquisition")(dess_block)
+    lr = preset("knee_fast_acquisition_noise_free")(dess_block)
     assert lr.shape == dess_block.shape and np.allclose(lr.affine, dess_block.affine)
     np.testing.assert_allclose(lr.data, np.abs(out), rtol=1e-4, atol=1e-3)
-    assert json.loads(lr.meta["degradation"])["name"] == "knee_fast_acquisition"
+    assert json.loads(lr.meta["degradation"])["name"] == "knee_fast_acquisition_noise_free"
 
 
 def test_kspace_window_tapers_the_band():
@@ -101,7 +101,7 @@ def test_blur_variant_has_the_sinc_fwhm_of_half_kspace():
     """Both knee presets widen a point along a phase-encoding axis to the same FWHM (1.2067 / fraction voxels)."""
     delta = np.zeros((1, 256), np.float32)
     delta[0, 128] = 1.0
-    blur = Degradation(knee_fast_acquisition_blur().steps, ndim=2)(delta, phase_encoding_axes=(1,))[0]
+    blur = Degradation(knee_fast_acquisition_blur(noise=False).steps, ndim=2)(delta, phase_encoding_axes=(1,))[0]
     sinc = _complex(KSpaceTruncation(0.5, output="complex"), delta, phase_encoding_axes=(1,)).real[0]
     widths = []
     for profile in (blur, sinc):  # band-limited (Fourier) interpolation to 1/16 voxel, then count samples above half
@@ -168,7 +168,7 @@ def test_centred_slices_with_a_gap_or_an_overlap_keep_the_grid_of_contiguous_one
 def test_the_slice_thickness_in_meta_follows_the_degradation():
     vol = Volume.from_spacing(np.ones((12, 4, 4), np.float32), (1.5, 1, 1), {"slice_thickness_mm": 2.0})
     assert Degradation([SliceThickness(3)])(vol).meta["slice_thickness_mm"] == pytest.approx(5.0)  # 2 + 2 x 1.5
-    assert preset("knee_thick_slices")(vol).meta["slice_thickness_mm"] == pytest.approx(5.0)  # interpolation adds none
+    assert preset("knee_thick_slices_noise_free")(vol).meta["slice_thickness_mm"] == pytest.approx(5.0)  # interpolation adds none
     assert Degradation([Downsample(2, "area", axes=(0,))])(vol).meta["slice_thickness_mm"] == pytest.approx(3.5)
     assert "slice_thickness_mm" not in Degradation([GaussianBlur(1.0, axes=(0,))])(vol).meta  # no longer known
     assert Degradation([GaussianBlur(1.0, axes=(1, 2))])(vol).meta["slice_thickness_mm"] == 2.0  # in-plane only
@@ -222,7 +222,7 @@ def test_spec_json_round_trip():
 
 
 def test_cardiac_preset_on_real_cine(cardiac):
-    lr = preset("cardiac_x4")(cardiac)
+    lr = preset("cardiac_x4_noise_free")(cardiac)
     assert lr.data.shape == (30, 1, 46, 64)
     np.testing.assert_allclose(lr.spacing, (cardiac.spacing[0], 4 * cardiac.spacing[1], 4 * cardiac.spacing[2]))
     assert abs(lr.data.mean() / cardiac.data.mean() - 1) < 0.01  # resampling keeps the mean intensity
@@ -236,9 +236,9 @@ def test_cardiac_preset_on_real_cine(cardiac):
     (lambda: Downsample(factor=1.5), "positive integers"),
     (lambda: RicianNoise(snr=0), "snr must be > 0"),
     (lambda: SliceThickness(4, stride=3, centred=True), "thickness - stride even"),
-    (lambda: preset("knee_fast_acquisition")(np.zeros((32, 32), np.float32)), "got a 2D array"),
+    (lambda: preset("knee_fast_acquisition_noise_free")(np.zeros((32, 32), np.float32)), "got a 2D array"),
     (lambda: Degradation([GaussianBlur(1.0, units="mm")])(np.zeros((4, 4, 4), np.float32)), "pass spacing"),
-    (lambda: preset("knee_fast_acquisition")(np.zeros((4, 4, 4), np.float32)), "phase_encoding_axes"),
+    (lambda: preset("knee_fast_acquisition_noise_free")(np.zeros((4, 4, 4), np.float32)), "phase_encoding_axes"),
     (lambda: Degradation([Downsample(2, axes=(3,))]), "outside the 3 spatial axes"),
     (lambda: preset("knee"), "unknown degradation preset 'knee'"),
 ])
@@ -249,15 +249,15 @@ def test_bad_input_gets_a_clear_error(make, message):
 
 def test_volume_errors_name_the_file():
     vol = Volume.from_spacing(np.zeros((4, 6, 6)), meta={"source_path": "scans/knee.nii.gz"})
-    with pytest.raises(InputError, match=r"^scans/knee.nii.gz: knee_fast_acquisition degradation: .*phase"):
-        preset("knee_fast_acquisition")(vol)
+    with pytest.raises(InputError, match=r"^scans/knee.nii.gz: knee_fast_acquisition_noise_free degradation: .*phase"):
+        preset("knee_fast_acquisition_noise_free")(vol)
 
 
 def test_thick_slice_preset_keeps_the_grid_and_averages_slices(dess_block):
     from mrisr.cases import crop_to_multiple
     from mrisr.degrade import load_degradation
 
-    spec = preset("knee_thick_slices")
+    spec = preset("knee_thick_slices_noise_free")
     assert spec.size_multiple() == (3, 1, 1)
     knee = crop_to_multiple(Volume(dess_block.data[:20], dess_block.affine, dess_block.meta), spec.size_multiple())
     assert knee.shape[0] == 18
@@ -270,6 +270,6 @@ def test_thick_slice_preset_keeps_the_grid_and_averages_slices(dess_block):
     roles = spec.axis_roles(knee.spacing)
     assert roles[1] == roles[2] != roles[0]
     assert load_degradation(spec.to_dict()).to_dict() == spec.to_dict()
-    assert load_degradation("knee_thick_slices").to_dict() == spec.to_dict()
+    assert load_degradation("knee_thick_slices_noise_free").to_dict() == spec.to_dict()
     with pytest.raises(InputError, match="neither a degradation preset"):
         load_degradation("no_such_preset")

@@ -17,7 +17,7 @@ from mrisr.train import load_model
 
 CONFIG = {"cases": ["knee.nii.gz"], "n_feats": 4, "n_blocks": 1, "patch_size": 16, "patches_per_subject": 16,
           "valid_patches_per_subject": 8, "batch_size": 2, "epochs": 2, "holdout_slab": 0.3, "holdout_margin_mm": 3.0,
-          "holdout_axis": 1, "lr_max": 1e-3, "degradation": "knee_fast_acquisition_blur"}
+          "holdout_axis": 1, "lr_max": 1e-3, "degradation": "knee_fast_acquisition_blur_noise_free"}
 
 
 def _launch(folder: Path, run: str, nproc: int = 2, *extra, **changes) -> subprocess.CompletedProcess:
@@ -112,7 +112,7 @@ def test_evaluate_shares_the_subjects_and_writes_one_table(tmp_path, dess_block)
 
     cases = [str(save_volume(slab, tmp_path / f"slab{k}.nii.gz"))
              for k, slab in enumerate(disjoint_slabs(dess_block, 3, axis=1, margin_mm=3.0))]
-    config = ExperimentConfig(n_feats=4, n_blocks=1, degradation="knee_fast_acquisition_blur")
+    config = ExperimentConfig(n_feats=4, n_blocks=1, degradation="knee_fast_acquisition_blur_noise_free")
     save_checkpoint(EDSR3D(n_feats=4, n_blocks=1), config, tmp_path / "ck.pth")
     command = ["evaluate", *cases, "--checkpoint", str(tmp_path / "ck.pth"), "--device", "cpu"]
     result = subprocess.run([str(Path(sys.executable).with_name("mrisr")), *command, "--out", str(tmp_path / "two"),

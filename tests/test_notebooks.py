@@ -67,7 +67,7 @@ def test_02_trains_both_knee_models(workspace):
     nb = execute("02_knee3d_train", workspace, runs=runs)
     assert all((Path(run) / "best.pth").is_file() for run in runs.values())
     text = outputs(nb)
-    assert "validate ['knee_slab_3']\ntest ['knee_slab_4']" in text and "gain_db" in text
+    assert "validate ['knee_slab_4']\ntest ['knee_slab_3']" in text and "gain_db" in text  # one split
     assert "perceptual_loss" in text  # the perceptual experiment logs the VGG term as a metric
 
 
@@ -75,16 +75,18 @@ def test_04_compare(workspace):
     runs = {"MSE": str(workspace / "runs/knee_mse"), "MSE+perceptual": str(workspace / "runs/knee_perceptual")}
     nb = execute("04_knee3d_compare", workspace, runs=runs, results_dir=str(workspace / "compare"),
                  animations_dir=str(workspace / "animations"), gif_step=8)
-    methods = {"degraded input", "MSE", "MSE+perceptual"}
-    for stem, subject in (("knee_test", "knee_slab_4"), ("knee_fair_test", "FAIR knee")):  # the FAIR knee too
+    methods = {"degraded input", "MSE", "MSE+perceptual"}  # each also made data-consistent; and TV-POCS
+    for stem, subject in (("knee_test", "knee_slab_3"), ("knee_fair_test", "FAIR knee")):  # the FAIR knee too
         table = pd.read_csv(workspace / f"compare/{stem}.csv")
-        assert set(table["method"]) == methods | {f"{m}+DC" for m in methods}  # each also made data-consistent
+        assert set(table["method"]) == methods | {f"{m}+DC" for m in methods} | {"TV-POCS"}
         assert set(table["subject"]) == {subject}
     gains = (workspace / "compare/knee_gains.md").read_text()
-    assert "knee_slab_4" in gains and "ci_low" in gains and "MSE+perceptual" in gains
+    assert "knee_slab_3" in gains and "ci_low" in gains and "MSE+perceptual" in gains and "verdict" in gains
     gifs = sorted(p.name for p in (workspace / "animations").iterdir())
-    assert gifs == ["knee_knee_slab_4.gif"]
-    assert "HFEN (lower is sharper and closer)" in outputs(nb)
+    assert gifs == ["knee_knee_slab_3.gif"]
+    text = outputs(nb)
+    assert "best classical baseline on validation:" in text
+    assert "MSE+perceptual against MSE: PSNR " in text and "HFEN " in text  # the verdicts come from the library
 
 
 def test_05_cardiac_four_models(workspace):
@@ -92,10 +94,13 @@ def test_05_cardiac_four_models(workspace):
                  animations_dir=str(workspace / "animations05"))
     table = pd.read_csv(workspace / "runs/cardiac/cardiac_test.csv")
     expected = {f"{loss}, {up}" for loss in ("MSE", "perceptual") for up in ("transposed conv", "NN resize + conv")}
-    assert expected | {"nearest", "linear", "cubic"} == set(table["method"])
+    classical = {"nearest", "linear", "cubic", "nearest+DC", "linear+DC", "cubic+DC", "TV-POCS", "Wiener"}
+    seeded = {f"{m} (seed 0)" for m in expected}  # smoke: one seed
+    assert seeded | {f"{m}+DC" for m in seeded} | classical == set(table["method"])
     assert set(table["subject"]) == {"mnms2_sax"}  # split by subject: ACDC trains, M&Ms validates, M&Ms-2 tests
     text = outputs(nb)
     assert "validate on ['mnms_sax'], test on ['mnms2_sax']" in text and "least periodic artefact" in text
+    assert "best classical baseline on validation:" in text and "mnms2_sax: MSE, NN resize + conv against " in text
     assert sorted(p.name for p in (workspace / "animations05").iterdir()) == ["cardiac_mnms2_sax.gif"]
 
 

@@ -72,7 +72,7 @@ def test_pixel_losses():
 def test_residual_sampling_puts_patches_where_the_scans_differ(slabs):
     from mrisr.io import load_volume
 
-    subject = prepare_subject(load_volume(slabs[0]), preset("knee_fast_acquisition"), "slab")
+    subject = prepare_subject(load_volume(slabs[0]), preset("knee_fast_acquisition_noise_free"), "slab")
     assert subject.residual is not None and len(subject.residual) == len(subject.foreground)
 
     def mean_difference(sampler):
@@ -88,12 +88,12 @@ def test_residual_sampling_puts_patches_where_the_scans_differ(slabs):
 
 
 def test_degrade_on_the_fly_acts_along_the_phase_encoding_axes(slabs, tmp_path):
-    config = _config(slabs, tmp_path, degradation="knee_fast_acquisition", degrade_on_the_fly=True)
+    config = _config(slabs, tmp_path, degradation="knee_fast_acquisition_noise_free", degrade_on_the_fly=True)
     learn = sr_learner(config, progress=False)
     subject = learn.resample_patches.sampler.subjects[0]
     assert subject.lr is None and subject.phase_encoding_axes == (0, 2)
     x, y = learn.dls.one_batch()
-    expected = preset("knee_fast_acquisition")(y.as_subclass(torch.Tensor), phase_encoding_axes=(0, 2))
+    expected = preset("knee_fast_acquisition_noise_free")(y.as_subclass(torch.Tensor), phase_encoding_axes=(0, 2))
     torch.testing.assert_close(x.as_subclass(torch.Tensor), expected)
     fit(learn, config)
     assert np.isfinite(learn.recorder.values[-1]).all()

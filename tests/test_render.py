@@ -93,7 +93,7 @@ def test_frames_with_anatomy_crop_detail_and_size_budget(tmp_path):
 
 def test_coarse_grid_and_anisotropic_voxels_are_shown_in_mm(tmp_path):
     hr = Volume.from_spacing(np.random.default_rng(0).random((6, 16, 24), dtype=np.float32), (2.0, 1.0, 1.0))
-    lr = preset("cardiac_x4")(hr)  # (6, 4, 6) voxels of 4 mm in plane
+    lr = preset("cardiac_x4_noise_free")(hr)  # (6, 4, 6) voxels of 4 mm in plane
     frames = _gray(animate({"HR": hr, "LR": lr}, tmp_path / "a.gif", axis=1, panel_size=12, slices=None,
                            reference="HR"))
     # Scrolling through rows shows (slice, column) planes: 6 slices of 2 mm become 12 pixels of 1 mm. Landscape
@@ -117,7 +117,7 @@ def test_bad_requests_name_the_problem(tmp_path):
 
 
 def test_knee_animation_and_orthoview_on_real_dess(dess_block, tmp_path):
-    lr = preset("knee_fast_acquisition")(dess_block, seed=0)
+    lr = preset("knee_fast_acquisition_noise_free")(dess_block, seed=0)
     path = animate({"LR input": lr, "HR": dess_block}, tmp_path / "knee.gif", axis=0, errors=True, crop="foreground",
                    detail="auto")
     frames = _gray(path)

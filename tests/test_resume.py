@@ -17,7 +17,7 @@ from mrisr.cli import main
 CONFIG = {"name": "resume", "cases": ["knee.nii.gz"], "n_feats": 4, "n_blocks": 1, "patch_size": 16,
           "patches_per_subject": 16, "valid_patches_per_subject": 4, "batch_size": 4, "epochs": 3,
           "holdout_slab": 0.3, "holdout_margin_mm": 3.0, "holdout_axis": 1, "lr_max": 1e-3,
-          "degradation": "knee_fast_acquisition_blur", "run_dir": "killed"}
+          "degradation": "knee_fast_acquisition_blur_noise_free", "run_dir": "killed"}
 
 
 def _train_and_kill(args: list[str], cwd, kill_when, timeout_s: float = 240) -> bool:
