@@ -34,33 +34,36 @@ MODES = ("smoke", "samples", "full")
 # slabs; "samples-cpu" a 16 x 2 network of the size benchmarks/real_knee.py uses on 2 cores. ``lr_max``: the peak
 # learning rate (2e-4 is the recipe's for the seed-size network, docs/training.md; small networks want 1e-3), or
 # "find" for lr_find's valley.
-# ``slabs``: `mrisr.samples.knee_slabs` options (None: the downloaded knees); ``n_test``, ``n_valid``: the split.
+# ``slabs``: `mrisr.samples.knee_slabs` options (None: the downloaded knees); ``n_test``, ``n_valid``: the split;
+# ``quick_baselines``: one setting per classical baseline instead of fitting them (`fit_baselines`' quick; smoke).
 KNEE3D = {
     "full": dict(n_feats=64, n_blocks=9, patch_size=32, batch_size=16, patches_per_subject=256,
                  valid_patches_per_subject=32, epochs=30, lr_max=2e-4, lr_find_iterations=100, slabs=None,
-                 n_test=4, n_valid=2),
+                 n_test=4, n_valid=2, quick_baselines=False),
     "samples": dict(n_feats=64, n_blocks=9, patch_size=32, batch_size=32, patches_per_subject=1024,
                     valid_patches_per_subject=128, epochs=16, lr_max=2e-4, lr_find_iterations=100,
-                    slabs=dict(columns=None, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1),
+                    slabs=dict(columns=None, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1,
+                    quick_baselines=False),
     "samples-cpu": dict(n_feats=16, n_blocks=2, patch_size=24, batch_size=8, patches_per_subject=160,
                         valid_patches_per_subject=32, epochs=6, lr_max=1e-3, lr_find_iterations=20,
-                        slabs=dict(columns=None, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1),
+                        slabs=dict(columns=None, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1,
+                        quick_baselines=False),
     "smoke": dict(n_feats=8, n_blocks=1, patch_size=16, batch_size=4, patches_per_subject=8,
                   valid_patches_per_subject=4, epochs=1, lr_max=2e-4, lr_find_iterations=5,
-                  slabs=dict(columns=192, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1),
+                  slabs=dict(columns=192, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1, quick_baselines=True),
 }
 
 # The four cardiac networks of 05 (SRResNet2D, x4: 4 residual + 2 upscaling blocks), each trained with ``seeds``
 # seeds (the gains' intervals cover the spread between them).
 CARDIAC2D = {
     "full": dict(n_feats=64, patch_size=96, batch_size=16, patches_per_epoch=2048, valid_patches_per_subject=64,
-                 epochs=40, lr_max=1e-3, seeds=3),
+                 epochs=40, lr_max=1e-3, seeds=3, quick_baselines=False),
     "samples": dict(n_feats=64, patch_size=96, batch_size=16, patches_per_epoch=2048, valid_patches_per_subject=64,
-                    epochs=20, lr_max=1e-3, seeds=3),
+                    epochs=20, lr_max=1e-3, seeds=3, quick_baselines=False),
     "samples-cpu": dict(n_feats=32, patch_size=64, batch_size=8, patches_per_epoch=192, valid_patches_per_subject=32,
-                        epochs=4, lr_max=1e-3, seeds=3),
+                        epochs=4, lr_max=1e-3, seeds=3, quick_baselines=False),
     "smoke": dict(n_feats=8, patch_size=32, batch_size=4, patches_per_epoch=16, valid_patches_per_subject=4,
-                  epochs=1, lr_max=1e-3, seeds=1),
+                  epochs=1, lr_max=1e-3, seeds=1, quick_baselines=True),
 }
 
 # Self-supervised super-resolution of the DESS in 06: a `mrisr.selfsr` preset and the block of the knee it runs on

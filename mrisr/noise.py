@@ -12,9 +12,8 @@ then be given. On the 8-channel DESS sample the air fits about 5 effective chann
 
 Where the scanner interpolated the image (zero-filled k-space, as on the DESS sample: neighbouring voxels of its air
 correlate by 0.9), the air's noise is not white; ``sigma`` is then its per-voxel level, with less power at the
-highest frequencies and more in the measured band than white noise of that level. `snr` is the mean foreground signal over ``sigma``: the
-figure `mrisr.steps.RicianNoise` takes.
-"""
+highest frequencies and more in the measured band than white noise of that level. `snr` is the mean foreground
+signal over ``sigma``: the figure `mrisr.steps.RicianNoise` takes."""
 
 from __future__ import annotations
 

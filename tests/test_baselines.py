@@ -71,8 +71,8 @@ def test_baseline_table_on_real_knee(dess_block, name):
 def test_cli_baselines_prints_and_writes_the_table(dess_block, tmp_path, capsys):
     path = save_volume(dess_block, tmp_path / "knee.nii.gz")
     csv = tmp_path / "out" / "table.csv"
-    assert main(["baselines", str(path), "--preset", "cardiac_x4_noise_free", "knee_fast_acquisition_noise_free", "--json",
-                 "--csv", str(csv)]) == 0
+    assert main(["baselines", str(path), "--preset", "cardiac_x4_noise_free", "knee_fast_acquisition_noise_free",
+                 "--json", "--csv", str(csv)]) == 0
     records = json.loads(capsys.readouterr().out)
     assert {(r["preset"], r["method"]) for r in records} == {
         ("cardiac_x4_noise_free", "nearest"), ("cardiac_x4_noise_free", "linear"), ("cardiac_x4_noise_free", "cubic"),

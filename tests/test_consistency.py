@@ -122,8 +122,8 @@ def test_enforce_refuses_mismatched_inputs(dess_block):
     with pytest.raises(ValueError, match="degrades to"):
         enforce(wrong, lr, spec)
     with pytest.raises(ValueError, match="one KSpaceTruncation"):
-        enforce(dess_block, preset("knee_fast_acquisition_blur_noise_free")(dess_block), preset("knee_fast_acquisition_blur_noise_free"),
-                method="kspace")
+        blur = preset("knee_fast_acquisition_blur_noise_free")
+        enforce(dess_block, blur(dess_block), blur, method="kspace")
 
 
 def test_noise_aware_projection_does_not_copy_the_measured_noise_into_a_good_estimate(dess_block):

@@ -12,7 +12,8 @@ from mrisr.degrade import Degradation, RicianNoise, preset
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.mark.parametrize("name", ["knee_fast_acquisition_noise_free", "knee_fast_acquisition_blur_noise_free", "cardiac_x4_noise_free"])
+@pytest.mark.parametrize("name", ["knee_fast_acquisition_noise_free", "knee_fast_acquisition_blur_noise_free",
+                                  "cardiac_x4_noise_free"])
 def test_presets_on_gpu_batches_match_cpu(dess_block, name):
     spec = preset(name)
     batch = torch.from_numpy(np.stack([dess_block.data, dess_block.data[::-1].copy()]))[:, None]

@@ -23,8 +23,8 @@ def test_compare_scores_every_subject_method_and_region(dess_block):
     exactly as the degraded input it receives."""
     cases = {"phantom": knee_phantom(shape=(24, 48, 48), seed=1),
              "knee": Volume(dess_block.data[:16, :64, :64], dess_block.affine, dess_block.meta)}
-    table, volumes = compare({"identity": EDSR3D(n_feats=4, n_blocks=1)}, cases, preset("knee_fast_acquisition_noise_free"),
-                             keep=["knee"], device="cpu")
+    table, volumes = compare({"identity": EDSR3D(n_feats=4, n_blocks=1)}, cases,
+                             preset("knee_fast_acquisition_noise_free"), keep=["knee"], device="cpu")
     assert len(table) == 2 * 2 * 2  # subjects x (baseline + model) x regions
     assert set(table["method"]) == {"degraded input", "identity"}
     assert set(table.loc[table["method"] == "identity", "kind"]) == {"model"}
@@ -62,7 +62,8 @@ def test_compare_with_consistency_adds_a_dc_row_that_puts_the_measurement_back(d
             return self.conv(x)
 
     cases = {"knee": Volume(dess_block.data[:16, :64, :64], dess_block.affine, dess_block.meta)}
-    table, _ = compare({"blur": Blur()}, cases, preset("knee_fast_acquisition_noise_free"), consistency=True, device="cpu")
+    table, _ = compare({"blur": Blur()}, cases, preset("knee_fast_acquisition_noise_free"), consistency=True,
+                       device="cpu")
     rows = table[table.region == "foreground"].set_index("method")
     assert list(rows.index) == ["degraded input", "blur", "degraded input+DC", "blur+DC"]
     assert rows.loc["blur+DC", "kind"] == "model" and rows.loc["degraded input+DC", "kind"] == "baseline"
@@ -100,7 +101,8 @@ def test_summary_paired_difference_and_interval_match_scipy():
     assert "psnr_db better (+0.575" in verdict_lines(summarize(_synthetic([0.5, 0.6, 0.7, 0.5])))[0]
     assert "psnr_db worse" in verdict_lines(summarize(_synthetic([-0.5, -0.6, -0.7, -0.5])))[0]
     single = summarize(_synthetic([0.5]))
-    assert np.isnan(single.loc[("net", "ci_low"), "psnr_db"]) and "no interval over subjects" in verdict_lines(single)[0]
+    assert np.isnan(single.loc[("net", "ci_low"), "psnr_db"])
+    assert "no interval over subjects" in verdict_lines(single)[0]
     assert "font-weight: bold" in style(summary).to_html()
 
 

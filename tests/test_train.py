@@ -20,7 +20,8 @@ matplotlib.use("Agg")
 def knee_run(dess_dir, tmp_path_factory):
     """A tiny EDSR3D trained for 6 short epochs on the DESS knee, validated on a disjoint slab of it."""
     torch.manual_seed(0)
-    config = ExperimentConfig(name="tiny-knee", cases=[str(dess_dir)], degradation="knee_fast_acquisition_blur_noise_free",
+    config = ExperimentConfig(name="tiny-knee", cases=[str(dess_dir)],
+                              degradation="knee_fast_acquisition_blur_noise_free",
                               n_feats=16, n_blocks=2, patch_size=[16, 32, 32], patches_per_subject=64,
                               valid_patches_per_subject=16, batch_size=8, epochs=6, lr_max=1e-3,
                               holdout_margin_mm=6.0, run_dir=str(tmp_path_factory.mktemp("run")))
@@ -76,7 +77,8 @@ def test_cardiac_2d_learner_with_perceptual_loss_logs_both_terms(sample_data, tm
     config = ExperimentConfig(name="tiny-heart", model="srresnet2d", upsampler="nearest", scale=4, n_feats=8,
                               loss="mse", n_blocks=1,
                               cases=[str(sample_data / "cardiac_acdc_cine_slice" / "demo_data.mat")],
-                              load_options={"axes": "RCT"}, degradation="cardiac_x4_noise_free", holdout_slab=0.3, holdout_axis=2,
+                              load_options={"axes": "RCT"}, degradation="cardiac_x4_noise_free", holdout_slab=0.3,
+                              holdout_axis=2,
                               holdout_margin_mm=8, patch_size=32, patches_per_subject=8, valid_patches_per_subject=4,
                               batch_size=4, epochs=1, perceptual_weight=0.01,
                               vgg_weights=str(sample_data / "vgg16" / "vgg16_features_block1-3.pth"),
@@ -135,8 +137,8 @@ def test_two_cpu_runs_with_one_seed_are_bit_identical(dess_block, tmp_path):
     for run in range(2):
         config = ExperimentConfig(name="seeded", n_feats=4, n_blocks=1, patch_size=16, patches_per_subject=16,
                                   valid_patches_per_subject=4, batch_size=4, epochs=2, valid_cases=["valid"],
-                                  degradation="knee_fast_acquisition_blur_noise_free", run_dir=str(tmp_path / f"run{run}"),
-                                  num_workers=1)
+                                  degradation="knee_fast_acquisition_blur_noise_free",
+                                  run_dir=str(tmp_path / f"run{run}"), num_workers=1)
         learn = sr_learner(config, subjects=subjects, device="cpu", progress=False)
         learn.fit(2, 1e-3)
         weights.append({k: v.clone() for k, v in learn.model.state_dict().items()})
@@ -159,7 +161,8 @@ def test_deterministic_algorithms_hold_for_the_fit_only(dess_block, tmp_path):
     subjects = [prepare_subject(part, preset("knee_fast_acquisition_blur_noise_free"), name)
                 for part, name in ((train, "train"), (held_out, "valid"))]
     config = ExperimentConfig(n_feats=4, n_blocks=1, patch_size=16, patches_per_subject=4, valid_patches_per_subject=4,
-                              batch_size=4, epochs=1, valid_cases=["valid"], degradation="knee_fast_acquisition_blur_noise_free",
+                              batch_size=4, epochs=1, valid_cases=["valid"],
+                              degradation="knee_fast_acquisition_blur_noise_free",
                               deterministic=True, run_dir=str(tmp_path))
     before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
               torch.backends.cudnn.benchmark)
