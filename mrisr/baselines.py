@@ -153,11 +153,11 @@ def wiener_deconvolution(lr: Volume, grid: Volume, degradation: Degradation, bal
 
 def classical(lr: Volume, grid: Volume, degradation: Degradation, settings: dict) -> dict[str, Volume]:
     """Every classical baseline for one input ``lr`` (degraded onto ``grid``'s reference), with ``settings`` from
-    `fit_baselines`: the interpolations (`baselines`), each made data-consistent (``"<name>+DC"``), TV-POCS and,
-    where the degradation ends in a blur, Wiener deconvolution."""
+    `fit_baselines`: the interpolations (`baselines`), the cubic one (or the input) made data-consistent
+    (``"<name>+DC"``), TV-POCS and, where the degradation ends in a blur, Wiener deconvolution."""
     methods = baselines(lr, grid)
-    for name in list(methods):
-        methods[name + DC_SUFFIX] = enforce(methods[name], lr, degradation, **settings["dc"])
+    start = SAME_GRID if SAME_GRID in methods else "cubic"  # the interpolation the iterative baselines start from
+    methods[start + DC_SUFFIX] = enforce(methods[start], lr, degradation, **settings["dc"])
     methods[TV_LABEL] = tv_reconstruction(lr, grid, degradation, **settings["tv"])
     if settings.get("wiener") is not None:
         methods[WIENER_LABEL] = wiener_deconvolution(lr, grid, degradation, **settings["wiener"])
@@ -199,7 +199,7 @@ def fit_baselines(valid: dict[str, Volume], degradation: Degradation, seed: int 
     inputs = {name: (hr, degradation(hr, seed=seed), foreground_mask(hr)) for name, hr in valid.items()}
     forward = degradation.forward_model().steps
     kind = "kspace" if len(forward) == 1 and isinstance(forward[0], KSpaceTruncation) else "back_projection"
-    dc_grid = DC_CANDIDATES[kind][:1] if quick else DC_CANDIDATES[kind]
+    dc_grid = [{**DC_CANDIDATES[kind][0], "iterations": 20}] if quick else DC_CANDIDATES[kind]
     tv_grid = ([{"weight": TV_WEIGHTS[len(TV_WEIGHTS) // 2], "iterations": 3}] if quick else
                [{"weight": w, "iterations": k} for w, k in itertools.product(TV_WEIGHTS, TV_ITERATIONS)])
     wiener_grid = [{"balance": b} for b in (WIENER_BALANCES[len(WIENER_BALANCES) // 2:][:1] if quick

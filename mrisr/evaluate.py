@@ -197,8 +197,10 @@ def bootstrap_interval(gains, confidence: float = 0.95, n_boot: int = 4000, bloc
 
     ``gains`` is ``(seeds, slices)`` (a 1D array is one seed): the gain of a method over a baseline on each slice of
     a test case, for each training seed. Each of ``n_boot`` replicates draws seeds with replacement and one set of
-    slice blocks (a moving-block bootstrap, Kuensch, Ann. Stat. 1989; the same blocks for every seed: slice ``k`` is
-    the same anatomy for each), so the interval covers both the spread between trainings and the correlated
+    slice blocks (the circular block bootstrap of Politis and Romano, 1992, which wraps the series so that the end
+    slices are drawn as often as the rest: the moving-block bootstrap of Kuensch, Ann. Stat. 1989, under-draws them
+    and biases the interval where the ends differ; the same blocks for every seed: slice ``k`` is the same anatomy
+    for each), so the interval covers both the spread between trainings and the correlated
     slice-to-slice spread; ``block`` defaults to `block_length` of the seed-mean series. With one seed it covers the
     slices only. Percentile interval; ``nan`` bounds with fewer than two slices.
     """
@@ -209,8 +211,8 @@ def bootstrap_interval(gains, confidence: float = 0.95, n_boot: int = 4000, bloc
         return mean, float("nan"), float("nan"), 1
     block = block_length(g.mean(0)) if block is None else int(block)
     rng = np.random.default_rng(seed)
-    starts = rng.integers(0, n - block + 1, size=(n_boot, -(-n // block)))
-    index = (starts[..., None] + np.arange(block)).reshape(n_boot, -1)[:, :n]  # (n_boot, n) slice indices
+    starts = rng.integers(0, n, size=(n_boot, -(-n // block)))  # circular: every slice equally likely
+    index = ((starts[..., None] + np.arange(block)) % n).reshape(n_boot, -1)[:, :n]  # (n_boot, n) slice indices
     chosen = rng.integers(0, seeds, size=(n_boot, seeds))  # (n_boot, seeds)
     per_seed_slice_means = g[:, index].mean(-1)  # (seeds, n_boot): each seed's mean over the drawn slices
     replicates = np.take_along_axis(per_seed_slice_means.T, chosen, axis=1).mean(1)
@@ -240,10 +242,10 @@ def gains_over(volumes, baseline: str = LR_LABEL, axis: int = 0, confidence: flo
     grid), or a list of them, one per training seed (the same subjects and baseline in each). Rows ``(subject,
     method)``; columns ``psnr_gain_db`` (mean over seeds and slices along ``axis`` of `slice_gains`), ``ci_low`` /
     ``ci_high`` (its ``confidence`` interval, `bootstrap_interval`: seeds and correlated slices), ``verdict``
-    (`verdict` of that interval), ``hfen_change`` with ``hfen_low`` / ``hfen_high`` and ``hfen_verdict`` (negative is
-    sharper), ``slices``, ``seeds``, ``block`` (the bootstrap's block length) and ``rho`` (lag-1 autocorrelation of
-    the per-slice PSNR gain). Volumes off the reference grid (a low-resolution input) are left out.
-    """
+    (`verdict` of that interval), ``hfen_change`` with ``hfen_low`` / ``hfen_high`` and ``hfen_verdict`` (negative
+    is sharper), ``slices``, ``seeds`` (distinct outputs: a baseline's is the same in every run), ``block`` (the
+    bootstrap's block length) and ``rho`` (lag-1 autocorrelation of the per-slice PSNR gain). Volumes off the
+    reference grid (a low-resolution input) are left out."""
     runs = [volumes] if isinstance(volumes, dict) else list(volumes)
     rows = []
     for subject, methods in runs[0].items():
@@ -255,7 +257,9 @@ def gains_over(volumes, baseline: str = LR_LABEL, axis: int = 0, confidence: flo
         for method, volume in methods.items():
             if method in (baseline, HR_LABEL) or volume.data.shape != target.data.shape:
                 continue
-            gains = [slice_scores(run[subject][method], target, data_range, mask, axis=axis) - base for run in runs]
+            # the distinct outputs: one per seed for a network, one for a baseline (the same volume in every run)
+            distinct = list({id(run[subject][method]): run[subject][method] for run in runs}.values())
+            gains = [slice_scores(v, target, data_range, mask, axis=axis) - base for v in distinct]
             psnr = np.stack([g["psnr_db"].to_numpy() for g in gains])
             hfen = np.stack([g["hfen"].to_numpy() for g in gains])
             mean, low, high, block = bootstrap_interval(psnr, confidence)
@@ -263,7 +267,7 @@ def gains_over(volumes, baseline: str = LR_LABEL, axis: int = 0, confidence: flo
             rows.append({"subject": subject, "method": method, "psnr_gain_db": mean, "ci_low": low, "ci_high": high,
                          "verdict": verdict(low, high), "hfen_change": h_mean, "hfen_low": h_low,
                          "hfen_high": h_high, "hfen_verdict": verdict(h_low, h_high, higher_is_better=False),
-                         "slices": psnr.shape[1], "seeds": len(runs), "block": block,
+                         "slices": psnr.shape[1], "seeds": len(distinct), "block": block,
                          "rho": lag1_autocorrelation(psnr.mean(0))})
     return pd.DataFrame(rows).set_index(["subject", "method"])
 
