@@ -71,6 +71,7 @@ def test_02_trains_both_knee_models(workspace):
     assert "perceptual_loss" in text  # the perceptual experiment logs the VGG term as a metric
 
 
+@pytest.mark.timeout(900)  # every classical baseline fitted and scored on two cases, besides the networks
 def test_04_compare(workspace):
     runs = {"MSE": str(workspace / "runs/knee_mse"), "MSE+perceptual": str(workspace / "runs/knee_perceptual")}
     nb = execute("04_knee3d_compare", workspace, runs=runs, results_dir=str(workspace / "compare"),
@@ -89,6 +90,7 @@ def test_04_compare(workspace):
     assert "MSE+perceptual against MSE: PSNR " in text and "HFEN " in text  # the verdicts come from the library
 
 
+@pytest.mark.timeout(900)
 def test_05_cardiac_four_models(workspace):
     nb = execute("05_cardiac2d_four_models", workspace, run_root=str(workspace / "runs/cardiac"),
                  animations_dir=str(workspace / "animations05"))
