@@ -206,9 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "real_knee.csv", index=False)
     publish(f"Real-data benchmark, preset {args.preset}", args.device, seconds, "python -m benchmarks.real_knee", argv,
-            f"Config overrides: {overrides or 'none'}. Scores on the foreground. Baselines fitted on validation slab "
-            f"{KNEE_SPLIT['valid']} only; gains per slice along axis 0, over {args.seeds} training seeds; the best "
-            "classical baseline is the best on validation.",
+            f"Config overrides: {overrides or 'none'}. Scores on the foreground; gains per slice along axis 0, over "
+            f"{args.seeds} training seeds. "
+            + (f"Ablation: scored on validation slab {KNEE_SPLIT['valid']} only, over the input." if args.ablation else
+               f"Baselines fitted on validation slab {KNEE_SPLIT['valid']} only; the best classical baseline is the "
+               "best on validation."),
             ablation_markdown(table, overrides) if args.ablation else markdown(table), args.markdown)
     return 0
 

@@ -31,7 +31,7 @@ from scipy import ndimage
 from skimage.restoration import denoise_tv_chambolle, wiener
 
 from mrisr import metrics
-from mrisr.consistency import back_projection, enforce
+from mrisr.consistency import back_projection, enforce, operator_norm_squared
 from mrisr.degrade import Degradation, GaussianBlur, KSpaceTruncation
 from mrisr.foreground import foreground_mask
 from mrisr.volume import Volume, intensity_scale
@@ -47,7 +47,8 @@ TV_LABEL, WIENER_LABEL, DC_SUFFIX = "TV-POCS", "Wiener", "+DC"
 DC_CANDIDATES = {"kspace": ({"noise_sigma": "recorded"}, {"noise_sigma": None}),
                  "back_projection": ({"noise_sigma": "recorded", "iterations": 400},
                                      {"noise_sigma": None, "iterations": 5}, {"noise_sigma": None, "iterations": 20},
-                                     {"noise_sigma": None, "iterations": 100}, {"noise_sigma": None, "iterations": 400})}
+                                     {"noise_sigma": None, "iterations": 100},
+                                     {"noise_sigma": None, "iterations": 400})}
 TV_WEIGHTS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02)
 TV_ITERATIONS = (10,)
 WIENER_BALANCES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -97,8 +98,9 @@ def tv_reconstruction(lr: Volume, grid: Volume, degradation: Degradation, weight
     scale = intensity_scale(x0.data)
     x = torch.from_numpy(np.ascontiguousarray(x0.data, np.float32)) / scale
     y = torch.from_numpy(np.ascontiguousarray(lr.data, np.float32)) / scale
+    step_size = 1.0 / operator_norm_squared(forward, x, spacing, pe)  # what each back_projection would estimate again
     for _ in range(iterations):
-        x, _ = back_projection(x, y, forward, spacing, pe, iterations=1)
+        x, _ = back_projection(x, y, forward, spacing, pe, iterations=1, step_size=step_size)
         images = x.numpy().reshape(-1, *x.shape[-degradation.ndim:])
         x = torch.from_numpy(np.stack([denoise_tv_chambolle(image, weight=weight) for image in images])
                              .reshape(x.shape).astype(np.float32))

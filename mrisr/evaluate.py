@@ -172,8 +172,8 @@ def slice_gains(method: Volume, baseline: Volume, target: Volume, data_range: fl
 
 
 def block_length(series: np.ndarray) -> int:
-    """Block length (slices) of the moving-block bootstrap of a correlated series:
-    ``n^(1/3) (2 rho / (1 - rho^2))^(2/3)`` from its lag-1 autocorrelation ``rho`` (the AR(1) rule of Politis and White, Econometric Rev. 2004, with the
+    """Block length (slices) of the block bootstrap of a correlated series: ``n^(1/3) (2 rho / (1 - rho^2))^(2/3)``
+    from its lag-1 autocorrelation ``rho`` (the AR(1) rule of Politis and White, Econometric Rev. 2004, with the
     correction of Patton, Politis and White 2009), at least 1 and at most ``n / 2``."""
     x = np.asarray(series, np.float64)
     n = len(x)

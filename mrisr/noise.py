@@ -17,6 +17,8 @@ signal over ``sigma``: the figure `mrisr.steps.RicianNoise` takes."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from scipy import ndimage, stats
@@ -54,6 +56,7 @@ def background(scan: Volume | np.ndarray, margin_mm: float = 3.0) -> np.ndarray:
     return data[:, air].ravel()
 
 
+@functools.cache
 def _chi_quantiles(coils: int) -> np.ndarray:
     """The 10th, 50th and 90th percentiles of the magnitude of ``coils`` combined channels of unit noise (a chi
     distribution of ``2 coils`` degrees of freedom; Rayleigh for one coil)."""
@@ -61,7 +64,13 @@ def _chi_quantiles(coils: int) -> np.ndarray:
 
 
 COILS = np.arange(1, MAX_COILS + 1)
-_SHAPES = np.log(np.array([q / q[1] for q in map(_chi_quantiles, COILS)])[:, [0, 2]])  # log(q10/q50), log(q90/q50)
+
+
+@functools.cache
+def _shapes() -> np.ndarray:
+    """``(MAX_COILS, 2)``: log(q10 / q50) and log(q90 / q50) of each chi distribution (computed once, when first
+    needed: not at import)."""
+    return np.log(np.array([q / q[1] for q in map(_chi_quantiles, COILS)])[:, [0, 2]])
 
 
 def air_model(scan: Volume | np.ndarray, margin_mm: float = 3.0) -> dict:
@@ -83,7 +92,7 @@ def air_model(scan: Volume | np.ndarray, margin_mm: float = 3.0) -> dict:
         jitter = np.random.default_rng(0).uniform(-0.5, 0.5, len(values))
         values = values + np.where(values == 0, (jitter + 0.5) / 2, jitter)
     q10, q50, q90 = np.percentile(values, [10, 50, 90])
-    misfit = np.abs(_SHAPES - np.log([q10 / q50, q90 / q50])).max(1)
+    misfit = np.abs(_shapes() - np.log([q10 / q50, q90 / q50])).max(1)
     best = int(np.argmin(misfit))
     sigma = float(q50 / _chi_quantiles(int(COILS[best]))[1])
     return {"sigma": sigma, "coils": int(COILS[best]), "zeros_percent": zeros, "shape_error": float(misfit[best]),

@@ -173,12 +173,11 @@ def knee_phantom(shape=(48, 128, 128), spacing=(1.0, 0.5, 0.5), seed: int = 0,
     coords = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
     bias = 1 + sum(rng.uniform(-0.12, 0.12) * c for c in coords) + rng.uniform(-0.08, 0.08) * coords[1] * coords[2]
     image = (image * bias).astype(np.float32)
+    meta = {"source_format": "phantom", "seed": int(seed), "series_description": f"mrisr knee phantom, seed {seed}",
+            "phase_encoding_axes": (0, 1)}
     if snr is not None:
         sigma = float(signal_level(torch.from_numpy(image).reshape(-1), 1)) / snr
         noise = sigma * np.random.default_rng([seed, 2]).standard_normal((2, *shape))
         image = np.sqrt((image + noise[0]) ** 2 + noise[1] ** 2).astype(np.float32)
-    meta = {"source_format": "phantom", "seed": int(seed), "series_description": f"mrisr knee phantom, seed {seed}",
-            "phase_encoding_axes": (0, 1)}
-    if snr is not None:
         meta[NOISE_KEY] = sigma  # known: no need to read it from the air
     return Volume.from_spacing(image, spacing, meta)
