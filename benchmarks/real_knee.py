@@ -106,16 +106,17 @@ def evaluate_case(name: str, hr, models: dict, degradation, settings: dict, devi
 
 
 def train_models(name: str, slabs: list[Path], settings: dict, overrides: dict, seeds: int, out_dir: Path,
-                 device) -> tuple[dict, float]:
+                 device, resume: bool = False) -> tuple[dict, float]:
     """One EDSR3D per seed for degradation ``name`` on the training slabs (validated on the validation slab):
-    ``({"EDSR3D (seed k)": model}, peak lr)``."""
+    ``({"EDSR3D (seed k)": model}, peak lr)``. ``resume``: carry on the runs already in ``out_dir`` (a finished one
+    is reused as it is; one written with other settings is an error naming them: `mrisr.train.resume_state`)."""
     models, lr = {}, None
     for seed in range(seeds):
         config = ExperimentConfig(name=f"real_knee_{name}", cases=[str(p) for p in slabs],
                                   valid_cases=[case_name(slabs[2])], test_cases=[case_name(slabs[3])],
                                   degradation=name, run_dir=str(out_dir / name / f"seed{seed}"), seed=seed, **settings)
         config = ExperimentConfig.from_dict({**config.to_dict(), **overrides})
-        learn = sr_learner(config, device=device, progress=False)
+        learn = sr_learner(config, device=device, progress=False, resume=resume)
         lr = fit(learn, config)
         models[MODEL + SEED.format(seed)] = learn.model.eval()
     return models, lr
@@ -131,7 +132,7 @@ def ablation_case(name: str, hr, models: dict, degradation, device) -> list[dict
 
 
 def run(preset_name: str, degradations: list[str], overrides: dict, device: str, out_dir: Path, seeds: int = 3,
-        ablation: bool = False, log=print) -> pd.DataFrame:
+        ablation: bool = False, resume: bool = False, log=print) -> pd.DataFrame:
     settings = dict(SETTINGS[preset_name])
     columns = settings.pop("columns")
     slabs = knee_slabs(out_dir / f"slabs_{columns}", n=4, columns=columns, held_out=KNEE_SPLIT["test"])
@@ -142,7 +143,7 @@ def run(preset_name: str, degradations: list[str], overrides: dict, device: str,
         multiple = [slab_multiple(degradation, axis) for axis in range(3)]
         start = time.perf_counter()
         if ablation:
-            models, _ = train_models(name, slabs, settings, overrides, seeds, out_dir, device)
+            models, _ = train_models(name, slabs, settings, overrides, seeds, out_dir, device, resume)
             rows += ablation_case(f"DESS slab {KNEE_SPLIT['valid']} (validation)",
                                   crop_to_multiple(load_volume(valid), multiple), models, degradation, device)
             log(f"{name}: {seeds} seeds trained and scored on validation in {time.perf_counter() - start:.0f} s")
@@ -150,7 +151,7 @@ def run(preset_name: str, degradations: list[str], overrides: dict, device: str,
         fitted = fit_baselines({case_name(valid): crop_to_multiple(load_volume(valid), multiple)}, degradation,
                                log=lambda line: log(f"  [{name}] {line}"))
         fitting = time.perf_counter() - start
-        models, lr = train_models(name, slabs, settings, overrides, seeds, out_dir, device)
+        models, lr = train_models(name, slabs, settings, overrides, seeds, out_dir, device, resume)
         trained = time.perf_counter() - start - fitting
         tests = {f"DESS slab {KNEE_SPLIT['test']}": (load_volume(test), degradation),
                  "FAIR knee": (fair_knee(), degradation.at_snr(FAIR_SNR))}
@@ -192,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation", action="store_true", help="score on the validation slab only (recipe "
                         "choices): the networks' gain over their input, no test case")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="ExperimentConfig overrides")
+    parser.add_argument("--resume", action="store_true", help="carry on (or reuse, when finished) the training runs "
+                        "already in --out, e.g. an ablation's, instead of training them again")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / f"mrisr-real-knee-{os.getuid()}"),
                         help="slabs, checkpoints and the CSV")
@@ -201,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = parse_overrides(args.set)
     out_dir = Path(args.out)
     start = time.perf_counter()
-    table = run(args.preset, args.degradations, overrides, args.device, out_dir, args.seeds, args.ablation)
+    table = run(args.preset, args.degradations, overrides, args.device, out_dir, args.seeds, args.ablation,
+                args.resume)
     seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "real_knee.csv", index=False)

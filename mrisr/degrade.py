@@ -31,8 +31,8 @@ import torch
 
 from mrisr.errors import InputError
 from mrisr.noise import NOISE_KEY, noise_sigma, scan_noise_sigma
-from mrisr.steps import (FWHM_PER_SIGMA, PHASE_ENCODING, RANDOM_STEPS, SCAN, SINC_FWHM, STEPS, Context, Downsample,
-                         GaussianBlur, KSpaceTruncation, Quantise, RicianNoise, SliceThickness, Step, Upsample,
+from mrisr.steps import (FWHM_PER_SIGMA, MEASUREMENT_STEPS, PHASE_ENCODING, SCAN, SINC_FWHM, STEPS, Context,
+                         Downsample, GaussianBlur, KSpaceTruncation, Quantise, RicianNoise, SliceThickness, Step, Upsample,
                          per_axis, resize_axis)
 from mrisr.volume import Volume
 
@@ -97,7 +97,7 @@ class Degradation:
     def forward_model(self) -> Degradation:
         """The deterministic part of the acquisition model: this degradation without its noise and quantisation
         steps (the ``A`` of data consistency, `mrisr.consistency`)."""
-        return Degradation([s for s in self.steps if not isinstance(s, RANDOM_STEPS)], self.ndim, self.name)
+        return Degradation([s for s in self.steps if not isinstance(s, MEASUREMENT_STEPS)], self.ndim, self.name)
 
     def at_snr(self, snr: float) -> Degradation:
         """This degradation with its noise at a stated ``snr`` in place of the scan's own level (for a scan whose

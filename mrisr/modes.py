@@ -66,14 +66,15 @@ CARDIAC2D = {
                   epochs=1, lr_max=1e-3, seeds=1, quick_baselines=True),
 }
 
-# Self-supervised super-resolution of the DESS in 06: a `mrisr.selfsr` preset and the block of the knee it runs on
-# ((start, size) per axis; None: the whole knee).
+# Self-supervised super-resolution of the DESS in 06: a `mrisr.selfsr` preset, the block of the knee it runs on
+# ((start, size) per axis; None: the whole knee) and ``quick_baselines`` (as above; the classical baselines are fitted
+# on the FAIR knee, `mrisr.thick_slices`).
 SELFSR = {
-    "full": dict(preset="full", block=None),
-    "samples": dict(preset="full", block=None),
-    "samples-cpu": dict(preset="fast", block=[(8, 64), (96, 320), (96, 320)]),
+    "full": dict(preset="full", block=None, quick_baselines=False),
+    "samples": dict(preset="full", block=None, quick_baselines=False),
+    "samples-cpu": dict(preset="fast", block=[(8, 64), (96, 320), (96, 320)], quick_baselines=False),
     "smoke": dict(preset=dict(n_feats=8, n_blocks=1, epochs=1, patches_per_subject=32, valid_patches_per_subject=8,
-                              batch_size=8), block=[(20, 36), (200, 96), (200, 96)]),
+                              batch_size=8), block=[(20, 36), (200, 96), (200, 96)], quick_baselines=True),
 }
 
 # The quickstart (00): `mrisr.demo.run_demo`'s mode (None: by device), and whether it runs on the DESS knee.

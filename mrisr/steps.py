@@ -436,4 +436,4 @@ def resize_axis(x: torch.Tensor, dim: int, size: int, mode: str, antialias: bool
 
 STEPS = {cls.__name__: cls for cls in (KSpaceTruncation, GaussianBlur, Downsample, Upsample, SliceThickness,
                                        RicianNoise, Quantise)}
-RANDOM_STEPS = (RicianNoise, Quantise)  # not part of the forward model of data consistency
+MEASUREMENT_STEPS = (RicianNoise, Quantise)  # what measuring adds (noise, rounding): outside the forward model

@@ -164,3 +164,12 @@ def test_target_spacing_must_divide_the_slice_spacing(thick):
         selfsr.slice_geometry(thick, target_spacing=2.0)
     with pytest.raises(InputError, match="nothing to do"):
         selfsr.slice_geometry(thick, target_spacing=4.5)
+
+
+def test_the_thick_slice_study_needs_the_scans_own_noise_level(dess_crop):
+    """The study adds a new realisation of the scan's noise: without a measured level it refuses, saying what to do."""
+    from mrisr.thick_slices import thick_slice_study
+
+    bare = Volume(dess_crop.data, dess_crop.affine, {k: v for k, v in dess_crop.meta.items() if k != "noise_sigma"})
+    with pytest.raises(ValueError, match=r"with_noise_sigma"):
+        thick_slice_study(bare, 3)
