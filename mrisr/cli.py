@@ -266,6 +266,17 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def panel_labels(paths: list[str]) -> list[str]:
+    """One label per scan: its file name without the extension, with as many parent folders as it takes to make the
+    labels distinct (``a/x.nii.gz``, ``b/x.nii.gz`` -> ``a/x``, ``b/x``)."""
+    parts = [Path(p).resolve().parts[:-1] + (Path(p).name.split(".")[0],) for p in paths]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return labels  # the same file given twice: the caller refuses duplicate labels
+
+
 def cmd_animate(args) -> int:
     """Write a side-by-side animation of scans (e.g. input, predictions, reference) scrolling through slices."""
     from mrisr.io import load_volume
@@ -274,9 +285,11 @@ def cmd_animate(args) -> int:
     if Path(args.output).suffix.lower() not in FORMATS:
         raise InputError(args.output, "animations are written as .gif or .mp4")
     check_outputs([args.output], args.volumes)
-    labels = args.labels or [Path(p).name.split(".")[0] for p in args.volumes]
+    labels = args.labels or panel_labels(args.volumes)
     if len(labels) != len(args.volumes):
         raise ValueError(f"{len(labels)} labels for {len(args.volumes)} volumes")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"two panels would share a label ({', '.join(labels)}): give distinct --labels")
     volumes = {label: load_volume(p) for label, p in zip(labels, args.volumes)}
     path = animate(volumes, args.output, axis=args.axis, fps=args.fps, reference=args.reference, errors=args.errors,
                    step=args.step, panel_size=args.panel_size, crop=args.crop, detail=args.detail,

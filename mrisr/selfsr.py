@@ -127,6 +127,9 @@ def slice_geometry(volume: Volume, target_spacing: float | None = None,
                                  f"needs at least {MIN_SLICES}")
     if target_spacing is None:
         target_spacing = s / max(1, round(s / finest))
+    if isinstance(target_spacing, bool) or not isinstance(target_spacing, (int, float, np.number)):
+        raise TypeError(f"target_spacing is one number, the spacing in mm between output slices along the slice axis "
+                        f"(axis 0; the in-plane spacing is kept), got {target_spacing!r}")
     target_spacing = float(target_spacing)
     k = s / target_spacing
     if target_spacing <= 0 or k < 1.5:

@@ -153,3 +153,20 @@ def test_predict_with_consistency_agrees_with_the_measured_scan(dess_block, tmp_
     result = run_here("predict", scan, tmp_path / "x.nii.gz", "--checkpoint", tmp_path / "id.pth",
                       "--consistency", tmp_path / "broken.json")
     assert result.returncode == 1 and "broken.json" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_animate_two_scans_of_one_name_keeps_both_panels(tmp_path, capsys):
+    """``mrisr animate out.gif a/x.nii.gz b/x.nii.gz``: two panels, labelled by their folders; one scan given twice
+    with no labels is refused (it would be one panel under one label)."""
+    from mrisr import Volume, save_volume
+    from mrisr.cli import main, panel_labels
+
+    rng = np.random.default_rng(0)
+    for folder in ("a", "b"):
+        save_volume(Volume.from_spacing(rng.random((6, 16, 16), dtype=np.float32)), tmp_path / folder / "x.nii.gz")
+    a, b = tmp_path / "a/x.nii.gz", tmp_path / "b/x.nii.gz"
+    assert panel_labels([str(a), str(b)]) == ["a/x", "b/x"]
+    assert main(["animate", str(tmp_path / "out.gif"), str(a), str(b), "--all-slices"]) == 0
+    assert "out.gif: 2 panels" in capsys.readouterr().out
+    assert main(["animate", str(tmp_path / "same.gif"), str(a), str(a), "--all-slices"]) != 0
+    assert "give distinct --labels" in capsys.readouterr().err and not (tmp_path / "same.gif").exists()

@@ -173,3 +173,8 @@ def test_the_thick_slice_study_needs_the_scans_own_noise_level(dess_crop):
     bare = Volume(dess_crop.data, dess_crop.affine, {k: v for k, v in dess_crop.meta.items() if k != "noise_sigma"})
     with pytest.raises(ValueError, match=r"with_noise_sigma"):
         thick_slice_study(bare, 3)
+
+
+def test_target_spacing_is_one_number_along_the_slices(thick):
+    with pytest.raises(TypeError, match=r"one number.*along the slice axis.*got \(4.0, 1.0, 1.0\)"):
+        selfsr.slice_geometry(thick, target_spacing=(4.0, 1.0, 1.0))

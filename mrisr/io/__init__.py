@@ -2,7 +2,7 @@
 
 | input | reader | options |
 |---|---|---|
-| folder of DICOM files | `mrisr.io.dicom` | ``series`` |
+| folder of DICOM files, or a DICOMDIR | `mrisr.io.dicom` | ``series``, ``skip_unreadable`` |
 | ``.nii``, ``.nii.gz`` | `mrisr.io.nifti` | |
 | ``.h5`` ISMRMRD raw (mridata.org) | `mrisr.io.ismrmrd_raw` | ``contrast``, ``repetition``, ``phase_encoding_axes``, ``chunk_size`` |
 | ``.h5`` fastMRI | `mrisr.io.fastmri` | ``kspace`` |
@@ -31,7 +31,7 @@ __all__ = ["Volume", "load_volume", "save_volume"]
 
 
 def _reader(path: Path):
-    if path.is_dir():
+    if path.is_dir() or path.name.upper() == "DICOMDIR":
         return read_dicom_series
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):

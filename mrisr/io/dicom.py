@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.fileset import FileSet
 
 from mrisr.errors import InputError
 from mrisr.volume import LPS_TO_RAS, Volume
@@ -49,26 +50,68 @@ def _unreadable(path: Path, problem: str, skip: bool) -> None:
     warnings.warn(f"{path}: {' '.join(problem.split())}; skipped", RuntimeWarning, stacklevel=4)
 
 
-def _scan(folder: Path, skip_unreadable: bool = False) -> dict[str, list]:
-    """Headers of every DICOM image under ``folder``, grouped by SeriesInstanceUID. Files that are not DICOM (notes,
-    exports) are passed over; a DICOM file that cannot be read is an error naming it, or with
-    ``skip_unreadable`` a warning, so that no slice goes missing without a word."""
+def _candidates(path: Path, skip_unreadable: bool) -> tuple[Path, list[Path]]:
+    """``(folder, files)``: the files a DICOMDIR (``path`` itself, or one at the top of the folder) references, or
+    else every file under the folder. A file a DICOMDIR names but that is missing is an error naming it (a warning
+    with ``skip_unreadable``)."""
+    dicomdir = path if path.is_file() else path / "DICOMDIR"
+    if not dicomdir.is_file():
+        return path, sorted(p for p in path.rglob("*") if p.is_file())
+    try:
+        fileset = FileSet(pydicom.dcmread(dicomdir))
+    except Exception as err:  # noqa: BLE001 (pydicom raises many types for a damaged DICOMDIR)
+        raise InputError(dicomdir, f"DICOMDIR cannot be read ({type(err).__name__}: {err})") from None
+    files = []
+    for instance in fileset:
+        file = Path(instance.path)
+        if file.is_file():
+            files.append(file)
+        else:
+            _unreadable(file, f"listed in {dicomdir} but missing", skip_unreadable)
+    return dicomdir.parent, sorted(files)
+
+
+def _scan(path: Path, skip_unreadable: bool = False) -> tuple[Path, dict[str, list]]:
+    """``(folder, headers)``: the headers of every DICOM image under ``path`` (a folder, or a DICOMDIR) grouped by
+    SeriesInstanceUID. No file is passed over in silence: a file that is not DICOM, or a DICOM file that cannot be
+    read, is an error naming it, or with ``skip_unreadable`` a warning; DICOM objects that are not images
+    (reports, presentation states) are named in one warning."""
+    folder, files = _candidates(path, skip_unreadable)
     series: dict[str, list] = defaultdict(list)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    foreign, not_images = [], []
+    for file in files:
+        if file.name == "DICOMDIR":
+            continue  # the index itself, read above
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            ds = pydicom.dcmread(file, stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, EOFError, AttributeError) as err:
-            if isinstance(err, InvalidDicomError) and not _looks_like_dicom(path):
+            if isinstance(err, InvalidDicomError) and not _looks_like_dicom(file):
+                foreign.append(file)
                 continue
-            _unreadable(path, f"DICOM file cannot be read ({type(err).__name__}: {err})", skip_unreadable)
+            _unreadable(file, f"DICOM file cannot be read ({type(err).__name__}: {err})", skip_unreadable)
             continue
         if "ImagePositionPatient" in ds and "Rows" in ds:
-            ds.filename = str(path)
+            ds.filename = str(file)
             series[str(getattr(ds, "SeriesInstanceUID", ""))].append(ds)
         elif not len(ds) or _is_image(ds):  # pydicom stops quietly where a truncated file ends
-            _unreadable(path, "DICOM image whose header ends before its position and size (truncated?)",
+            _unreadable(file, "DICOM image whose header ends before its position and size (truncated?)",
                         skip_unreadable)
-    return series
+        else:
+            not_images.append(f"{file.name} ({getattr(getattr(ds, 'SOPClassUID', None), 'name', 'no SOP class')})")
+    if foreign and series:
+        if not skip_unreadable:
+            _unreadable(foreign[0], f"not a DICOM file (no 'DICM' marker), in a folder of DICOM images"
+                                    f"{f' with {len(foreign) - 1} more such file(s)' if len(foreign) > 1 else ''}",
+                        skip_unreadable)
+        warnings.warn(f"{folder}: {len(foreign)} file(s) that are not DICOM skipped: "
+                      f"{', '.join(str(f.relative_to(folder)) for f in foreign)}", RuntimeWarning, stacklevel=3)
+    elif foreign:
+        raise InputError(folder, f"no DICOM images found in this folder ({len(foreign)} other files, e.g. "
+                                 f"{foreign[0].relative_to(folder)})")
+    if not_images and series:
+        warnings.warn(f"{folder}: {len(not_images)} DICOM object(s) that are not images left out: "
+                      f"{', '.join(not_images)}", RuntimeWarning, stacklevel=3)
+    return folder, series
 
 
 def _choose(folder: Path, series: dict[str, list], choice) -> list:
@@ -96,9 +139,13 @@ def _float_list(ds, tag: str, path) -> np.ndarray:
 
 
 def read_dicom_series(folder: Path, series=None, skip_unreadable: bool = False) -> Volume:
-    """Load one series from ``folder``; ``series`` picks one by UID, SeriesNumber or SeriesDescription.
-    ``skip_unreadable``: leave out DICOM files that cannot be read, with a warning each (default: an error)."""
-    headers = _choose(folder, _scan(folder, skip_unreadable), series)
+    """Load one series from ``folder`` (a folder of DICOM files, or a DICOMDIR and the files it lists); ``series``
+    picks one by UID, SeriesNumber or SeriesDescription where there are several (the error lists them).
+    ``skip_unreadable``: leave out files that are not DICOM or cannot be read or decoded, with a warning naming
+    them (default: an error naming the first). Compressed transfer syntaxes (JPEG Lossless, JPEG, JPEG-LS,
+    JPEG 2000, RLE) are decoded by pydicom through pylibjpeg."""
+    folder, found = _scan(folder, skip_unreadable)
+    headers = _choose(folder, found, series)
     pixels = {}
     for h in headers:  # decoded before the geometry, so that a file left out is left out of the grid too
         try:
@@ -140,8 +187,11 @@ def read_dicom_series(folder: Path, series=None, skip_unreadable: bool = False) 
     if len(positions) > 1:
         gaps = np.diff(positions)
         if gaps.max() - gaps.min() > 0.01 * gaps.mean() + 1e-3:
-            raise InputError(folder, f"slice spacing varies from {gaps.min():.4g} to {gaps.max():.4g} mm "
-                                     "(missing slices?)")
+            widest = int(np.argmax(gaps))
+            raise InputError(folder, f"slice spacing varies from {gaps.min():.4g} to {gaps.max():.4g} mm: a gap of "
+                                     f"{gaps[widest]:.4g} mm between slices {widest + 1} and {widest + 2} (of "
+                                     f"{len(positions)}, at {positions[widest]:.4g} and {positions[widest + 1]:.4g} mm "
+                                     f"along the normal), missing slices?")
         slice_step = (origins[-1] - origins[0]) / (len(positions) - 1)
     else:
         thickness = float(getattr(first, "SpacingBetweenSlices", 0) or getattr(first, "SliceThickness", 0) or 1)
