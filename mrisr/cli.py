@@ -217,7 +217,8 @@ def cmd_selfsr(args) -> int:
     check_outputs([args.output], [args.scan])
     volume = load_volume(args.scan, **_load_options(args))
     result = super_resolve(volume, args.target_spacing, args.preset, args.device, progress=not args.quiet,
-                           slice_thickness=args.slice_thickness, consistency=args.consistency, seed=args.seed)
+                           slice_thickness=args.slice_thickness, profile=args.profile, consistency=args.consistency,
+                           seed=args.seed)
     save_volume(result, args.output)
     seconds = result.meta["selfsr"]["train_s"] + result.meta["selfsr"]["apply_s"]
     print(f"{args.output}: {result.data.shape} at {' x '.join(f'{s:.4g}' for s in result.spacing)} mm "
@@ -405,10 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
     selfsr.add_argument("scan", help="any scan `mrisr info` reads, its slice axis (axis 0) coarser than in-plane")
     selfsr.add_argument("output", help="output .nii or .nii.gz")
     selfsr.add_argument("--target-spacing", type=float, metavar="MM",
-                        help="output slice spacing in mm, dividing the slice spacing (default: about the in-plane "
-                             "spacing: isotropic)")
+                        help="output slice spacing in mm (default: about the in-plane spacing, dividing the slice "
+                             "spacing: isotropic); one that does not divide it is resampled from a finer grid")
     selfsr.add_argument("--slice-thickness", type=float, metavar="MM",
-                        help="slice thickness in mm when the header does not give it (default: the slice spacing)")
+                        help="slice thickness in mm when the header does not give it (default: the header's, else "
+                             "the slice spacing); thinner than the spacing is a gap")
+    selfsr.add_argument("--profile", default="rect", choices=["rect", "gaussian"],
+                        help="slice profile: rect (thickness wide) or gaussian (FWHM the thickness); default rect")
     selfsr.add_argument("--preset", default="fast", choices=["fast", "full"],
                         help="fast: minutes on a CPU; full: a GPU (default fast)")
     selfsr.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")

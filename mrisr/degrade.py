@@ -13,6 +13,7 @@ Physics of each step, in k-space terms (`mrisr.steps`):
 * `GaussianBlur`: a smooth point-spread function, e.g. the effect of T2 decay or a deliberately soft kernel.
 * `Downsample` / `Upsample`: a coarser voxel grid (with anti-aliasing) and the way back to the fine grid.
 * `SliceThickness`: thick slices: each acquired slice averages a slab of the fine slices.
+* `SliceProfile`: slices with a rect (fractional width) or Gaussian profile, with a gap or an overlap.
 * `RicianNoise`: thermal noise on the complex signal, seen in a magnitude image (Gudbjartsson and Patz 1995).
 
 ``Degradation.to_json()`` / ``Degradation.from_json()`` round-trip a spec exactly; a given ``seed`` gives the same
@@ -32,13 +33,13 @@ import torch
 from mrisr.errors import InputError
 from mrisr.noise import NOISE_KEY, noise_sigma, scan_noise_sigma
 from mrisr.steps import (FWHM_PER_SIGMA, MEASUREMENT_STEPS, PHASE_ENCODING, SCAN, SINC_FWHM, STEPS, Context,
-                         Downsample, GaussianBlur, KSpaceTruncation, Quantise, RicianNoise, SliceThickness, Step, Upsample,
-                         per_axis, resize_axis)
+                         Downsample, GaussianBlur, KSpaceTruncation, Quantise, RicianNoise, SliceProfile,
+                         SliceThickness, Step, Upsample, per_axis, resize_axis)
 from mrisr.volume import Volume
 
 __all__ = ["Degradation", "PRESETS", "preset", "load_degradation", "Context", "Step", "KSpaceTruncation",
-           "GaussianBlur", "Downsample", "Upsample", "SliceThickness", "RicianNoise", "Quantise", "resize_axis",
-           "noise_free"]
+           "GaussianBlur", "Downsample", "Upsample", "SliceThickness", "SliceProfile", "RicianNoise", "Quantise",
+           "resize_axis", "noise_free"]
 
 
 @dataclass
@@ -90,7 +91,7 @@ class Degradation:
             if isinstance(step, Downsample):
                 for axis, f in step.factors(self.ndim, Context(None, None, None)).items():
                     multiple[axis] *= f
-            elif isinstance(step, SliceThickness):
+            elif isinstance(step, (SliceThickness, SliceProfile)):
                 multiple[0] *= step.stride
         return tuple(multiple)
 

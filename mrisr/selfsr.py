@@ -9,14 +9,15 @@ anatomy at fine resolution; degrading them along one in-plane axis as the slices
 training pairs, with no other scan:
 
 1. **Slice profile** (`slice_geometry`): slice spacing ``s`` and thickness ``d`` (mm) from the `Volume`
-   (``meta["slice_thickness_mm"]``, else the spacing: contiguous slices) or given; a rectangular profile ``d`` wide.
-   The output slices are ``t = s / k`` apart (``k`` an integer; default: the in-plane spacing, rounded so that it
-   divides ``s``).
+   (``meta["slice_thickness_mm"]``, else the spacing: contiguous slices) or given, ``d < s`` a gap and ``d > s`` an
+   overlap; a rect profile ``d`` wide or a Gaussian of FWHM ``d`` (`mrisr.degrade.SliceProfile`). The network works
+   on slices ``t = s / k`` apart (``k`` an integer; default: the in-plane spacing, rounded so that it divides
+   ``s``); a requested output spacing that does not divide ``s`` is reached by resampling that grid.
 2. **Training pairs** (`training_volumes`, `training_degradation`): each in-plane image is resampled along one
    in-plane axis onto the output grid ``t`` (anti-aliased bicubic: the target, a slice about ``t`` thick). That axis
-   is then averaged over ``d / t`` samples every ``k`` samples (`mrisr.degrade.SliceThickness`: the blur of the
-   profile and the aliasing of sampling every ``s`` mm) and brought back onto the ``t`` grid by cubic interpolation
-   (`mrisr.degrade.Upsample`), exactly as the scan's slice axis is at inference. Both in-plane axes take the
+   is then weighted by the profile ``d / t`` samples wide every ``k`` samples (`mrisr.degrade.SliceProfile`: the
+   blur of the profile and the aliasing of sampling every ``s`` mm) and brought back onto the ``t`` grid by cubic
+   interpolation (`mrisr.degrade.Upsample`), exactly as the scan's slice axis is at inference. Both in-plane axes take the
    degraded role in turn. SMORE trains two networks on such pairs, one that removes the aliasing (its "SAA": input
    sampled and interpolated, target only blurred) and one that removes the blur ("SSR"), and applies them in turn;
    here one network is trained on the composed pairs (input sampled and interpolated, target sharp) and so learns
@@ -45,11 +46,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from mrisr.cases import split_slabs
 from mrisr.consistency import enforce
 from mrisr.data import prepare_subject
-from mrisr.degrade import Degradation, SliceThickness, Upsample, resize_axis
+from mrisr.degrade import Degradation, SliceProfile, Upsample, resize_axis
+from mrisr.steps import PROFILES
 from mrisr.device import default_device
 from mrisr.errors import InputError
 from mrisr.config import ExperimentConfig
@@ -78,35 +81,45 @@ class SliceGeometry:
 
     Attributes:
         slice_spacing: ``s``, mm between slice centres.
-        slice_thickness: ``d``, mm: the width of the (rectangular) slice profile.
+        slice_thickness: ``d``, mm: the width of the slice profile (for ``"gaussian"``, its FWHM). Below ``s`` the
+            slices have a gap, above it they overlap.
         in_plane_spacing: mm per voxel along (row, column).
-        target_spacing: ``t``, mm between output slices; ``s / t`` is an integer.
+        grid_spacing: ``g = s / k`` (``k`` an integer), mm between the slices the network makes.
+        target_spacing: mm between the output slices; the network's grid is resampled onto it where it differs
+            from ``g`` (``g`` is the finest ``s / k`` not coarser than it).
+        profile: ``"rect"`` or ``"gaussian"`` (`mrisr.degrade.SliceProfile`).
     """
 
     slice_spacing: float
     slice_thickness: float
     in_plane_spacing: tuple[float, float]
+    grid_spacing: float
     target_spacing: float
+    profile: str = "rect"
 
     @property
     def factor(self) -> int:
-        """``k = s / t``: output slices per scan slice."""
-        return int(round(self.slice_spacing / self.target_spacing))
+        """``k = s / g``: network slices per scan slice."""
+        return int(round(self.slice_spacing / self.grid_spacing))
 
     @property
-    def profile_samples(self) -> int:
-        """The slice thickness in output-grid samples, ``d / t`` rounded to the parity of ``k`` (so the profile is
-        centred on its slice; an error of at most one sample, ``t`` mm)."""
-        k = self.factor
-        return max(k % 2 or 2, k + 2 * int(round((self.slice_thickness / self.target_spacing - k) / 2)))
+    def profile_width(self) -> float:
+        """The slice thickness in samples of the network's grid, ``d / g``."""
+        return self.slice_thickness / self.grid_spacing
+
+    def slice_profile(self) -> SliceProfile:
+        """The acquisition along the slice axis on the network's grid: the profile, sampled every ``k``."""
+        return SliceProfile(self.profile_width, self.factor, self.profile)
 
 
-def slice_geometry(volume: Volume, target_spacing: float | None = None,
-                   slice_thickness: float | None = None) -> SliceGeometry:
+def slice_geometry(volume: Volume, target_spacing: float | None = None, slice_thickness: float | None = None,
+                   profile: str = "rect") -> SliceGeometry:
     """The `SliceGeometry` of ``volume``; one-line `InputError` s (naming the scan) for what cannot be done.
 
     ``target_spacing`` (mm): the output slice spacing; default the finest in-plane spacing, rounded so that it
-    divides the slice spacing. ``slice_thickness`` (mm): default ``meta["slice_thickness_mm"]``, else the spacing.
+    divides the slice spacing (one grid, no resampling). ``slice_thickness`` (mm): default
+    ``meta["slice_thickness_mm"]`` (DICOM's SliceThickness), else the spacing. ``profile``: the slice profile's
+    shape, ``"rect"`` or ``"gaussian"`` (`mrisr.degrade.SliceProfile`).
     """
     source = volume.meta.get("source_path") or "the scan"
     if volume.data.ndim != 3:
@@ -125,38 +138,53 @@ def slice_geometry(volume: Volume, target_spacing: float | None = None,
     if volume.shape[0] < MIN_SLICES:
         raise InputError(source, f"the slice axis has {volume.shape[0]} slices; self-supervised super-resolution "
                                  f"needs at least {MIN_SLICES}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     if target_spacing is None:
         target_spacing = s / max(1, round(s / finest))
     if isinstance(target_spacing, bool) or not isinstance(target_spacing, (int, float, np.number)):
         raise TypeError(f"target_spacing is one number, the spacing in mm between output slices along the slice axis "
                         f"(axis 0; the in-plane spacing is kept), got {target_spacing!r}")
     target_spacing = float(target_spacing)
-    k = s / target_spacing
-    if target_spacing <= 0 or k < 1.5:
+    k = s / target_spacing if target_spacing > 0 else 0
+    if k < 1.5:
         raise InputError(source, f"nothing to do: a target spacing of {target_spacing:g} mm is not finer than the "
                                  f"slice spacing {s:.4g} mm")
-    if abs(k - round(k)) > 0.01 * k:
-        raise InputError(source, f"the target spacing {target_spacing:g} mm does not divide the slice spacing "
-                                 f"{s:.4g} mm; try {s / np.floor(k):.4g} or {s / np.ceil(k):.4g} mm")
+    k = round(k) if abs(k - round(k)) <= 0.01 * k else int(np.ceil(k))  # a grid at least as fine as the target
     thickness = slice_thickness if slice_thickness is not None else volume.meta.get("slice_thickness_mm", s)
     if not float(thickness) > 0:
         raise InputError(source, f"the slice thickness must be > 0 mm, got {thickness}")
-    return SliceGeometry(s, float(thickness), (in_plane[0], in_plane[1]), s / round(k))
+    grid = s / k
+    return SliceGeometry(s, float(thickness), (in_plane[0], in_plane[1]), grid,
+                         grid if abs(target_spacing - grid) <= 0.01 * grid else target_spacing, profile)
 
 
 def training_degradation(geometry: SliceGeometry) -> Degradation:
     """What the slices do to the image along the slice axis, as a 2D `Degradation` acting on image axis 0 on the
-    output grid: the rectangular profile sampled every ``k`` samples, then cubic interpolation back."""
-    k = geometry.factor
-    return Degradation([SliceThickness(geometry.profile_samples, stride=k, centred=True),
-                        Upsample(k, method="bicubic", axes=(0,))], ndim=2, name="selfsr_slices")
+    network's grid: the slice profile sampled every ``k`` samples, then cubic interpolation back."""
+    return Degradation([geometry.slice_profile(), Upsample(geometry.factor, method="bicubic", axes=(0,))], ndim=2,
+                       name="selfsr_slices")
 
 
 def forward_model(geometry: SliceGeometry) -> Degradation:
-    """The thick-slice acquisition of an output volume (3D, slice axis 0): what made the scan from it, for
-    `mrisr.consistency.enforce`."""
-    return Degradation([SliceThickness(geometry.profile_samples, stride=geometry.factor, centred=True)], ndim=3,
-                       name="selfsr_acquisition")
+    """The thick-slice acquisition of a volume on the network's grid (3D, slice axis 0): what made the scan from it,
+    for `mrisr.consistency.enforce`."""
+    return Degradation([geometry.slice_profile()], ndim=3, name="selfsr_acquisition")
+
+
+def to_target_grid(volume: Volume, geometry: SliceGeometry) -> Volume:
+    """``volume`` on the network's grid (slices ``g`` apart) resampled along axis 0 onto slices ``target_spacing``
+    apart by cubic interpolation (`scipy.ndimage.map_coordinates`, the first slice kept in place), with the matching
+    affine; unchanged where the two grids are one."""
+    ratio = geometry.target_spacing / geometry.grid_spacing
+    if ratio == 1:
+        return volume
+    n = int(np.floor((volume.shape[0] - 1) / ratio + 1e-9)) + 1
+    coords = np.meshgrid(np.arange(n) * ratio, *[np.arange(m) for m in volume.shape[1:]], indexing="ij")
+    data = ndimage.map_coordinates(volume.data, coords, order=3, mode="nearest").astype(np.float32)
+    affine = volume.affine.copy()
+    affine[:3, 0] *= ratio
+    return Volume(data, affine, volume.meta)
 
 
 def upsample_slices(volume: Volume, geometry: SliceGeometry) -> Volume:
@@ -173,7 +201,7 @@ def training_volumes(volume: Volume, geometry: SliceGeometry) -> dict[str, Volum
     row)``). Each is a `Volume` ``(S, n_t, n)`` with spacing ``(s, t, in-plane)``, ``n_t`` cut to a multiple of
     ``k``."""
     data = torch.from_numpy(volume.data)
-    t, k = geometry.target_spacing, geometry.factor
+    t, k = geometry.grid_spacing, geometry.factor
     out = {}
     for name, axis in (("rows", 1), ("columns", 2)):
         images = data if axis == 1 else data.transpose(1, 2)
@@ -280,40 +308,47 @@ def fourier_burst_accumulation(estimates: torch.Tensor, power: float = FBA_POWER
 
 
 def super_resolve(volume: Volume, target_spacing: float | None = None, preset: str | dict = "fast", device=None,
-                  progress: bool = True, *, slice_thickness: float | None = None, consistency: bool = False,
-                  seed: int = 0, run_dir: str | Path | None = None) -> Volume:
+                  progress: bool = True, *, slice_thickness: float | None = None, profile: str = "rect",
+                  consistency: bool = False, seed: int = 0, run_dir: str | Path | None = None) -> Volume:
     """Super-resolve ``volume`` along its slice axis (axis 0) from the scan alone (SMORE; module docstring).
 
     Args:
         volume: a 3D scan with thick slices along axis 0 (``(S, R, C)``, slice spacing coarser than in-plane).
         target_spacing: output slice spacing in mm (default: about the in-plane spacing, dividing the slice
-            spacing: isotropic); it must divide the slice spacing.
+            spacing: isotropic). One that does not divide the slice spacing is reached by resampling the network's
+            grid (the finest ``s / k`` not coarser than it) with cubic interpolation (`to_target_grid`).
         preset: ``"fast"`` (a CPU in minutes) or ``"full"`` (a GPU), or a dict overriding ``SETTINGS["fast"]``.
         device: where to train and run (default: CUDA when available).
         progress: print what happens (training epochs: fastai's bars in a terminal or notebook).
         slice_thickness: mm, when the scan's header does not say (default: its ``meta["slice_thickness_mm"]``, else
-            the slice spacing).
-        consistency: make the output consistent with the scan under `forward_model` (back-projection,
-            `mrisr.consistency.enforce`): averaging its slices gives the scan back.
+            the slice spacing). Thinner than the spacing is a gap, thicker an overlap.
+        profile: the slice profile, ``"rect"`` or ``"gaussian"`` (FWHM ``slice_thickness``).
+        consistency: make the output consistent with the scan under `forward_model` (back-projection on the
+            network's grid, `mrisr.consistency.enforce`, before any resampling): its slices give the scan back.
         seed: training seed; the same seed gives the same output on the same device.
         run_dir: keep the training run (``best.pth``, ``config.json``) there; default a temporary folder.
 
     Returns:
-        A `Volume` ``(S * k, R, C)`` with spacing ``(t, row, column)`` mm and the matching affine; ``meta["selfsr"]``
-        records the geometry, preset and timings, ``meta["slice_thickness_mm"]`` is ``t``.
+        A `Volume` with slices ``target_spacing`` apart (``(S * k, R, C)`` where it divides the slice spacing) and
+        the matching affine; ``meta["selfsr"]`` records the geometry, preset and timings,
+        ``meta["slice_thickness_mm"]`` is the output spacing.
     """
-    geometry = slice_geometry(volume, target_spacing, slice_thickness)
+    geometry = slice_geometry(volume, target_spacing, slice_thickness, profile)
     device = default_device(device)
     say = print if progress else (lambda *args, **kwargs: None)
+    resampled = "" if geometry.target_spacing == geometry.grid_spacing else \
+        f", resampled from {geometry.grid_spacing:.4g} mm"
     say(f"selfsr: {volume.shape} at {' x '.join(f'{v:.4g}' for v in volume.spacing)} mm, slices "
-        f"{geometry.slice_thickness:.4g} mm thick; output slices {geometry.target_spacing:.4g} mm apart "
-        f"(x{geometry.factor}), {preset if isinstance(preset, str) else 'custom'} preset on {device}", flush=True)
+        f"{geometry.slice_thickness:.4g} mm thick ({geometry.profile}); output slices {geometry.target_spacing:.4g} "
+        f"mm apart (x{geometry.factor}{resampled}), {preset if isinstance(preset, str) else 'custom'} preset on "
+        f"{device}", flush=True)
     start = time.perf_counter()
     model = train_network(volume, geometry, preset, device, progress, seed, run_dir)
     trained = time.perf_counter()
     grid, estimates = through_plane_estimates(model, volume, geometry, progress)
     fused = fourier_burst_accumulation(estimates).cpu().numpy()
     info = {"slice_spacing_mm": geometry.slice_spacing, "slice_thickness_mm": geometry.slice_thickness,
+            "profile": geometry.profile, "grid_spacing_mm": geometry.grid_spacing,
             "target_spacing_mm": geometry.target_spacing, "factor": geometry.factor,
             "preset": preset if isinstance(preset, str) else dict(preset), "seed": seed,
             "orientations": list(ORIENTATIONS), "fusion": f"fourier burst accumulation, p = {FBA_POWER:g}",
@@ -321,5 +356,6 @@ def super_resolve(volume: Volume, target_spacing: float | None = None, preset: s
     out = Volume(fused, grid.affine, {**volume.meta, "selfsr": info, "slice_thickness_mm": geometry.target_spacing})
     if consistency:
         out = enforce(out, volume, forward_model(geometry), method="back_projection", device=device)
+    out = to_target_grid(out, geometry)
     say(f"selfsr: done in {time.perf_counter() - start:.0f} s (training {info['train_s']:.0f} s)", flush=True)
     return out

@@ -15,6 +15,7 @@ Physics of each step, in k-space terms:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -355,6 +356,70 @@ class SliceThickness(Step):
         return float(self.stride), ((self.stride if self.centred else self.thickness) - 1) / 2
 
 
+PROFILES = ("rect", "gaussian")
+
+
+@dataclass
+class SliceProfile(Step):
+    """Slices with a profile: output slice ``i`` is the profile-weighted mean of the input slices around the centre of
+    the ``i``-th block of ``stride`` input slices (``stride * i + (stride - 1) / 2``), ``n // stride`` slices.
+
+    ``shape="rect"``: a box ``width`` input slices wide, its fractional ends weighted by their overlap (an ideal
+    slice-selective pulse); ``"gaussian"``: a Gaussian of FWHM ``width`` (the smooth profile of a real, truncated
+    sinc pulse; Han et al., "ESPRESO: slice profile estimation for MRI", 2023, model slice profiles so). ``width``
+    below ``stride`` leaves a gap between slices, above it an overlap. The input is mirrored at its ends (scipy's
+    "reflect") where a profile reaches beyond them. With an integer ``width`` and ``width - stride`` even, the rect
+    profile is `SliceThickness` ``(width, stride, centred=True)``. Acts on spatial axis 0, as `SliceThickness`.
+    """
+
+    width: float = 2.0
+    stride: int = 2
+    shape: str = "rect"
+
+    def __post_init__(self):
+        self.width, self.stride = float(self.width), _int_factor(self.stride, "SliceProfile")
+        if not self.width > 0:
+            raise ValueError(f"SliceProfile: width must be > 0 input slices, got {self.width}")
+        if self.shape not in PROFILES:
+            raise ValueError(f"SliceProfile: shape must be one of {PROFILES}, got {self.shape!r}")
+
+    def resolve_axes(self, ndim, ctx):
+        return (0,)
+
+    def thickness_after(self, thickness: float, spacing: float) -> float:
+        return thickness + (self.width - 1) * spacing
+
+    def weights(self) -> torch.Tensor:
+        """The profile over the ``stride + 2 m`` input slices one output slice sees (``m`` beyond its block on each
+        side), summing to 1."""
+        sigma = self.width / FWHM_PER_SIGMA
+        reach = self.width / 2 + 0.5 if self.shape == "rect" else 3 * sigma
+        margin = max(0, math.ceil(reach - (self.stride - 1) / 2))
+        u = torch.arange(-margin, self.stride + margin, dtype=torch.float64) - (self.stride - 1) / 2
+        if self.shape == "rect":
+            w = (torch.minimum(u + 0.5, torch.tensor(self.width / 2))
+                 - torch.maximum(u - 0.5, torch.tensor(-self.width / 2))).clamp(0, 1)
+        else:
+            w = torch.exp(-u ** 2 / (2 * sigma ** 2))
+        return w / w.sum()
+
+    def apply(self, x, ctx, ndim):
+        dim = x.ndim - ndim
+        w = self.weights().to(x.dtype if x.is_floating_point() else torch.float32).to(x.device)
+        margin = (len(w) - self.stride) // 2
+        if margin:
+            if x.shape[dim] < margin:
+                raise ValueError(f"SliceProfile: {x.shape[dim]} slices are too few to mirror {margin} at each end")
+            x = torch.cat([x.narrow(dim, 0, margin).flip(dim), x,
+                           x.narrow(dim, x.shape[dim] - margin, margin).flip(dim)], dim)
+        if x.shape[dim] < len(w):
+            raise ValueError(f"SliceProfile: {x.shape[dim]} slices cannot make one {self.stride}-slice block")
+        return x.unfold(dim, len(w), self.stride) @ w
+
+    def index_map(self, axis, n_in, n_out, ctx, ndim):
+        return (1.0, 0.0) if axis != 0 else (float(self.stride), (self.stride - 1) / 2)
+
+
 SCAN = "scan"  # RicianNoise's snr: the scan's own noise level (`mrisr.noise.noise_sigma`)
 
 
@@ -435,5 +500,5 @@ def resize_axis(x: torch.Tensor, dim: int, size: int, mode: str, antialias: bool
 
 
 STEPS = {cls.__name__: cls for cls in (KSpaceTruncation, GaussianBlur, Downsample, Upsample, SliceThickness,
-                                       RicianNoise, Quantise)}
+                                       SliceProfile, RicianNoise, Quantise)}
 MEASUREMENT_STEPS = (RicianNoise, Quantise)  # what measuring adds (noise, rounding): outside the forward model

@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from mrisr import Volume
 from mrisr.degrade import (PRESETS, Degradation, Downsample, GaussianBlur, KSpaceTruncation, RicianNoise,
-                           SliceThickness, Upsample, knee_fast_acquisition_blur, preset)
+                           SliceProfile, SliceThickness, Upsample, knee_fast_acquisition_blur, preset)
 from mrisr.errors import InputError
 from mrisr.kspace import fftc
 
@@ -163,6 +163,47 @@ def test_centred_slices_with_a_gap_or_an_overlap_keep_the_grid_of_contiguous_one
         assert thick.shape == contiguous.shape and thick_maps == maps  # same centres: 3 i + 1
     np.testing.assert_allclose(thick[1].numpy(), image[2:7].mean(0), rtol=1e-6)  # slice 1: samples 2..6
     np.testing.assert_allclose(thick[0].numpy(), image[[0, 0, 1, 2, 3]].mean(0), rtol=1e-6)  # mirrored at the start
+
+
+@pytest.mark.parametrize("width, stride", [(3, 3), (5, 3), (1, 3), (6, 4)])
+def test_a_rect_profile_of_whole_slices_is_the_centred_slice_thickness(width, stride):
+    image = torch.from_numpy(np.random.default_rng(8).random((24, 5)))
+    profile, profile_maps = Degradation([SliceProfile(width, stride)], ndim=2).apply_tensor(image)
+    thick, thick_maps = Degradation([SliceThickness(width, stride, centred=True)], ndim=2).apply_tensor(image)
+    np.testing.assert_allclose(profile.numpy(), thick.numpy(), rtol=1e-12)
+    assert profile_maps == thick_maps
+
+
+def test_a_fractional_rect_profile_weighs_its_ends_by_their_overlap():
+    """3.3 mm slices 4.29 mm apart on a 0.429 mm grid: 7.69 samples of a 10-sample block, a gap of 2.3 samples."""
+    step = SliceProfile(7.69, 10)
+    w = step.weights().numpy()
+    assert len(w) == 10 and w.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(w / w.max(), [0, 0.845, 1, 1, 1, 1, 1, 1, 0.845, 0], atol=1e-9)
+    ramp = torch.arange(40.0, dtype=torch.float64)[:, None]
+    out = step.apply(ramp[None, None], None, 2)[0, 0, :, 0]
+    np.testing.assert_allclose(out.numpy(), [4.5, 14.5, 24.5, 34.5])  # a symmetric profile keeps a ramp's centres
+
+
+def test_a_gaussian_profile_has_the_stated_full_width_at_half_maximum():
+    step = SliceProfile(7.0, 1, "gaussian")  # centred on one sample: the weights sample the profile itself
+    w = step.weights().numpy()
+    u = np.arange(len(w)) - (len(w) - 1) / 2
+    fine = np.linspace(u[0], u[-1], 20001)
+    above = fine[np.interp(fine, u, w / w.max()) >= 0.5]
+    assert above[-1] - above[0] == pytest.approx(7.0, abs=0.05)
+    assert w.sum() == pytest.approx(1.0) and w[0] / w.max() < 0.02  # out to three sigma
+    constant = torch.full((1, 1, 30, 4), 2.5, dtype=torch.float64)
+    np.testing.assert_allclose(SliceProfile(7.0, 3, "gaussian").apply(constant, None, 2).numpy(), 2.5)
+
+
+def test_slice_profile_refuses_what_it_cannot_be():
+    with pytest.raises(ValueError, match="shape must be one of"):
+        SliceProfile(3, 2, "sinc")
+    with pytest.raises(ValueError, match="width must be > 0"):
+        SliceProfile(0, 2)
+    assert Degradation.from_json(Degradation([SliceProfile(3.3, 4, "gaussian")]).to_json()).steps[0] == \
+        SliceProfile(3.3, 4, "gaussian")
 
 
 def test_the_slice_thickness_in_meta_follows_the_degradation():

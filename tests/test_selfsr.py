@@ -62,7 +62,8 @@ def test_thick_slices_record_their_thickness(dess_crop, thick):
     assert dess_crop.meta["slice_thickness_mm"] == pytest.approx(1.5)
     assert thick.meta["slice_thickness_mm"] == pytest.approx(4.5, rel=1e-4)
     geometry = selfsr.slice_geometry(thick, target_spacing=1.5)
-    assert (geometry.factor, geometry.profile_samples) == (3, 3)
+    assert (geometry.factor, geometry.profile_width, geometry.grid_spacing) == (3, pytest.approx(3, rel=1e-4),
+                                                                                 pytest.approx(1.5, rel=1e-4))
     assert selfsr.slice_geometry(thick).target_spacing == pytest.approx(4.5 / 14, rel=1e-4)  # ~ 0.3125 in-plane
 
 
@@ -159,11 +160,34 @@ def test_the_input_is_never_the_output(thick, tmp_path, capsys):
     assert "thick.nii.gz" in capsys.readouterr().err and scan.read_bytes() == before
 
 
-def test_target_spacing_must_divide_the_slice_spacing(thick):
-    with pytest.raises(InputError, match="does not divide the slice spacing 4.5 mm; try"):
-        selfsr.slice_geometry(thick, target_spacing=2.0)
+def test_a_target_spacing_that_does_not_divide_the_slices_is_resampled_from_a_finer_grid(thick, small_thick):
+    geometry = selfsr.slice_geometry(thick, target_spacing=2.0)  # 4.5 / 2.0 = 2.25: the network works at 1.5 mm
+    assert (geometry.factor, geometry.grid_spacing, geometry.target_spacing) == (3, pytest.approx(1.5, rel=1e-4), 2.0)
     with pytest.raises(InputError, match="nothing to do"):
         selfsr.slice_geometry(thick, target_spacing=4.5)
+    # On the grid, a cubic along the slice axis is resampled exactly, and the affine places every new slice.
+    z = np.arange(30, dtype=np.float64)[:, None, None] * 1.5
+    ramp = Volume(np.broadcast_to(z ** 3 / 100, (30, 4, 5)).astype(np.float32), np.diag([1.5, 1.0, 1.0, 1.0]))
+    geometry = selfsr.SliceGeometry(4.5, 4.5, (1.0, 1.0), 1.5, 2.0)  # exactly 1.5 mm, as the ramp's grid
+    ramp.affine[:3, 3] = (7.0, 2.0, 3.0)
+    out = selfsr.to_target_grid(ramp, geometry)
+    assert out.shape == (22, 4, 5) and out.spacing[0] == pytest.approx(2.0)  # 29 x 1.5 mm span, slices 2 mm apart
+    positions = (out.affine @ np.stack([np.arange(22), np.zeros(22), np.zeros(22), np.ones(22)]))[0] - 7.0
+    np.testing.assert_allclose(positions, np.arange(22) * 2.0)
+    np.testing.assert_allclose(out.data[1:-2, 0, 0], positions[1:-2] ** 3 / 100, rtol=2e-3)  # ends: border mode
+    sr = selfsr.super_resolve(small_thick, 2.0, TINY, device="cpu", progress=False)
+    assert sr.spacing[0] == pytest.approx(2.0) and sr.meta["selfsr"]["grid_spacing_mm"] == pytest.approx(1.5, rel=1e-4)
+    np.testing.assert_allclose(sr.affine[:3, 3], selfsr.upsample_slices(small_thick, geometry).affine[:3, 3])
+
+
+def test_a_gap_and_a_gaussian_profile_come_from_the_header_or_the_call(thick):
+    gapped = Volume(thick.data, thick.affine, {**thick.meta, "slice_thickness_mm": 3.3})  # 3.3 mm slices 4.5 apart
+    geometry = selfsr.slice_geometry(gapped, target_spacing=1.5, profile="gaussian")
+    assert geometry.profile_width == pytest.approx(2.2, rel=1e-4) and geometry.slice_profile().shape == "gaussian"
+    pairs = selfsr.training_degradation(geometry)
+    assert pairs.steps[0].width == pytest.approx(2.2, rel=1e-4) and pairs.steps[0].stride == 3
+    with pytest.raises(ValueError, match="profile must be one of"):
+        selfsr.slice_geometry(gapped, profile="triangle")
 
 
 def test_the_thick_slice_study_needs_the_scans_own_noise_level(dess_crop):
