@@ -223,6 +223,13 @@ def cmd_selfsr(args) -> int:
     seconds = result.meta["selfsr"]["train_s"] + result.meta["selfsr"]["apply_s"]
     print(f"{args.output}: {result.data.shape} at {' x '.join(f'{s:.4g}' for s in result.spacing)} mm "
           f"(self-supervised, {args.preset} preset, {seconds:.0f} s)")
+    if args.validate_against:
+        from mrisr.crossplane import to_text, validate_against
+
+        shared = {k: v for k, v in _load_options(args).items() if k in ("nan", "skip_unreadable")}
+        other = load_volume(args.validate_against, **shared)
+        label = "selfsr + DC" if args.consistency else "selfsr"
+        print(to_text(validate_against(volume, other, {label: result}, profile=args.other_profile)))
     return 0
 
 
@@ -418,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     selfsr.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     selfsr.add_argument("--consistency", action="store_true",
                         help="make the output consistent with the scan (its slices averaged give the scan back)")
+    selfsr.add_argument("--validate-against", metavar="OTHER_SERIES",
+                        help="another series of the same exam (e.g. the coronal one of a sagittal scan): score the "
+                             "output and interpolations against its acquired images (mrisr.crossplane)")
+    selfsr.add_argument("--other-profile", default="rect", choices=["rect", "gaussian"],
+                        help="the slice profile of --validate-against's series (default rect)")
     selfsr.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     selfsr.add_argument("--quiet", action="store_true", help="no progress output")
     _add_load_options(selfsr)
