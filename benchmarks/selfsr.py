@@ -65,6 +65,26 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+BRAIN = "brain_t1_iso/studyforrest_t1w_0.7mm.nii.gz"
+BRAIN_SNR = 30.0  # its air is blanked (mrisr.noise refuses it): noise at a stated SNR
+
+
+def eclare_peers(env: str, log=print) -> dict:
+    """ECLARE at the self-supervised method's time and at 4x it (`benchmarks.eclare_peer`), the true rect profile."""
+    from benchmarks.eclare_peer import ensure_environment, patches_for, run_eclare
+
+    python = ensure_environment(env)
+    budget = {}
+
+    def at(multiple):
+        def peer(thick, hr, seconds):
+            if "patches" not in budget:
+                budget["patches"] = patches_for(python, thick, hr, seconds, 1.0, log=log)
+            return run_eclare(python, thick, hr, budget["patches"] * multiple, 1.0, log=log)
+        return peer
+    return {"ECLARE (matched time)": at(1), "ECLARE (4x time)": at(4)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=list(selfsr.SETTINGS), default="full" if torch.cuda.is_available()
@@ -73,22 +93,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, nargs=3, metavar=("S", "R", "C"), help="a centred block (voxels)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--oracle", action="store_true", help="add the supervised oracle (trained on the reference)")
+    parser.add_argument("--scan", choices=["dess", "brain"], default="dess",
+                        help="the DESS knee (its own noise) or the isotropic brain (noise at SNR 30)")
     parser.add_argument("--dess", help="the DESS DICOM folder (default: the sample, mrisr.samples.sample_dir)")
+    parser.add_argument("--eclare", metavar="ENV", help="add ECLARE rows at matched and 4x time, from (or making) "
+                        "its own environment in ENV (benchmarks/eclare_peer.py)")
     parser.add_argument("--markdown", help="append the table to this Markdown file (e.g. docs/benchmarks.md)")
     args = parser.parse_args(argv)
-    hr = with_noise_sigma(load_volume(args.dess or sample_dir() / "knee_dess_sample"))  # on the whole knee
+    if args.scan == "brain":
+        hr, snr, what = load_volume(sample_dir() / BRAIN), BRAIN_SNR, "the isotropic brain"
+    else:
+        hr, snr, what = with_noise_sigma(load_volume(args.dess or sample_dir() / "knee_dess_sample")), None, "DESS"
     if args.crop:
         hr = centred_crop(hr, args.crop)
+    peers = eclare_peers(args.eclare) if args.eclare else None
     start = time.perf_counter()
-    tables = [thick_slice_study(hr, factor, args.preset, args.device, fusion_ablation=True, oracle=args.oracle).table
-              for factor in args.factors]
-    publish(f"Self-supervised super-resolution of thick-slice DESS, preset {args.preset}", args.device,
+    tables = [thick_slice_study(hr, factor, args.preset, args.device, fusion_ablation=True, oracle=args.oracle,
+                                snr=snr, peers=peers).table for factor in args.factors]
+    noise = (f"the scan's own noise (sigma {hr.meta['noise_sigma']:.0f})" if snr is None else
+             f"noise at SNR {snr:g} (its air is blanked)")
+    publish(f"Self-supervised super-resolution of thick-slice {what}, preset {args.preset}", args.device,
             time.perf_counter() - start, "python -m benchmarks.selfsr", argv,
-            f"Reference: DESS {hr.shape} at 1.5 mm slices; thick slices with a new realisation of the scan's own noise "
-            f"(sigma {hr.meta['noise_sigma']:.0f}); classical baselines fitted on the FAIR knee (another subject, "
-            "noise at SNR 30), never on the DESS; scores on the foreground; gains per (slice, column) plane, "
-            "intervals by a circular block bootstrap over the planes.",
-            markdown(pd.concat(tables, ignore_index=True)), args.markdown)
+            f"Reference: {what} {hr.shape} at {hr.spacing[0]:.3g} mm slices; thick slices with a new realisation of "
+            f"{noise}; classical baselines fitted on the FAIR knee (another subject, noise at SNR 30), never on the "
+            "reference; scores on the foreground; gains per (slice, column) plane, intervals by a circular block "
+            "bootstrap over the planes.", markdown(pd.concat(tables, ignore_index=True)), args.markdown)
     return 0
 
 

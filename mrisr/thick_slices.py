@@ -49,9 +49,10 @@ class ThickSliceStudy:
     fitted: dict
 
 
-def thick_degradation(factor: int) -> Degradation:
-    """The scan's own noise (a new realisation), then ``factor`` slices averaged into one."""
-    return Degradation([RicianNoise(), SliceThickness(factor)], name=f"thick slices x{factor}")
+def thick_degradation(factor: int, snr: float | None = None) -> Degradation:
+    """Noise (a new realisation of the scan's own, or at ``snr``), then ``factor`` slices averaged into one."""
+    return Degradation([RicianNoise() if snr is None else RicianNoise(snr), SliceThickness(factor)],
+                       name=f"thick slices x{factor}")
 
 
 def through_plane_images(hr: Volume) -> dict[str, Volume]:
@@ -65,7 +66,8 @@ def through_plane_images(hr: Volume) -> dict[str, Volume]:
 def thick_slice_study(hr: Volume, factor: int, preset: str | dict = "fast", device=None,
                       fitting_cases: dict[str, Volume] | None = None, fitting_snr: float | None = None,
                       quick_baselines: bool = False, fusion_ablation: bool = False, oracle: bool = False,
-                      seed: int = 0, log=print) -> ThickSliceStudy:
+                      snr: float | None = None, peers: dict | None = None, seed: int = 0,
+                      log=print) -> ThickSliceStudy:
     """Make ``hr`` (a `Volume` with ``meta["noise_sigma"]``, axis 0 the slices) ``factor`` times thicker and compare
     `mrisr.selfsr` with every classical baseline on it.
 
@@ -73,16 +75,19 @@ def thick_slice_study(hr: Volume, factor: int, preset: str | dict = "fast", devi
     at ``fitting_snr`` (default `mrisr.samples.FAIR_SNR` for the FAIR knee; ``None`` with your own cases: their own
     ``noise_sigma``). ``quick_baselines``: one setting per baseline (smoke runs). ``fusion_ablation`` adds each
     orientation alone and their plain mean; ``oracle`` the same network trained on the reference's own through-plane
-    images (an upper bound: it sees the answer). ``seed``: the noise realisation."""
-    if "noise_sigma" not in hr.meta:
+    images (an upper bound: it sees the answer). ``snr``: noise at this SNR instead of the scan's own level (a scan
+    whose air is blanked). ``peers``: other methods, name -> ``f(thick, reference, seconds)`` returning
+    ``(estimate on the reference's grid, seconds)``, given the self-supervised method's seconds (a time budget to
+    match). ``seed``: the noise realisation."""
+    if snr is None and "noise_sigma" not in hr.meta:
         raise ValueError("thick_slice_study needs the reference's noise level in meta['noise_sigma']: measure it on "
                          "the whole scan first (mrisr.noise.with_noise_sigma), then crop")
     hr = crop_to_multiple(hr, (factor, 1, 1))
-    spec = thick_degradation(factor)
+    spec = thick_degradation(factor, snr)
     thick = spec(hr, seed=seed)
     if fitting_cases is None:
         fitting_cases, fitting_snr = {"FAIR knee": fair_knee()}, FAIR_SNR if fitting_snr is None else fitting_snr
-    fitting_spec = spec if fitting_snr is None else spec.at_snr(fitting_snr)
+    fitting_spec = spec if fitting_snr is None or snr is not None else spec.at_snr(fitting_snr)
     fitted = fit_baselines({name: crop_to_multiple(v, (factor, 1, 1)) for name, v in fitting_cases.items()},
                            fitting_spec, quick=quick_baselines)
     geometry = selfsr.slice_geometry(thick, target_spacing=hr.spacing[0])
@@ -105,6 +110,8 @@ def thick_slice_study(hr: Volume, factor: int, preset: str | dict = "fast", devi
         methods["supervised oracle"] = grid.with_data(
             selfsr.fourier_burst_accumulation(oracle_estimates).cpu().numpy())
         seconds["supervised oracle"] = time.perf_counter() - begin
+    for name, peer in (peers or {}).items():
+        methods[name], seconds[name] = peer(thick, hr, seconds[SELF_SUPERVISED])
     begin = time.perf_counter()
     methods[SELF_SUPERVISED + " + DC"] = enforce(methods[SELF_SUPERVISED], thick, selfsr.forward_model(geometry),
                                                  method="back_projection", device=device)  # stopped at the noise
