@@ -1,9 +1,12 @@
 """Simulated acquisitions for the tests and benchmarks (the library itself never imports this module): a fully
-sampled multi-coil Cartesian acquisition written as ISMRMRD HDF5 (`write_ismrmrd`), and centred zero-padding of
-k-space or image axes (`center_pad`)."""
+sampled multi-coil Cartesian acquisition written as ISMRMRD HDF5 (`write_ismrmrd`), a local mirror of the mridata
+knees made from real images (`mridata_mirror`), an HTTP server on 127.0.0.1 that can break off a transfer
+(`FileServer`), and centred zero-padding of k-space or image axes (`center_pad`)."""
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import h5py
@@ -29,7 +32,8 @@ def center_pad(array: np.ndarray, axis: int, size: int) -> np.ndarray:
 
 def write_ismrmrd(path: str | Path, image: np.ndarray, spacing=(1.0, 1.0, 1.0), n_coils: int = 8,
                   readout_oversampling: int = 2, layout: str = "3d", noise_lines: int = 4,
-                  field_strength_t: float = 3.0, seed: int = 0) -> Path:
+                  field_strength_t: float = 3.0, noise_std: float = 0.0, seed: int = 0,
+                  system: tuple[str, str] = ("mrisr", "simulation")) -> Path:
     """Simulate a fully sampled multi-coil Cartesian acquisition of ``image`` and write it as ISMRMRD HDF5.
 
     ``image``: real or complex ``(z, y, x)`` array (mrisr axes), ``spacing`` in mm along those axes. Coil
@@ -37,7 +41,10 @@ def write_ismrmrd(path: str | Path, image: np.ndarray, spacing=(1.0, 1.0, 1.0), 
     returns ``abs(image)``. The readout is oversampled ``readout_oversampling`` times (object padded with zeros, as
     the scanner's wider readout FOV sees air). ``layout="3d"`` encodes z with ``kspace_encode_step_2``;
     ``layout="slices"`` stores z in image space in the ``slice`` counter with alternating sign, like the mridata.org
-    knees. A few noise-measurement lines come first, as on a scanner. Written to a temporary name, then renamed.
+    knees. A few noise-measurement lines come first, as on a scanner. ``noise_std``: complex Gaussian noise of this
+    standard deviation (per channel, real and imaginary) on every k-space sample, as thermal noise (the image's noise
+    has the same standard deviation: the transform is orthonormal). ``system``: (vendor, model) in the header.
+    Written to a temporary name, then renamed.
     """
     path = Path(path)
     image = np.asarray(image)
@@ -53,12 +60,16 @@ def write_ismrmrd(path: str | Path, image: np.ndarray, spacing=(1.0, 1.0, 1.0), 
     wide = np.zeros((n_coils, nz, ny, ox), np.complex64)
     wide[..., ox // 2 - nx // 2: ox // 2 - nx // 2 + nx] = coil_images
     kspace = fftc(wide, axes=(1, 2, 3) if layout == "3d" else (2, 3)).astype(np.complex64)
+    if noise_std:
+        kspace += (noise_std * (rng.standard_normal(kspace.shape) + 1j * rng.standard_normal(kspace.shape))
+                   ).astype(np.complex64)
 
     fov = np.array(spacing, float) * np.array(image.shape)
     header = ismrmrd.xsd.ismrmrdHeader(
         experimentalConditions=ismrmrd.xsd.experimentalConditionsType(H1resonanceFrequency_Hz=int(42.58e6 * 3)),
         acquisitionSystemInformation=ismrmrd.xsd.acquisitionSystemInformationType(
-            systemFieldStrength_T=field_strength_t, receiverChannels=n_coils),
+            systemVendor=system[0], systemModel=system[1], systemFieldStrength_T=field_strength_t,
+            receiverChannels=n_coils),
         measurementInformation=ismrmrd.xsd.measurementInformationType(protocolName="mrisr simulated phantom",
                                                                        patientPosition="HFS"),
         encoding=[ismrmrd.xsd.encodingType(
@@ -117,3 +128,91 @@ def _space(nx, ny, nz, fx, fy, fz):
     return ismrmrd.xsd.encodingSpaceType(matrixSize=ismrmrd.xsd.matrixSizeType(x=int(nx), y=int(ny), z=int(nz)),
                                          fieldOfView_mm=ismrmrd.xsd.fieldOfViewMm(x=float(fx), y=float(fy),
                                                                                   z=float(fz)))
+
+
+def mridata_mirror(folder: str | Path, cases: int = 6, shape=(40, 48, 48), source: str | Path | None = None,
+                   snr: float = 30.0, seed: int = 0) -> list[Path]:
+    """A local stand-in for mridata.org: the first ``cases`` knees of `mrisr.download.knee_cases`, each written to
+    ``folder/<uuid>.h5`` as the "Stanford Fullysampled 3D FSE Knees" are stored (GE 3 T, 8 coils, Cartesian, the
+    readout twice oversampled, the readout axis in image space in the ``slice`` counter with a sign per slice, one
+    acquisition per (slice, ky) line: ``write_ismrmrd(layout="slices")``), with simulated coil sensitivities and
+    thermal noise at ``snr`` (the images' mean over their foreground, over the noise's standard deviation).
+
+    The images are real: blocks of the DESS knee (``source``, default the sample in ``../shared/data``) at
+    different places for different cases, resampled to ``shape`` (voxels ``(z, y, x)`` in mrisr's axes; the real
+    files are 256 x 320 x 320) over the block's field of view. ``shape`` changes sizes only, never the format."""
+    from scipy import ndimage
+
+    from mrisr.download import knee_cases
+    from mrisr.foreground import foreground_mask
+    from mrisr.io import load_volume
+    from mrisr.samples import sample_dir
+
+    dess = load_volume(source or sample_dir() / "knee_dess_sample")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    catalogue = knee_cases()
+    if cases > len(catalogue):
+        raise ValueError(f"the catalogue has {len(catalogue)} knees, asked for {cases}")
+    block = [min(n, int(round(n * 0.75))) for n in dess.shape]  # three quarters of the knee along each axis
+    written = []
+    for i, case in enumerate(catalogue[:cases]):
+        start = [int(round((n - b) * f)) for n, b, f in zip(dess.shape, block, ((i * 0.37) % 1, (i * 0.61) % 1,
+                                                                                     (i * 0.23) % 1))]
+        region = dess.data[tuple(slice(a, a + b) for a, b in zip(start, block))]
+        image = ndimage.zoom(region, [n / b for n, b in zip(shape, block)], order=1)[
+            tuple(slice(0, n) for n in shape)].astype(np.float32)
+        spacing = tuple(float(sp * b / n) for sp, b, n in zip(dess.spacing, block, shape))
+        level = float(image[foreground_mask(image)].mean())
+        written.append(write_ismrmrd(folder / f"{case.uuid}.h5", image, spacing=spacing, n_coils=8,
+                                     readout_oversampling=2, layout="slices", noise_std=level / snr,
+                                     system=("GE MEDICAL SYSTEMS", "DISCOVERY MR750"), seed=seed + i))
+    return written
+
+
+class FileServer:
+    """Serves ``files`` (URL path -> bytes) with Range support. ``drop_after[path] = n``: the next response for
+    ``path`` sends only ``n`` bytes of its body and closes the connection. ``corrupt[path]``: serve other bytes."""
+
+    def __init__(self):
+        self.files, self.drop_after, self.corrupt, self.ranges = {}, {}, {}, []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = server.corrupt.get(self.path, server.files.get(self.path))
+                if body is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                header = self.headers.get("Range")
+                server.ranges.append(header)
+                if header:
+                    start = int(header.split("=")[1].split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                drop = server.drop_after.pop(self.path, None)
+                self.wfile.write(body[start:] if drop is None else body[start:start + drop])
+                if drop is not None:
+                    self.close_connection = True
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def serve_folder(self, folder: str | Path, prefix: str = "/download/") -> str:
+        """Serve every ``.h5`` file in ``folder`` at ``prefix + <stem>``; returns the URL template (``{uuid}``)."""
+        for path in sorted(Path(folder).glob("*.h5")):
+            self.files[prefix + path.stem] = path.read_bytes()
+        return self.url + prefix + "{uuid}"
