@@ -17,10 +17,12 @@ pytestmark = pytest.mark.real_data
 @pytest.fixture(scope="module")
 def exam(sample_data):
     folder = sample_data / "knee_clinical_2d"
-    coronal = load_volume(folder / "CORO_DP_FS")
-    for axis, (start, stop) in enumerate([(4, 18), (64, 320), (64, 320)]):  # the middle of the knee, to be quick
+    coronal, sagittal = load_volume(folder / "CORO_DP_FS"), load_volume(folder / "SAG_DP_FS")
+    for axis, (start, stop) in enumerate([(6, 16), (96, 288), (96, 288)]):  # the middle of the knee, to be quick
         coronal = sub_volume(coronal, axis, start, stop)
-    return load_volume(folder / "SAG_DP_FS"), coronal
+    for axis in (1, 2):
+        sagittal = sub_volume(sagittal, axis, 64, 320)
+    return sagittal, coronal
 
 
 def test_profile_offsets_span_the_slice_and_sum_to_one():
