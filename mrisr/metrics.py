@@ -35,7 +35,9 @@ def _prepare(pred, target, mask, ndim):
     ndim = p.ndim if ndim is None else ndim
     if not 1 <= ndim <= p.ndim:
         raise ValueError(f"ndim={ndim} image axes requested from a {p.ndim}D input")
-    m = None if mask is None else torch.as_tensor(np.asarray(mask) if is_numpy else mask, device=p.device)
+    if is_numpy and mask is not None:
+        mask = np.require(mask, requirements="W")  # a read-only view (np.broadcast_to) is copied, never aliased
+    m = None if mask is None else torch.as_tensor(mask, device=p.device)
     if m is not None:
         m = torch.broadcast_to(m.bool(), torch.broadcast_shapes(m.shape, p.shape))
     return p, t, m, ndim, is_numpy
