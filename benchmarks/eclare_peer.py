@@ -6,8 +6,8 @@ GPU) is never a dependency of mrisr. `ensure_environment` makes a virtual enviro
 pins, scipy 1.11.4, predate numpy 2; it runs on this project's torch, numpy and scipy through a ``.pth`` path to our
 environment's site-packages). `run_eclare` writes the thick scan as NIfTI, runs ECLARE's command line on it with a
 stated slice profile (or ESPRESO's estimate) and patch count, and reads its output back onto the reference grid
-through the affines (`mrisr.baselines.resample`). `patches_for` turns a time budget into a patch count from one
-timed calibration run.
+through the affines (`mrisr.baselines.resample`). `patches_for` turns a time budget into a patch count from two
+timed calibration runs.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def run_eclare(python: Path, thick: Volume, reference: Volume, n_patches: int, t
     estimates the profile), ``profile`` ``"rect"`` or ``"gaussian"``."""
     with tempfile.TemporaryDirectory(prefix="mrisr-eclare-") as scratch:
         scan = save_volume(thick, Path(scratch) / "thick.nii.gz")
-        command = [str(python), "-c", "import sys; from eclare.main import main; main(sys.argv[1:])", "--in-fpath", str(scan), "--out-dir", scratch,
+        entry = "import sys; from eclare.main import main; main(sys.argv[1:])"  # its `run-eclare` console script
+        command = [str(python), "-c", entry, "--in-fpath", str(scan), "--out-dir", scratch,
                    "--n-patches", str(n_patches), "--gpu-id", "-1"]
         if thickness_ratio is not None:
             command += ["--relative-slice-thickness", f"{thickness_ratio:g}", "--relative-slice-profile-type",
@@ -63,7 +64,8 @@ def run_eclare(python: Path, thick: Volume, reference: Volume, n_patches: int, t
             raise RuntimeError(f"ECLARE failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
         written = sorted(Path(scratch).glob("*_eclare.nii*"))
         if not written:
-            raise RuntimeError(f"ECLARE wrote no *_eclare.nii* in {scratch}: {(done.stdout + done.stderr).strip()[-600:]}")
+            output = (done.stdout + done.stderr).strip()[-600:]
+            raise RuntimeError(f"ECLARE wrote no *_eclare.nii* in {scratch}: {output}")
         estimate = load_volume(written[0])
     log(f"ECLARE: {n_patches} patches in {seconds:.0f} s")
     return resample(estimate, reference, order=1), seconds
@@ -71,8 +73,9 @@ def run_eclare(python: Path, thick: Volume, reference: Volume, n_patches: int, t
 
 def patches_for(python: Path, thick: Volume, reference: Volume, seconds: float, thickness_ratio, profile="rect",
                 calibration: int = 256, log=print) -> int:
-    """The patch count that makes ECLARE take about ``seconds`` on this machine: one run of ``calibration`` patches
-    gives its fixed cost and its cost per patch (the fixed part estimated as a run of none, by proportion)."""
+    """The patch count that makes ECLARE take about ``seconds`` on this machine, from two timed runs of
+    ``calibration`` and ``2 * calibration`` patches: their difference is the cost of ``calibration`` patches, and
+    what is left of the first run is the fixed cost."""
     _, small = run_eclare(python, thick, reference, calibration, thickness_ratio, profile, log)
     _, large = run_eclare(python, thick, reference, 2 * calibration, thickness_ratio, profile, log)
     per_patch = max((large - small) / calibration, 1e-6)

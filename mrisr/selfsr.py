@@ -17,11 +17,11 @@ training pairs, with no other scan:
    in-plane axis onto the output grid ``t`` (anti-aliased bicubic: the target, a slice about ``t`` thick). That axis
    is then weighted by the profile ``d / t`` samples wide every ``k`` samples (`mrisr.degrade.SliceProfile`: the
    blur of the profile and the aliasing of sampling every ``s`` mm) and brought back onto the ``t`` grid by cubic
-   interpolation (`mrisr.degrade.Upsample`), exactly as the scan's slice axis is at inference. Both in-plane axes take the
-   degraded role in turn. SMORE trains two networks on such pairs, one that removes the aliasing (its "SAA": input
-   sampled and interpolated, target only blurred) and one that removes the blur ("SSR"), and applies them in turn;
-   here one network is trained on the composed pairs (input sampled and interpolated, target sharp) and so learns
-   both steps, anti-aliasing included, in one training and one pass.
+   interpolation (`mrisr.degrade.Upsample`), exactly as the scan's slice axis is at inference. Both in-plane axes
+   take the degraded role in turn. SMORE trains two networks on such pairs, one that removes the aliasing (its
+   "SAA": input sampled and interpolated, target only blurred) and one that removes the blur ("SSR"), and applies
+   them in turn; here one network is trained on the composed pairs (input sampled and interpolated, target sharp)
+   and so learns both steps, anti-aliasing included, in one training and one pass.
 3. **Network** (`train_network`): an `mrisr.models.EDSR2D` on the grid (global skip: it starts as the cubic
    interpolation), trained through the project's fastai pipeline (`mrisr.train.sr_learner`: patches on tissue,
    drawn towards where input and target differ, flips, L1 loss, one-cycle schedule, best epoch on held-out slices).

@@ -1,4 +1,4 @@
-"""The slice profile of a thick-slice scan, estimated from the scan itself: its slice axis against its own in-plane axes.
+"""The slice profile of a thick-slice scan, estimated from the scan itself: its slice axis against its in-plane axes.
 
 A 2D multi-slice scan is sharp in-plane and, along its slice axis, blurred by the slice profile and sampled every
 slice spacing ``s``. If the anatomy looks alike along every axis (the assumption SMORE's training pairs make, and
@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from mrisr.foreground import foreground_mask
+from mrisr.selfsr import slice_geometry, training_volumes
 from mrisr.steps import PROFILES, SliceProfile
 from mrisr.volume import Volume
 
@@ -71,8 +72,6 @@ def estimate_slice_profile(volume: Volume, shapes=PROFILES, widths=WIDTHS) -> Pr
 
     ``shapes``: the profile shapes to try; ``widths``: candidate thicknesses in slice spacings (default 0.4 to 2:
     from slices with a wide gap to slices overlapping by their own spacing)."""
-    from mrisr.selfsr import slice_geometry, training_volumes  # selfsr uses this module's estimate
-
     geometry = slice_geometry(volume)
     s, g, k = geometry.slice_spacing, geometry.grid_spacing, geometry.factor
     mask = foreground_mask(volume)

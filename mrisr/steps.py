@@ -305,6 +305,14 @@ class Upsample(_Resample):
         return thickness  # interpolation between slices adds no measured signal from further away
 
 
+def _mirror_ends(x: torch.Tensor, dim: int, margin: int, step: str) -> torch.Tensor:
+    """``x`` with ``margin`` slices mirrored onto each end along ``dim`` (scipy's "reflect": the edge slice repeats)."""
+    if x.shape[dim] < margin:
+        raise ValueError(f"{step}: {x.shape[dim]} slices are too few to mirror {margin} at each end")
+    return torch.cat([x.narrow(dim, 0, margin).flip(dim), x, x.narrow(dim, x.shape[dim] - margin, margin).flip(dim)],
+                     dim)
+
+
 @dataclass
 class SliceThickness(Step):
     """Thick slices: each output slice averages ``thickness`` consecutive input slices (a rectangular slice profile),
@@ -339,11 +347,8 @@ class SliceThickness(Step):
     def apply(self, x, ctx, ndim):
         dim = x.ndim - ndim
         margin = (self.thickness - self.stride) // 2 if self.centred else 0
-        if margin > 0:  # mirror (scipy's "reflect") so that the first and last slices reach beyond the input
-            if x.shape[dim] < margin:
-                raise ValueError(f"SliceThickness: {x.shape[dim]} slices are too few to mirror {margin} at each end")
-            x = torch.cat([x.narrow(dim, 0, margin).flip(dim), x,
-                           x.narrow(dim, x.shape[dim] - margin, margin).flip(dim)], dim)
+        if margin > 0:  # so that the first and last slices reach beyond the input
+            x = _mirror_ends(x, dim, margin, "SliceThickness")
         elif margin < 0:  # a gap: the first slice starts inside the input
             x = x.narrow(dim, -margin, max(0, x.shape[dim] + 2 * margin))
         if x.shape[dim] < self.thickness:
@@ -367,9 +372,9 @@ class SliceProfile(Step):
     ``shape="rect"``: a box ``width`` input slices wide, its fractional ends weighted by their overlap (an ideal
     slice-selective pulse); ``"gaussian"``: a Gaussian of FWHM ``width`` (the smooth profile of a real, truncated
     sinc pulse; Han et al., "ESPRESO: slice profile estimation for MRI", 2023, model slice profiles so). ``width``
-    below ``stride`` leaves a gap between slices, above it an overlap. The input is mirrored at its ends (scipy's
-    "reflect") where a profile reaches beyond them. With an integer ``width`` and ``width - stride`` even, the rect
-    profile is `SliceThickness` ``(width, stride, centred=True)``. Acts on spatial axis 0, as `SliceThickness`.
+    below ``stride`` leaves a gap between slices, above it an overlap. The input is mirrored at its ends
+    (`_mirror_ends`) where a profile reaches beyond them. With an integer ``width`` and ``width - stride`` even, the
+    rect profile is `SliceThickness` ``(width, stride, centred=True)``. Acts on spatial axis 0, as `SliceThickness`.
     """
 
     width: float = 2.0
@@ -408,10 +413,7 @@ class SliceProfile(Step):
         w = self.weights().to(x.dtype if x.is_floating_point() else torch.float32).to(x.device)
         margin = (len(w) - self.stride) // 2
         if margin:
-            if x.shape[dim] < margin:
-                raise ValueError(f"SliceProfile: {x.shape[dim]} slices are too few to mirror {margin} at each end")
-            x = torch.cat([x.narrow(dim, 0, margin).flip(dim), x,
-                           x.narrow(dim, x.shape[dim] - margin, margin).flip(dim)], dim)
+            x = _mirror_ends(x, dim, margin, "SliceProfile")
         if x.shape[dim] < len(w):
             raise ValueError(f"SliceProfile: {x.shape[dim]} slices cannot make one {self.stride}-slice block")
         return x.unfold(dim, len(w), self.stride) @ w
