@@ -1,6 +1,6 @@
 """Self-supervised super-resolution (`mrisr.selfsr`, SMORE) on the real DESS knee, against interpolation.
 
-    .venv/bin/python -m benchmarks.selfsr --preset fast|full [--factors 3 4] [--crop S R C] [--device cuda]
+    .venv/bin/python -m benchmarks.selfsr --preset fast|thorough|full [--factors 3 4] [--crop S R C] [--device cuda]
                                           [--markdown docs/benchmarks.md]
 
 The DESS knee (1.5 mm slices, 0.3125 mm in-plane) is made thick: ``factor`` slices averaged into one
@@ -8,7 +8,7 @@ The DESS knee (1.5 mm slices, 0.3125 mm in-plane) is made thick: ``factor`` slic
 (``target_spacing=1.5``) and scored against the original, on the foreground. ``--crop`` takes a centred block first
 (the CPU check of the issue: ``--crop 48 192 192``); without it, the whole knee.
 
-The study itself is `mrisr.thick_slices.thick_slice_study` (notebook 06 runs the same): the thick scan carries a new
+The study itself is `mrisr.thick_slices.thick_slice_study` (notebook 05 runs the same): the thick scan carries a new
 realisation of the knee's own noise (measured on the whole knee). Rows: every classical baseline
 (`mrisr.baselines.classical`: nearest, linear and cubic from the thick scan, each + data consistency, TV-POCS;
 settings fitted on the FAIR knee, another subject, never on the DESS), bicubic (the network's own input),

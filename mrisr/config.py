@@ -25,7 +25,9 @@ class ExperimentConfig:
     (``holdout_slab`` fraction, behind ``holdout_margin_mm``, along volume axis ``holdout_axis``) validates.
     ``load_options`` are passed to the loader.
     Degradation: a preset name or a `Degradation` spec dict; ``degrade_on_the_fly`` applies it per batch on the
-    device instead of once per volume. Model: ``"edsr3d"``, ``"srresnet2d"`` or ``"edsr2d"`` with its sizes.
+    device instead of once per volume. Model: ``"edsr3d"``, ``"srresnet2d"`` or ``"edsr2d"`` with its sizes;
+    ``fold`` (edsr2d only) folds image axis 0 into channels (`mrisr.models.fold_axis0`), and patches then start at
+    multiples of it along that axis.
     Loss: the pixel loss ``loss`` plus ``perceptual_weight`` times the VGG16 loss (``vgg_weights`` /
     ``vgg_normalization`` as `PerceptualLoss`); the seeds' experiments are ``loss="mse"``.
     Schedule: patch size in HR voxels, patches per subject per epoch, batch size, epochs, one-cycle peak lr
@@ -59,6 +61,7 @@ class ExperimentConfig:
     n_blocks: int = 9
     scale: int = 1
     upsampler: str = "pixelshuffle"
+    fold: int = 1
     perceptual_weight: float = 0.0
     perceptual_layers: list[str] = field(default_factory=lambda: ["conv1_1", "conv1_2", "conv2_1"])
     perceptual_slices_per_axis: int | None = None
@@ -93,6 +96,8 @@ class ExperimentConfig:
         if self.mixed_precision not in (None, "bf16", "fp16", "fp32"):
             raise ValueError(f"mixed_precision must be 'bf16', 'fp16', 'fp32' or null (the fast path), got "
                              f"{self.mixed_precision!r}")
+        if self.fold != 1 and self.model != "edsr2d":
+            raise ValueError(f"fold is for model 'edsr2d' only (got model {self.model!r} with fold {self.fold})")
         if self.loss not in PIXEL_LOSSES:
             raise ValueError(f"loss must be one of {list(PIXEL_LOSSES)}, got {self.loss!r}")
         if self.ema is not None and not 0 < self.ema < 1:
@@ -115,7 +120,7 @@ class ExperimentConfig:
         def number(v):
             return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
 
-        for name in ("n_feats", "n_blocks", "scale", "patches_per_subject", "valid_patches_per_subject", "batch_size",
+        for name in ("n_feats", "n_blocks", "scale", "fold", "patches_per_subject", "valid_patches_per_subject", "batch_size",
                      "epochs"):
             need(integer(getattr(self, name)) and getattr(self, name) >= 1, name, "an integer >= 1")
         need(integer(self.seed), "seed", "an integer")
@@ -174,5 +179,6 @@ MODELS = {"edsr3d": EDSR3D, "srresnet2d": SRResNet2D, "edsr2d": EDSR2D}
 def build_model(config: ExperimentConfig) -> torch.nn.Module:
     """The network the config names, freshly initialised (seeded by ``config.seed``)."""
     torch.manual_seed(config.seed)
+    fold = {"fold": config.fold} if config.model == "edsr2d" else {}
     return MODELS[config.model](n_feats=config.n_feats, n_blocks=config.n_blocks, scale=config.scale,
-                                upsampler=config.upsampler, res_scale=config.res_scale)
+                                upsampler=config.upsampler, res_scale=config.res_scale, **fold)

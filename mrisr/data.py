@@ -147,17 +147,21 @@ class PatchSampler:
     place is a pure function of ``(seed, epoch, subject, index)``: the LR and HR getters agree, a new ``epoch`` gives
     new places, and validation patches use a fixed epoch. With a CUDA ``device`` the patches are cut from copies of
     the images on the GPU (places are still chosen on the CPU): no host-to-device copy then stalls the training loop.
+    ``align``: per spatial axis, patch starts are multiples of it (and of the LR factor), e.g. a network that folds
+    axis 0 by ``k`` (`mrisr.models.fold_axis0`) and must see the samples at one phase among its ``k`` rows.
     """
 
     def __init__(self, subjects: Sequence[Subject], patch_size: Sequence[int] | int | None,
                  foreground_fraction: float = 0.9, seed: int = 0, min_tissue: float = 0.5, tries: int = 10,
-                 device: str | torch.device | None = None, residual_sampling: bool = False):
+                 device: str | torch.device | None = None, residual_sampling: bool = False,
+                 align: Sequence[int] | None = None):
         self.subjects, self.seed, self.epoch = list(subjects), seed, 0
         self.cumulative = [_centre_cdf(s, residual_sampling) for s in self.subjects]
         self.device = torch.device(device) if device is not None else None
         self._last, self._device_images = (None, None), {}
         self.foreground_fraction, self.min_tissue, self.tries = foreground_fraction, min_tissue, tries
         ndim = self.subjects[0].ndim
+        self.align = tuple(int(a) for a in np.broadcast_to(1 if align is None else align, ndim))
         if patch_size is not None:
             patch_size = tuple(int(p) for p in np.broadcast_to(patch_size, ndim))
             for s in self.subjects:
@@ -165,6 +169,8 @@ class PatchSampler:
                 if bad or any(p > n for p, n in zip(patch_size, s.hr.shape[1:])):
                     raise ValueError(f"{s.name}: patch {patch_size} must fit in {tuple(s.hr.shape[1:])} and be a "
                                      f"multiple of the LR factors {s.factors}")
+            if any(p % a for p, a in zip(patch_size, self.align)):
+                raise ValueError(f"patch {patch_size} must be a multiple of the alignment {self.align}")
         self.patch_size = patch_size
 
     def location(self, ref: PatchRef) -> tuple[int, tuple[int, ...]]:
@@ -200,8 +206,8 @@ class PatchSampler:
 
     def _aligned(self, subject: Subject, n: int, start) -> tuple[int, tuple[int, ...]]:
         size = subject.hr.shape[1:]
-        return n, tuple(int(np.clip(b, 0, s - p)) // f * f for b, s, p, f in zip(start, size, self.patch_size,
-                                                                                  subject.factors))
+        steps = [int(np.lcm(f, a)) for f, a in zip(subject.factors, self.align)]
+        return n, tuple(int(np.clip(b, 0, s - p)) // m * m for b, s, p, m in zip(start, size, self.patch_size, steps))
 
     def tissue_fraction(self, subject: Subject, location) -> float:
         """Fraction of the HR patch at ``location`` above the subject's tissue level."""
@@ -338,14 +344,14 @@ def sr_dataloaders(subjects: Sequence[Subject], valid_names: Sequence[str], patc
                    patches_per_subject: int = 64, valid_patches_per_subject: int = 16, batch_size: int = 8,
                    augment: bool = True, degrade_on_the_fly: Degradation | None = None,
                    foreground_fraction: float = 0.9, seed: int = 0, device=None,
-                   num_workers: int = 0, residual_sampling: bool = False):
+                   num_workers: int = 0, residual_sampling: bool = False, align: Sequence[int] | None = None):
     """fastai ``DataLoaders`` of paired patches from ``subjects``, split by subject: ``valid_names`` validate.
 
     ``patch_size``: HR patch in voxels (int or per axis; ``None`` for whole images). ``patches_per_subject``:
     training patches per subject per epoch. ``degrade_on_the_fly``: subjects prepared without a degradation
     get it applied to each batch on ``device`` (`DegradeBatch`). Returns ``(dls, sampler)``; pass
     ``mrisr.callbacks.ResamplePatches(sampler)`` to the Learner so patches move every epoch. With ``num_workers=0``
-    and a CUDA ``device``, patches are cut on the GPU.
+    and a CUDA ``device``, patches are cut on the GPU. ``align``: patch starts per axis (`PatchSampler`).
     """
     names = [s.name for s in subjects]
     unknown = sorted(set(valid_names) - set(names))
@@ -357,7 +363,7 @@ def sr_dataloaders(subjects: Sequence[Subject], valid_names: Sequence[str], patc
         raise ValueError("every subject is in validation: keep at least one for training")
     sampler = PatchSampler(subjects, patch_size, foreground_fraction, seed,
                            device=device if not num_workers else None,  # worker processes cannot use CUDA
-                           residual_sampling=residual_sampling)
+                           residual_sampling=residual_sampling, align=align)
     valid = set(valid_names)
     items = [PatchRef(i, k, s.name in valid) for i, s in enumerate(subjects)
              for k in range(valid_patches_per_subject if s.name in valid else patches_per_subject)]

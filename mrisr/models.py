@@ -92,14 +92,40 @@ def _upsampler(ndim: int, n_feats: int, scale: int, kind: str) -> nn.Module:
     return nn.Sequential(*[Upsample2x(ndim, n_feats, kind) for _ in range(scale.bit_length() - 1)])
 
 
-class _SRNet(nn.Module):
-    """head conv -> residual blocks -> body conv (+ long skip) -> upsampler -> tail conv (+ optional global skip)."""
+def fold_axis0(x: torch.Tensor, fold: int) -> torch.Tensor:
+    """Space-to-depth along spatial axis 0 only: ``(B, C, D * fold, ...) -> (B, C * fold, D, ...)``, channel
+    ``c * fold + r`` holding rows ``fold * i + r``."""
+    b, c, d, *rest = x.shape
+    return x.reshape(b, c, d // fold, fold, *rest).transpose(2, 3).reshape(b, c * fold, d // fold, *rest)
 
-    def __init__(self, ndim, in_channels, out_channels, n_feats, n_blocks, res_scale, scale, upsampler, global_skip):
+
+def unfold_axis0(x: torch.Tensor, fold: int) -> torch.Tensor:
+    """The inverse of `fold_axis0`: ``(B, C * fold, D, ...) -> (B, C, D * fold, ...)``."""
+    b, c, d, *rest = x.shape
+    return x.reshape(b, c // fold, fold, d, *rest).transpose(2, 3).reshape(b, c // fold, d * fold, *rest)
+
+
+class _SRNet(nn.Module):
+    """head conv -> residual blocks -> body conv (+ long skip) -> upsampler -> tail conv (+ optional global skip).
+
+    ``fold > 1`` folds spatial axis 0 into channels (`fold_axis0`) before the head and back after the tail: the body
+    runs on a grid ``fold`` times coarser along that axis (``fold`` times less compute, a receptive field ``fold``
+    times longer along it). For an input interpolated onto a grid ``fold`` times finer along axis 0 (`mrisr.selfsr`:
+    the scan's slices, cubic-interpolated), the body then works on the scan's own slice grid; the input's axis 0 must
+    be a multiple of ``fold``, and its phase (where the original samples fall among the ``fold`` rows) must be the one
+    it was trained on.
+    """
+
+    def __init__(self, ndim, in_channels, out_channels, n_feats, n_blocks, res_scale, scale, upsampler, global_skip,
+                 fold=1):
         super().__init__()
-        self.ndim, self.scale, self.global_skip = ndim, scale, global_skip
+        self.ndim, self.scale, self.global_skip, self.fold = ndim, scale, global_skip, int(fold)
         if global_skip and in_channels != out_channels:
             raise ValueError("global_skip needs in_channels == out_channels")
+        if self.fold < 1 or self.fold > 1 and scale != 1:
+            raise ValueError(f"fold must be an integer >= 1, and 1 with an upsampling scale; got fold {fold}, scale "
+                             f"{scale}")
+        in_channels, out_channels = in_channels * self.fold, out_channels * self.fold
         self.head = _conv(ndim, in_channels, n_feats)
         self.body = nn.Sequential(*[ResBlock(ndim, n_feats, res_scale) for _ in range(n_blocks)],
                                   _conv(ndim, n_feats, n_feats))
@@ -111,15 +137,24 @@ class _SRNet(nn.Module):
 
     def receptive_radius(self) -> float:
         """How far (in input voxels) an output voxel sees: every 3x3(x3) conv adds one voxel at its own resolution,
-        so convs after an x2 stage add half as much; upsampling itself adds up to half an input voxel per stage."""
+        so convs after an x2 stage add half as much; upsampling itself adds up to half an input voxel per stage.
+        With ``fold``, along axis 0 it is ``fold`` times that (plus the fold itself); the longest is returned."""
         n_blocks = len(self.body) - 1
         radius, step = 1 + 2 * n_blocks + 1, 1.0  # head conv, 2 convs per block, the body's last conv
         for block in self.upsample if self.scale > 1 else []:
             radius += (step / 2 if block.kind == "nearest" else step) + step / 2
             step /= 2
-        return radius + step  # tail conv
+        return (radius + step) * self.fold + self.fold - 1  # tail conv
 
     def forward(self, x):
+        if self.fold > 1:
+            if x.shape[2] % self.fold:
+                raise ValueError(f"input axis 0 has {x.shape[2]} samples; a network with fold {self.fold} needs a "
+                                 f"multiple of {self.fold}: crop or pad it")
+            return unfold_axis0(self._forward(fold_axis0(x, self.fold)), self.fold)
+        return self._forward(x)
+
+    def _forward(self, x):
         features = self.head(x)
         out = self.tail(self.upsample(features + self.body(features)))
         if not self.global_skip:
@@ -171,12 +206,16 @@ class EDSR2D(_SRNet):
 
     Same-grid by default (``scale=1``): the input is already interpolated onto the output grid and the network, which
     starts as the identity (zero output conv, global skip), learns the detail interpolation misses. The
-    through-plane network of `mrisr.selfsr`. Parameters at 64 features and 16 blocks: 1,219,841.
+    through-plane network of `mrisr.selfsr`, there with ``fold`` the slice factor (`_SRNet`): image rows folded into
+    channels, so that the body runs on the scan's own slice grid. Parameters at 64 features and 16 blocks:
+    1,219,841.
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, n_feats: int = 64, n_blocks: int = 16,
-                 res_scale: float = 1.0, scale: int = 1, upsampler: str = "pixelshuffle", global_skip: bool = True):
-        super().__init__(2, in_channels, out_channels, n_feats, n_blocks, res_scale, scale, upsampler, global_skip)
+                 res_scale: float = 1.0, scale: int = 1, upsampler: str = "pixelshuffle", global_skip: bool = True,
+                 fold: int = 1):
+        super().__init__(2, in_channels, out_channels, n_feats, n_blocks, res_scale, scale, upsampler, global_skip,
+                         fold)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -119,7 +119,8 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
     dls, sampler = sr_dataloaders(subjects, validation_names(config, subjects), config.patch_size,
                                   config.patches_per_subject, config.valid_patches_per_subject, config.batch_size,
                                   config.augment, on_the_fly, seed=config.seed, device=device,
-                                  num_workers=fast["num_workers"], residual_sampling=config.residual_sampling)
+                                  num_workers=fast["num_workers"], residual_sampling=config.residual_sampling,
+                                  align=(config.fold,) + (1,) * (subjects[0].ndim - 1))
     perceptual = None
     if config.perceptual_weight:
         perceptual = PerceptualLoss(config.perceptual_layers, weights=config.vgg_weights,

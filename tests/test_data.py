@@ -72,6 +72,16 @@ def test_patches_land_on_tissue(knee_subjects):
     assert np.mean(guided >= 0.6) > 0.95 and guided.mean() > uniform.mean() + 0.1
 
 
+def test_aligned_patches_start_at_multiples_of_the_alignment(knee_subjects):
+    (train, _), _ = knee_subjects
+    starts = {align: [PatchSampler([train], 16, seed=0, align=align).location(PatchRef(0, k, False))[1]
+                      for k in range(40)] for align in ((1, 1, 1), (4, 1, 1))}
+    assert all(start[0] % 4 == 0 for start in starts[(4, 1, 1)])
+    assert any(start[0] % 4 for start in starts[(1, 1, 1)])  # unaligned, some would not be
+    with pytest.raises(ValueError, match="multiple of the alignment"):
+        PatchSampler([train], 16, align=(3, 1, 1))
+
+
 def test_validation_patches_stay_training_patches_move(knee_subjects):
     (train, holdout), _ = knee_subjects
     sampler = PatchSampler([train, holdout], 16, seed=0)

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mrisr.models import EDSR3D, UPSAMPLERS, SRResNet2D, count_parameters, pixel_shuffle
+from mrisr.models import (EDSR2D, EDSR3D, UPSAMPLERS, SRResNet2D, count_parameters, fold_axis0, pixel_shuffle,
+                          unfold_axis0)
 
 
 def _conv_params(c_in, c_out, k, ndim):
@@ -98,3 +99,30 @@ def test_channel_padded_conv_gives_the_same_output_and_gradients(conv, shape):
     for a, b in zip(grads_padded, grads_plain):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_folding_axis0_into_channels_is_invertible_and_groups_rows_by_phase():
+    x = torch.arange(2 * 12 * 5, dtype=torch.float32).view(1, 2, 12, 5)  # 2 channels, 12 rows
+    folded = fold_axis0(x, 4)
+    assert folded.shape == (1, 8, 3, 5)
+    assert torch.equal(folded[0, 1 * 4 + 3, 2], x[0, 1, 4 * 2 + 3])  # channel c * fold + r holds row fold * i + r
+    assert torch.equal(unfold_axis0(folded, 4), x)
+
+
+def test_a_folded_network_starts_as_the_identity_and_sees_fold_times_further_along_axis0():
+    plain, folded = EDSR2D(n_feats=8, n_blocks=2), EDSR2D(n_feats=8, n_blocks=2, fold=4)
+    x = torch.rand(2, 1, 16, 10)
+    assert torch.equal(folded(x), x)
+    torch.nn.init.normal_(folded.tail.weight)  # a trained-looking tail: the output depends on a neighbourhood
+    y = torch.zeros(1, 1, 64, 9, requires_grad=True)
+    folded(y)[0, 0, 32, 4].backward()
+    rows = y.grad[0, 0].abs().sum(1).nonzero().flatten()
+    reach = int(rows.max() - rows.min())
+    assert reach > 2 * plain.receptive_radius() and reach <= 2 * folded.receptive_radius() + 1
+
+
+def test_a_folded_network_refuses_an_input_it_cannot_fold():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        EDSR2D(n_feats=8, n_blocks=1, fold=4)(torch.rand(1, 1, 10, 8))
+    with pytest.raises(ValueError, match="fold"):
+        EDSR2D(fold=2, scale=2)

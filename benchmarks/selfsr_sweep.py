@@ -1,0 +1,65 @@
+"""One `mrisr.selfsr` setting at a time, on one thick scan: the quick sweep that chose the presets.
+
+    .venv/bin/python -m benchmarks.selfsr_sweep brain|dess TAG '{"epochs": 24, "on_slice_grid": true}'
+
+The brain (a 96 x 192 x 192 crop of the 0.7 mm isotropic brain, noise at SNR 30) or the DESS (a 48 x 192 x 192 crop,
+its own noise) is made thick x4 (`mrisr.thick_slices.thick_degradation`, seed 0); the network is trained with the
+settings given (a JSON object overriding `mrisr.selfsr.SETTINGS["fast"]`) and applied. One JSON line: the foreground
+PSNR of cubic interpolation (scikit-image's ``peak_signal_noise_ratio``, data range of the reference's foreground),
+the gain over it of the fused output and of the plain mean of the two orientations, and the seconds. No interval
+and no classical baseline: a screening tool; `benchmarks/selfsr.py` is the measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from skimage.metrics import peak_signal_noise_ratio
+
+from benchmarks.selfsr import BRAIN, BRAIN_SNR, centred_crop
+from mrisr import selfsr
+from mrisr.cases import crop_to_multiple
+from mrisr.foreground import foreground_mask
+from mrisr.io import load_volume
+from mrisr.noise import with_noise_sigma
+from mrisr.samples import sample_dir
+from mrisr.thick_slices import thick_degradation
+
+FACTOR = 4
+
+
+def main(argv: list[str] | None = None) -> int:
+    scan, tag, settings = (argv if argv is not None else sys.argv[1:])[:3]
+    settings = json.loads(settings)
+    if scan == "brain":
+        hr, snr = centred_crop(load_volume(sample_dir() / BRAIN), (96, 192, 192)), BRAIN_SNR
+    elif scan == "dess":
+        hr, snr = centred_crop(with_noise_sigma(load_volume(sample_dir() / "knee_dess_sample")), (48, 192, 192)), None
+    else:
+        raise SystemExit(f"scan must be brain or dess, got {scan!r}")
+    hr = crop_to_multiple(hr, (FACTOR, 1, 1))
+    thick = thick_degradation(FACTOR, snr)(hr, seed=0)
+    geometry = selfsr.slice_geometry(thick, target_spacing=hr.spacing[0])
+    start = time.perf_counter()
+    model = selfsr.train_network(thick, geometry, settings, "cpu", progress=False)
+    trained = time.perf_counter()
+    grid, estimates = selfsr.through_plane_estimates(model, thick, geometry, progress=False)
+    fused = selfsr.fourier_burst_accumulation(estimates).cpu().numpy()
+    applied = time.perf_counter()
+    mask = foreground_mask(hr)
+    data_range = float(hr.data[mask].max() - hr.data[mask].min())
+
+    def psnr(x):
+        return peak_signal_noise_ratio(hr.data[mask], x[mask], data_range=data_range)
+
+    cubic = psnr(grid.data)
+    print(json.dumps(dict(scan=scan, tag=tag, cubic=round(cubic, 3), fused_gain=round(psnr(fused) - cubic, 3),
+                          mean_gain=round(psnr(estimates.mean(0).cpu().numpy()) - cubic, 3),
+                          train_s=round(trained - start), apply_s=round(applied - trained), settings=settings)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
