@@ -36,9 +36,9 @@ test: install
 #   notebooks-samples  samples: the real scans of ../shared/data at the seed's network size (one GPU: within 20 min;
 #                      on a CPU a reduced size, said in each notebook's first line); tables to docs/results/
 #   notebooks-smoke    smoke: a tiny network for one epoch on the same scans (what the tests run)
-# NOTEBOOKS="02_knee3d_train 04_knee3d_compare" runs some of them.
-NOTEBOOKS ?= 00_quickstart 01_knee_data 02_knee3d_train 04_knee3d_compare 05_cardiac2d_four_models \
-             06_selfsupervised_knee
+# NOTEBOOKS="02_knee3d_train 03_knee3d_compare" runs some of them.
+NOTEBOOKS ?= 00_quickstart 01_knee_data 02_knee3d_train 03_knee3d_compare 04_cardiac2d_four_models \
+             05_selfsupervised_knee
 
 notebooks: install
 	$(BIN)/python -m mrisr.notebook run full $(NOTEBOOKS)

@@ -178,6 +178,15 @@ def _check_ismrmrd(path: Path) -> None:
         read_header(path, f)
 
 
+def convert_knee(raw: str | Path, nifti: str | Path, **meta) -> Path:
+    """Reconstruct one downloaded mridata knee (ISMRMRD raw k-space: inverse FFT, root-sum-of-squares over the coils,
+    readout oversampling removed; `mrisr.io.ismrmrd`) and write it as int16 NIfTI (atomically), ``meta`` added to its
+    header's record. What `download_knees` does to each file; ``benchmarks/full_size_conversion.py`` times it."""
+    volume = load_volume(raw, phase_encoding_axes=(0, 1))  # 3D FSE: partitions stored as slices
+    volume.meta.update(meta)
+    return save_volume(volume, nifti, dtype="int16")
+
+
 def download_knees(cases: list[int] | None = None, dest: str | Path = "data/knees", url: str = DEFAULT_KNEE_URL,
                    keep_raw: bool = True, quiet: bool = False) -> list[Path]:
     """Download and reconstruct the chosen knee cases (default all 20); return the cached NIfTI paths.
@@ -197,9 +206,7 @@ def download_knees(cases: list[int] | None = None, dest: str | Path = "data/knee
         if not nifti.exists():
             raw = download_file(url.format(uuid=case.uuid), dest / "raw" / f"{case.uuid}.h5",
                                 validate=_check_ismrmrd, quiet=quiet)
-            volume = load_volume(raw, phase_encoding_axes=(0, 1))  # 3D FSE: partitions stored as slices
-            volume.meta.update(case=case.case, uuid=case.uuid)
-            save_volume(volume, nifti, dtype="int16")
+            convert_knee(raw, nifti, case=case.case, uuid=case.uuid)
             if not keep_raw:
                 raw.unlink()
                 if not any(raw.parent.iterdir()):

@@ -33,27 +33,28 @@ MODES = ("smoke", "samples", "full")
 # The knee network of 02 (EDSR3D, MSE and MSE + perceptual). "samples" is the seed's network (64 x 9) on the DESS
 # slabs; "samples-cpu" a 16 x 2 network of the size benchmarks/real_knee.py uses on 2 cores. ``lr_max``: the peak
 # learning rate (2e-4 is the recipe's for the seed-size network, docs/training.md; small networks want 1e-3), or
-# "find" for lr_find's valley.
-# ``slabs``: `mrisr.samples.knee_slabs` options (None: the downloaded knees); ``n_test``, ``n_valid``: the split;
+# "find" for lr_find's valley (`mrisr.train.fit`).
+# ``slabs``: `mrisr.samples.knee_slabs` options (None: the downloaded knees); ``n_test``, ``n_valid``: the split
+# (None: `mrisr.cases.split_cases`' default, a quarter of the knees test and one validates: 5 and 1 of the 20);
 # ``quick_baselines``: one setting per classical baseline instead of fitting them (`fit_baselines`' quick; smoke).
 KNEE3D = {
     "full": dict(n_feats=64, n_blocks=9, patch_size=32, batch_size=16, patches_per_subject=256,
-                 valid_patches_per_subject=32, epochs=30, lr_max=2e-4, lr_find_iterations=100, slabs=None,
-                 n_test=4, n_valid=2, quick_baselines=False),
+                 valid_patches_per_subject=32, epochs=30, lr_max=2e-4, slabs=None,
+                 n_test=None, n_valid=None, quick_baselines=False),
     "samples": dict(n_feats=64, n_blocks=9, patch_size=32, batch_size=32, patches_per_subject=1024,
-                    valid_patches_per_subject=128, epochs=16, lr_max=2e-4, lr_find_iterations=100,
+                    valid_patches_per_subject=128, epochs=16, lr_max=2e-4,
                     slabs=dict(columns=None, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1,
                     quick_baselines=False),
     "samples-cpu": dict(n_feats=16, n_blocks=2, patch_size=24, batch_size=8, patches_per_subject=160,
-                        valid_patches_per_subject=32, epochs=6, lr_max=1e-3, lr_find_iterations=20,
+                        valid_patches_per_subject=32, epochs=6, lr_max=1e-3,
                         slabs=dict(columns=None, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1,
                         quick_baselines=False),
     "smoke": dict(n_feats=8, n_blocks=1, patch_size=16, batch_size=4, patches_per_subject=8,
-                  valid_patches_per_subject=4, epochs=1, lr_max=2e-4, lr_find_iterations=5,
+                  valid_patches_per_subject=4, epochs=1, lr_max=2e-4,
                   slabs=dict(columns=192, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1, quick_baselines=True),
 }
 
-# The four cardiac networks of 05 (SRResNet2D, x4: 4 residual + 2 upscaling blocks), each trained with ``seeds``
+# The four cardiac networks of 04 (SRResNet2D, x4: 4 residual + 2 upscaling blocks), each trained with ``seeds``
 # seeds (the gains' intervals cover the spread between them).
 CARDIAC2D = {
     "full": dict(n_feats=64, patch_size=96, batch_size=16, patches_per_epoch=2048, valid_patches_per_subject=64,
@@ -66,7 +67,7 @@ CARDIAC2D = {
                   epochs=1, lr_max=1e-3, seeds=1, quick_baselines=True),
 }
 
-# Self-supervised super-resolution of the DESS in 06: a `mrisr.selfsr` preset, the block of the knee it runs on
+# Self-supervised super-resolution of the DESS in 05: a `mrisr.selfsr` preset, the block of the knee it runs on
 # ((start, size) per axis; None: the whole knee) and ``quick_baselines`` (as above; the classical baselines are fitted
 # on the FAIR knee, `mrisr.thick_slices`).
 SELFSR = {
@@ -86,6 +87,11 @@ QUICKSTART = {
 }
 
 EXPERIMENTS = {"knee3d": KNEE3D, "cardiac2d": CARDIAC2D, "selfsr": SELFSR, "quickstart": QUICKSTART}
+
+DATA_SETTINGS = {"knee3d": ("slabs", "n_test", "n_valid"), "cardiac2d": (), "selfsr": ("block",),
+                 "quickstart": ("dess",)}
+"""The settings of each experiment that choose its data and split; the rest (network, schedule, baselines' grid) are
+its size, which ``experiment(size=...)`` takes from another column."""
 
 _DESS_SLABS = ("the real DESS knee (../shared/data), 4 slabs of 80 x 104 x 512 voxels along the rows, 10 mm apart: "
                "train on slabs 1-2, validate on 4, test on 3 (through the joint); the FAIR knee (another subject and "
@@ -120,22 +126,36 @@ class Run:
     settings: dict
     data: str
     reduced: bool = False  # samples on a CPU: smaller network and schedule than the seed's
+    size: str | None = None  # another column's network and schedule on this mode's data (a rehearsal)
     started: float = field(default_factory=time.time)
 
     def __str__(self) -> str:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
         size = ", at a REDUCED size (a CPU: smaller network, shorter training than the seed's)" if self.reduced else ""
+        if self.size is not None:
+            size = f", at the {self.size} size (its network and schedule on this mode's data: a rehearsal)"
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.started))
         return f"This run: mode {self.mode}{size}; device {name}; data: {self.data}; started {when}"
+
+    def split_text(self, train: list[str], valid: list[str], test: list[str]) -> str:
+        """The sentence (Markdown) that says how this run split its data, from the case names it used: the prose of
+        a notebook states the design, and this line the counts and names, so that no sentence disagrees with the
+        outputs under it."""
+        def named(names):
+            return f"{len(names)} ({', '.join(f'`{n}`' for n in names)})" if names else "none"
+        return (f"**This run's split** (mode {self.mode}, by subject or by a disjoint slab): trains on {named(train)}, "
+                f"validates on {named(valid)} and tests on {named(test)}, which training never sees.")
 
     def elapsed(self) -> str:
         return f"{(time.time() - self.started) / 60:.1f} min"
 
 
-def experiment(name: str, mode: str, device=None, data: str = "", **overrides) -> Run:
+def experiment(name: str, mode: str, device=None, data: str = "", size: str | None = None, **overrides) -> Run:
     """The `Run` of experiment ``name`` (a key of `EXPERIMENTS`) in ``mode`` on ``device`` (None: the GPU when
-    there is one): ``samples`` on a CPU takes the ``samples-cpu`` settings. ``overrides`` that are not None replace
-    settings (a notebook's explicit parameters)."""
+    there is one): ``samples`` on a CPU takes the ``samples-cpu`` settings. ``size``: another column of the table
+    (``"smoke"``, ``"samples-cpu"``, ...) for every setting but the data's (`DATA_SETTINGS`): the mode's code path
+    and data at that network and schedule, e.g. full mode rehearsed at the smoke size. ``overrides`` that are not
+    None replace settings (a notebook's explicit parameters)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if name not in EXPERIMENTS:
@@ -144,11 +164,16 @@ def experiment(name: str, mode: str, device=None, data: str = "", **overrides) -
     reduced = mode == "samples" and device.type != "cuda"
     key = "samples-cpu" if reduced else mode
     settings = dict(EXPERIMENTS[name][key])
+    if size is not None:
+        if size not in EXPERIMENTS[name]:
+            raise ValueError(f"size must be one of {', '.join(EXPERIMENTS[name])}, got {size!r}")
+        reduced = False
+        settings |= {k: v for k, v in EXPERIMENTS[name][size].items() if k not in DATA_SETTINGS[name]}
     unknown = set(overrides) - set(settings)
     if unknown:
         raise ValueError(f"{name} has no setting {', '.join(sorted(unknown))}; settings: {', '.join(settings)}")
     settings.update({key: value for key, value in overrides.items() if value is not None})
-    return Run(name, mode, device, settings, data or DATA[name].get(key, DATA[name][mode]), reduced)
+    return Run(name, mode, device, settings, data or DATA[name].get(key, DATA[name][mode]), reduced, size)
 
 
 def knee_cases(run: Run, knee_dir: str | Path, work_dir: str | Path) -> list[Path]:

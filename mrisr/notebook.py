@@ -13,8 +13,12 @@ TorchInductor): the same as the Makefile's."""
 
 def project_dir() -> Path:
     """Change to the project folder (the parent of ``notebooks/`` when a notebook runs from there, else the current
-    folder) and point each cache variable that is not set yet into its ``.cache``; returns the folder. Paths in the
-    notebooks are relative to it. Call it before importing matplotlib."""
+    folder), point each cache variable that is not set yet into its ``.cache`` and hide the dependencies' import-time
+    deprecation notices, as the CLI does (`mrisr.quiet`); returns the folder. Paths in the notebooks are relative to
+    it. Call it first, before importing the rest of mrisr, fastai or matplotlib."""
+    from mrisr.quiet import quiet_dependencies
+
+    quiet_dependencies()
     root = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
     os.chdir(root)
     for variable, folder in CACHES.items():
@@ -50,9 +54,37 @@ def stamp(path: str | Path) -> str:
     return line
 
 
-NOTEBOOKS = ("00_quickstart", "01_knee_data", "02_knee3d_train", "04_knee3d_compare", "05_cardiac2d_four_models",
-             "06_selfsupervised_knee")
-"""The notebooks in the order they run (04 reads what 02 trained)."""
+def show_animation(path: str | Path, root: str | Path | None = None):
+    """Show an animation that `mrisr.render.animate` wrote, inline in a notebook: a Markdown link to it where git
+    keeps the file (so a fresh clone shows it too), else its middle frame embedded as a PNG, under a line saying where
+    the animation is and that git does not keep it. ``root``: the project folder (default the current folder, where
+    `project_dir` changed to); the link is relative to ``notebooks/``."""
+    import subprocess
+
+    import imageio.v3 as iio
+    from IPython.display import Image, Markdown, display
+
+    root = Path(root or Path.cwd()).resolve()
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such animation")
+    try:
+        inside = path.relative_to(root)
+        kept = subprocess.run(["git", "check-ignore", "-q", str(inside)], cwd=root, capture_output=True).returncode == 1
+    except (ValueError, OSError):  # outside the project, or no git
+        inside, kept = path, False
+    if kept:
+        return Markdown(f"![{path.name}](../{inside.as_posix()})")
+    frames = iio.imread(path, index=None)
+    frame = frames[len(frames) // 2]
+    display(Markdown(f"`{inside}` (git does not keep it: run this notebook to make it); its middle frame of "
+                     f"{len(frames)}:"))
+    return Image(data=iio.imwrite("<bytes>", frame, extension=".png"))
+
+
+NOTEBOOKS = ("00_quickstart", "01_knee_data", "02_knee3d_train", "03_knee3d_compare", "04_cardiac2d_four_models",
+             "05_selfsupervised_knee")
+"""The notebooks in the order they run (03 reads what 02 trained)."""
 
 MODE_PARAMETERS = {
     "full": {},
@@ -114,11 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("notebooks", nargs="*", default=list(NOTEBOOKS), help="names without .ipynb (default: all)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="a notebook parameter, as papermill's -p (VALUE read as JSON where it parses: 3, null)")
+    run.add_argument("--root", help="the project folder whose notebooks/ run (default: this checkout); the notebooks "
+                     "are executed in place there")
     stamp_cmd = sub.add_parser("stamp", help="write what an executed notebook ran on into its title cell")
     stamp_cmd.add_argument("paths", nargs="+")
     args = parser.parse_args(argv)
     if args.command == "run":
-        run_notebooks(args.mode, args.notebooks, **{name: _value(text) for name, text in args.parameter})
+        run_notebooks(args.mode, args.notebooks, args.root, **{name: _value(text) for name, text in args.parameter})
     else:
         for path in args.paths:
             print(f"{path}: {stamp(path)}")

@@ -172,10 +172,11 @@ def mridata_mirror(folder: str | Path, cases: int = 6, shape=(40, 48, 48), sourc
 
 class FileServer:
     """Serves ``files`` (URL path -> bytes) with Range support. ``drop_after[path] = n``: the next response for
-    ``path`` sends only ``n`` bytes of its body and closes the connection. ``corrupt[path]``: serve other bytes."""
+    ``path`` sends only ``n`` bytes of its body and closes the connection. ``corrupt[path]``: serve other bytes.
+    ``ranges`` and ``requested``: each GET's Range header (or None) and path, in order."""
 
     def __init__(self):
-        self.files, self.drop_after, self.corrupt, self.ranges = {}, {}, {}, []
+        self.files, self.drop_after, self.corrupt, self.ranges, self.requested = {}, {}, {}, [], []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -190,6 +191,7 @@ class FileServer:
                 start = 0
                 header = self.headers.get("Range")
                 server.ranges.append(header)
+                server.requested.append(self.path)
                 if header:
                     start = int(header.split("=")[1].split("-")[0])
                     self.send_response(206)

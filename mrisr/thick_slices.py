@@ -9,7 +9,7 @@ algorithm for MRI using deep learning", IEEE TMI 2021) and scored against the re
 The classical baselines (`mrisr.baselines.classical`) are fitted on another case (by default the FAIR knee, another
 subject, at SNR `FAIR_SNR`), never on the reference. Gains are per 2D plane that contains the super-resolved axis
 (the (slice, column) planes, one per row), with a circular block bootstrap interval (`bootstrap_interval`), and a
-verdict (`verdict`) over the best classical baseline. Notebook 06 and ``benchmarks/selfsr.py`` both run this.
+verdict (`verdict`) over the best classical baseline. Notebook 05 and ``benchmarks/selfsr.py`` both run this.
 """
 
 from __future__ import annotations

@@ -33,6 +33,23 @@ def test_overrides_replace_only_what_is_given_and_unknown_names_fail():
         experiment("knee3d", "fast", "cpu")
 
 
+def test_a_size_takes_another_columns_network_and_keeps_the_modes_data():
+    run = experiment("knee3d", "full", "cpu", size="smoke")
+    smoke, full = EXPERIMENTS["knee3d"]["smoke"], EXPERIMENTS["knee3d"]["full"]
+    assert run.settings["n_feats"] == smoke["n_feats"] and run.settings["epochs"] == smoke["epochs"]
+    assert run.settings["slabs"] is full["slabs"] is None and run.settings["n_test"] == full["n_test"]
+    assert str(run).startswith("This run: mode full, at the smoke size") and not run.reduced
+    with pytest.raises(ValueError, match="size must be one of"):
+        experiment("knee3d", "full", "cpu", size="huge")
+
+
+def test_the_split_sentence_names_what_the_run_used():
+    run = experiment("knee3d", "smoke", "cpu")
+    assert run.split_text(["a", "b"], ["c"], []) == (
+        "**This run's split** (mode smoke, by subject or by a disjoint slab): trains on 2 (`a`, `b`), validates on 1 "
+        "(`c`) and tests on none, which training never sees.")
+
+
 def test_full_mode_without_knees_names_the_folder(tmp_path):
     with pytest.raises(InputError, match=str(tmp_path / "knees")):
         knee_cases(experiment("knee3d", "full", "cpu"), tmp_path / "knees", tmp_path)

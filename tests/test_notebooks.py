@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from mrisr.notebook import run_notebooks, stamp
+from mrisr.notebook import run_notebooks, show_animation, stamp
 
 NOTEBOOKS = REPO / "notebooks"
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, sample_data):
-    """An empty folder where the notebooks run in order (04 reads what 02 trained)."""
+    """An empty folder where the notebooks run in order (03 reads what 02 trained)."""
     return tmp_path_factory.mktemp("notebooks")
 
 
@@ -31,14 +31,17 @@ def execute(name: str, folder, **parameters):
     for key, value in vgg.items():  # the offline VGG16 weights wherever a notebook takes them
         if f"{key} = " in (NOTEBOOKS / f"{name}.ipynb").read_text():
             parameters.setdefault(key, value)
-    return papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(folder / f"{name}.ipynb"),
-                                      parameters=parameters, cwd=str(folder), kernel_name="python3",
-                                      progress_bar=False)
+    nb = papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(folder / f"{name}.ipynb"),
+                                    parameters=parameters, cwd=str(folder), kernel_name="python3", progress_bar=False)
+    dependency_warnings = [line for line in outputs(nb).splitlines() if "site-packages" in line and "Warning" in line]
+    assert not dependency_warnings, dependency_warnings  # project_dir hides them, as the CLI does
+    return nb
 
 
 def outputs(notebook) -> str:
     return "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
                      + str(o.get("data", {}).get("text/html", ""))
+                     + str(o.get("data", {}).get("text/markdown", ""))
                      for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", []))
 
 
@@ -69,13 +72,15 @@ def test_02_trains_both_knee_models(workspace):
     assert all((Path(run) / "best.pth").is_file() for run in runs.values())
     text = outputs(nb)
     assert "validate ['knee_slab_4']\ntest ['knee_slab_3']" in text and "gain_db" in text  # one split
+    assert ("**This run's split** (mode smoke, by subject or by a disjoint slab): trains on 2 (`knee_slab_1`, "
+            "`knee_slab_2`), validates on 1 (`knee_slab_4`) and tests on 1 (`knee_slab_3`)") in text
     assert "perceptual_loss" in text  # the perceptual experiment logs the VGG term as a metric
 
 
 @pytest.mark.timeout(900)  # every classical baseline fitted and scored on two cases, besides the networks
-def test_04_compare(workspace):
+def test_03_compare(workspace):
     runs = {"MSE": str(workspace / "runs/knee_mse"), "MSE+perceptual": str(workspace / "runs/knee_perceptual")}
-    nb = execute("04_knee3d_compare", workspace, runs=runs, results_dir=str(workspace / "compare"),
+    nb = execute("03_knee3d_compare", workspace, runs=runs, results_dir=str(workspace / "compare"),
                  animations_dir=str(workspace / "animations"), gif_step=8)
     methods = {"degraded input", "MSE", "MSE+perceptual"}  # each also made data-consistent; and TV-POCS
     for stem, subject in (("knee_test", "knee_slab_3"), ("knee_fair_test", "FAIR knee")):  # the FAIR knee too
@@ -92,8 +97,8 @@ def test_04_compare(workspace):
 
 
 @pytest.mark.timeout(900)
-def test_05_cardiac_four_models(workspace):
-    nb = execute("05_cardiac2d_four_models", workspace, run_root=str(workspace / "runs/cardiac"),
+def test_04_cardiac_four_models(workspace):
+    nb = execute("04_cardiac2d_four_models", workspace, run_root=str(workspace / "runs/cardiac"),
                  animations_dir=str(workspace / "animations05"))
     table = pd.read_csv(workspace / "runs/cardiac/cardiac_test.csv")
     expected = {f"{loss}, {up}" for loss in ("MSE", "perceptual") for up in ("transposed conv", "NN resize + conv")}
@@ -107,8 +112,8 @@ def test_05_cardiac_four_models(workspace):
     assert sorted(p.name for p in (workspace / "animations05").iterdir()) == ["cardiac_mnms2_sax.gif"]
 
 
-def test_06_selfsupervised_knee(workspace):
-    nb = execute("06_selfsupervised_knee", workspace, animations_dir=str(workspace / "animations06"), gif_step=4,
+def test_05_selfsupervised_knee(workspace):
+    nb = execute("05_selfsupervised_knee", workspace, animations_dir=str(workspace / "animations06"), gif_step=4,
                  results_dir=str(workspace / "selfsr"))
     table = (workspace / "selfsr/selfsr_dess.md").read_text()
     assert all(method in table for method in ("self-supervised + DC", "TV-POCS", "cubic+DC"))  # every baseline
@@ -138,3 +143,26 @@ def test_run_notebooks_executes_in_place_in_a_mode_and_stamps(tmp_path, sample_d
     assert title == f"# A probe\n\n{stamps[0]}\n\nIts story."
     with pytest.raises(FileNotFoundError, match="missing.ipynb"):
         run_notebooks("smoke", ["missing"], root=tmp_path)
+
+
+def test_show_animation_links_what_git_keeps_and_embeds_a_frame_of_what_it_does_not(tmp_path):
+    import subprocess
+
+    import imageio.v3 as iio
+    import numpy as np
+    from IPython.display import Image, Markdown
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("/volume_animations/ignored.gif\n")
+    (tmp_path / "volume_animations").mkdir()
+    frames = np.stack([np.full((8, 10, 3), 40 * i, np.uint8) for i in range(5)])  # frame i is grey level 40 i
+    for name in ("kept.gif", "ignored.gif"):
+        iio.imwrite(tmp_path / "volume_animations" / name, frames, extension=".gif")
+    kept = show_animation(tmp_path / "volume_animations/kept.gif", root=tmp_path)
+    assert isinstance(kept, Markdown) and kept.data == "![kept.gif](../volume_animations/kept.gif)"
+    still = show_animation(tmp_path / "volume_animations/ignored.gif", root=tmp_path)
+    assert isinstance(still, Image)
+    middle = iio.imread(still.data, extension=".png")
+    assert middle.shape[:2] == (8, 10) and abs(int(middle[..., 0].mean()) - 80) <= 2  # frame 2 of 5
+    with pytest.raises(FileNotFoundError, match="missing.gif"):
+        show_animation(tmp_path / "missing.gif", root=tmp_path)
