@@ -50,19 +50,17 @@ def write_ismrmrd(path: str | Path, image: np.ndarray, spacing=(1.0, 1.0, 1.0), 
     image = np.asarray(image)
     nz, ny, nx = image.shape
     rng = np.random.default_rng(seed)
-    zz, yy, xx = np.meshgrid(*(np.linspace(-1, 1, n) for n in image.shape), indexing="ij")
-    angles = 2 * np.pi * np.arange(n_coils) / n_coils
-    sens = np.stack([np.exp(-((yy - 0.9 * np.cos(a)) ** 2 + (xx - 0.9 * np.sin(a)) ** 2 + 0.3 * zz**2))
-                     * np.exp(1j * (a + 0.5 * xx)) for a in angles])
-    sens /= np.sqrt(np.sum(np.abs(sens) ** 2, axis=0, keepdims=True))
-    coil_images = (sens * image[None]).astype(np.complex64)
     ox = nx * readout_oversampling
-    wide = np.zeros((n_coils, nz, ny, ox), np.complex64)
-    wide[..., ox // 2 - nx // 2: ox // 2 - nx // 2 + nx] = coil_images
-    kspace = fftc(wide, axes=(1, 2, 3) if layout == "3d" else (2, 3)).astype(np.complex64)
-    if noise_std:
-        kspace += (noise_std * (rng.standard_normal(kspace.shape) + 1j * rng.standard_normal(kspace.shape))
-                   ).astype(np.complex64)
+    kspace = np.empty((n_coils, nz, ny, ox), np.complex64)  # one coil at a time: a full-size knee fits in memory
+    rss = np.sqrt(sum(np.abs(_coil_sensitivity(image.shape, c, n_coils)) ** 2 for c in range(n_coils)))
+    for c in range(n_coils):
+        wide = np.zeros((nz, ny, ox), np.complex64)
+        wide[..., ox // 2 - nx // 2: ox // 2 - nx // 2 + nx] = _coil_sensitivity(image.shape, c, n_coils) / rss * image
+        kspace[c] = fftc(wide, axes=(0, 1, 2) if layout == "3d" else (1, 2))
+        if noise_std:
+            for z in range(nz):  # float32 noise a slice at a time
+                kspace[c, z] += noise_std * (rng.standard_normal((ny, ox), np.float32)
+                                             + 1j * rng.standard_normal((ny, ox), np.float32))
 
     fov = np.array(spacing, float) * np.array(image.shape)
     header = ismrmrd.xsd.ismrmrdHeader(
@@ -85,43 +83,60 @@ def write_ismrmrd(path: str | Path, image: np.ndarray, spacing=(1.0, 1.0, 1.0), 
                 slice=ismrmrd.xsd.limitType(minimum=0, maximum=0 if layout == "3d" else nz - 1, center=0)))])
 
     n_lines = noise_lines + nz * ny
-    records = np.zeros(n_lines, acquisition_dtype)
-    head = records["head"]
-    head["version"] = 1
-    head["active_channels"] = head["available_channels"] = n_coils
-    head["number_of_samples"] = ox
-    head["center_sample"] = ox // 2
-    head["read_dir"], head["phase_dir"], head["slice_dir"] = (0, 0, 1), (1, 0, 0), (0, 1, 0)  # coronal-ish LPS
     noise_flag = np.uint64(1 << (ismrmrd.ACQ_IS_NOISE_MEASUREMENT - 1))
-    empty = np.zeros(0, np.float32)
-    for i in range(noise_lines):
-        head["flags"][i] = noise_flag
-        noise = (rng.standard_normal((n_coils, ox)) + 1j * rng.standard_normal((n_coils, ox))).astype(np.complex64)
-        records["data"][i], records["traj"][i] = noise.view(np.float32).ravel(), empty
     dz = np.array([0.0, 1.0, 0.0]) * spacing[0]
-    i = noise_lines
-    for z in range(nz):
-        for y in range(ny):
-            head["idx"]["kspace_encode_step_1"][i] = y
-            if layout == "3d":
-                head["idx"]["kspace_encode_step_2"][i] = z
-                head["position"][i] = (0, 0, 0)
-                line = kspace[:, z, y]
-            else:
-                head["idx"]["slice"][i] = z
-                head["position"][i] = (z - nz // 2) * dz
-                line = kspace[:, z, y] * (-1) ** z  # the GE knees' chop: a sign per slice
-            head["scan_counter"][i] = i
-            records["data"][i], records["traj"][i] = np.ascontiguousarray(line).view(np.float32).ravel(), empty
-            i += 1
+
+    def records(lines: int) -> np.ndarray:
+        block = np.zeros(lines, acquisition_dtype)
+        head = block["head"]
+        head["version"] = 1
+        head["active_channels"] = head["available_channels"] = n_coils
+        head["number_of_samples"] = ox
+        head["center_sample"] = ox // 2
+        head["read_dir"], head["phase_dir"], head["slice_dir"] = (0, 0, 1), (1, 0, 0), (0, 1, 0)  # coronal-ish LPS
+        for i in range(lines):
+            block["traj"][i] = np.zeros(0, np.float32)
+        return block
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         group = f.create_group("dataset")
         xml = group.create_dataset("xml", shape=(1,), dtype=h5py.special_dtype(vlen=bytes))
         text = ismrmrd.xsd.ToXML(header)
         xml[0] = text.encode() if isinstance(text, str) else text
-        group.create_dataset("data", data=records, maxshape=(None,), chunks=(min(n_lines, 256),))
+        data = group.create_dataset("data", shape=(n_lines,), dtype=acquisition_dtype, maxshape=(None,),
+                                    chunks=(min(n_lines, 256),))
+        block = records(noise_lines)
+        for i in range(noise_lines):
+            block["head"]["flags"][i] = noise_flag
+            noise = (rng.standard_normal((n_coils, ox)) + 1j * rng.standard_normal((n_coils, ox))).astype(np.complex64)
+            block["data"][i] = noise.view(np.float32).ravel()
+        block["head"]["scan_counter"] = np.arange(noise_lines)
+        data[:noise_lines] = block
+        for z in range(nz):  # one slice (partition) of lines at a time
+            block = records(ny)
+            head = block["head"]
+            first = noise_lines + z * ny
+            head["idx"]["kspace_encode_step_1"] = np.arange(ny)
+            head["scan_counter"] = first + np.arange(ny)
+            if layout == "3d":
+                head["idx"]["kspace_encode_step_2"] = z
+                lines = kspace[:, z]
+            else:
+                head["idx"]["slice"] = z
+                head["position"] = (z - nz // 2) * dz
+                lines = kspace[:, z] * (-1) ** z  # the GE knees' chop: a sign per slice
+            for y in range(ny):
+                block["data"][y] = np.ascontiguousarray(lines[:, y]).view(np.float32).ravel()
+            data[first:first + ny] = block
     return path
+
+
+def _coil_sensitivity(shape, coil: int, n_coils: int) -> np.ndarray:
+    """Coil ``coil`` of ``n_coils`` around the (y, x) plane: a smooth Gaussian bump with a linear phase, complex64."""
+    zz, yy, xx = np.meshgrid(*(np.linspace(-1, 1, n, dtype=np.float32) for n in shape), indexing="ij", sparse=True)
+    a = 2 * np.pi * coil / n_coils
+    return (np.exp(-((yy - 0.9 * np.cos(a)) ** 2 + (xx - 0.9 * np.sin(a)) ** 2 + 0.3 * zz**2))
+            * np.exp(1j * (a + 0.5 * xx))).astype(np.complex64)
 
 
 def _space(nx, ny, nz, fx, fy, fz):
