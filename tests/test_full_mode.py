@@ -17,7 +17,7 @@ from mrisr.download import knee_cases
 from mrisr.notebook import main
 from mrisr.testing import FileServer, mridata_mirror
 
-CASES = 6
+CASES = 4  # a quarter of them test, one validates, two train: the split of the 20, at its smallest
 NOTEBOOKS = ("01_knee_data", "02_knee3d_train", "03_knee3d_compare")
 
 
@@ -48,10 +48,11 @@ def test_full_mode_downloads_converts_trains_and_compares_against_a_local_mirror
     text = {name: outputs(project / "notebooks" / f"{name}.ipynb") for name in NOTEBOOKS}
     assert f"{CASES} knee volumes" in text["01_knee_data"] and "This run: mode full, at the smoke size" in text[
         "01_knee_data"]
+    assert "knee_fast_acquisition_blur" in text["01_knee_data"] and "cubic" in text["01_knee_data"]  # presets, table
     config = json.loads((project / "runs" / "knee_mse" / "config.json").read_text())
     test, valid = config["test_cases"], config["valid_cases"]
-    assert test == names[-2:] and valid == names[-3:-2]  # a split by patient: the last quarter tests, one validates
-    assert (f"tests on 2 (`{test[0]}`, `{test[1]}`)") in text["02_knee3d_train"]
+    assert test == names[-1:] and valid == names[-2:-1]  # a split by patient: the last quarter tests, one validates
+    assert f"validates on 1 (`{valid[0]}`) and tests on 1 (`{test[0]}`)" in text["02_knee3d_train"]
     for run in ("knee_mse", "knee_perceptual"):
         assert (project / "runs" / run / "best.pth").is_file()
     table = pd.read_csv(project / "runs" / "knee_compare" / "knee_test.csv")
