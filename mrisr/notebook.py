@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m mrisr.notebook run MODE [NOTEBOOK ...]`` (default: all, in order) or ``... stamp NOTEBOOK...``."""
     import argparse
 
+    from mrisr.quiet import quiet_dependencies
+
+    quiet_dependencies()
     parser = argparse.ArgumentParser(prog="python -m mrisr.notebook", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute notebooks in place in a mode, and stamp them")

@@ -161,3 +161,24 @@ def test_show_animation_links_what_git_keeps_and_embeds_a_frame_of_what_it_does_
     assert middle.shape[:2] == (8, 10) and abs(int(middle[..., 0].mean()) - 80) <= 2  # frame 2 of 5
     with pytest.raises(FileNotFoundError, match="missing.gif"):
         show_animation(tmp_path / "missing.gif", root=tmp_path)
+
+
+def test_the_committed_notebooks_link_only_to_files_a_clone_has():
+    """Every image a committed notebook's outputs link to (Markdown ``![..](path)``, relative to notebooks/) is in
+    the repository and not ignored by git: a fresh clone shows it (`show_animation` embeds a frame of the others)."""
+    import subprocess
+
+    links = {}
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+                text = str(output.get("data", {}).get("text/markdown", ""))
+                for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+                    links.setdefault(target, []).append(path.name)
+    assert links, "no linked images at all: the check would pass vacuously"
+    for target, notebooks in links.items():
+        file = (NOTEBOOKS / target).resolve()
+        assert file.is_file(), f"{notebooks} link to {target}, which does not exist"
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(file)], cwd=REPO).returncode == 0
+        assert not ignored, f"{notebooks} link to {target}, which git ignores: a fresh clone lacks it"
