@@ -69,6 +69,18 @@ BRAIN = "brain_t1_iso/studyforrest_t1w_0.7mm.nii.gz"
 BRAIN_SNR = 30.0  # its air is blanked (mrisr.noise refuses it): noise at a stated SNR
 
 
+def load_reference(scan: str, crop=None, dess=None):
+    """``(reference, snr)``: the isotropic brain (noise at `BRAIN_SNR`) or the DESS knee (``dess``, default the
+    sample; its own noise level measured on the whole knee, ``snr`` None), then a centred ``crop`` (voxels)."""
+    if scan == "brain":
+        hr, snr = load_volume(sample_dir() / BRAIN), BRAIN_SNR
+    elif scan == "dess":
+        hr, snr = with_noise_sigma(load_volume(dess or sample_dir() / "knee_dess_sample")), None
+    else:
+        raise ValueError(f"scan must be 'brain' or 'dess', got {scan!r}")
+    return (centred_crop(hr, crop) if crop else hr), snr
+
+
 def eclare_peers(env: str, log=print) -> dict:
     """ECLARE at the self-supervised method's time and at 4x it (`benchmarks.eclare_peer`), the true rect profile."""
     from benchmarks.eclare_peer import ensure_environment, patches_for, run_eclare
@@ -100,12 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                         "its own environment in ENV (benchmarks/eclare_peer.py)")
     parser.add_argument("--markdown", help="append the table to this Markdown file (e.g. docs/benchmarks.md)")
     args = parser.parse_args(argv)
-    if args.scan == "brain":
-        hr, snr, what = load_volume(sample_dir() / BRAIN), BRAIN_SNR, "the isotropic brain"
-    else:
-        hr, snr, what = with_noise_sigma(load_volume(args.dess or sample_dir() / "knee_dess_sample")), None, "DESS"
-    if args.crop:
-        hr = centred_crop(hr, args.crop)
+    hr, snr = load_reference(args.scan, args.crop, args.dess)
+    what = "the isotropic brain" if args.scan == "brain" else "DESS"
     peers = eclare_peers(args.eclare) if args.eclare else None
     start = time.perf_counter()
     tables = [thick_slice_study(hr, factor, args.preset, args.device, fusion_ablation=True, oracle=args.oracle,

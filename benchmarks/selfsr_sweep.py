@@ -18,27 +18,20 @@ import time
 
 from skimage.metrics import peak_signal_noise_ratio
 
-from benchmarks.selfsr import BRAIN, BRAIN_SNR, centred_crop
+from benchmarks.selfsr import load_reference
 from mrisr import selfsr
 from mrisr.cases import crop_to_multiple
 from mrisr.foreground import foreground_mask
-from mrisr.io import load_volume
-from mrisr.noise import with_noise_sigma
-from mrisr.samples import sample_dir
 from mrisr.thick_slices import thick_degradation
 
 FACTOR = 4
+CROPS = {"brain": (96, 192, 192), "dess": (48, 192, 192)}
 
 
 def main(argv: list[str] | None = None) -> int:
     scan, tag, settings = (argv if argv is not None else sys.argv[1:])[:3]
     settings = json.loads(settings)
-    if scan == "brain":
-        hr, snr = centred_crop(load_volume(sample_dir() / BRAIN), (96, 192, 192)), BRAIN_SNR
-    elif scan == "dess":
-        hr, snr = centred_crop(with_noise_sigma(load_volume(sample_dir() / "knee_dess_sample")), (48, 192, 192)), None
-    else:
-        raise SystemExit(f"scan must be brain or dess, got {scan!r}")
+    hr, snr = load_reference(scan, CROPS[scan])
     hr = crop_to_multiple(hr, (FACTOR, 1, 1))
     thick = thick_degradation(FACTOR, snr)(hr, seed=0)
     geometry = selfsr.slice_geometry(thick, target_spacing=hr.spacing[0])

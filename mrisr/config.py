@@ -120,8 +120,8 @@ class ExperimentConfig:
         def number(v):
             return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
 
-        for name in ("n_feats", "n_blocks", "scale", "fold", "patches_per_subject", "valid_patches_per_subject", "batch_size",
-                     "epochs"):
+        for name in ("n_feats", "n_blocks", "scale", "fold", "patches_per_subject", "valid_patches_per_subject",
+                     "batch_size", "epochs"):
             need(integer(getattr(self, name)) and getattr(self, name) >= 1, name, "an integer >= 1")
         need(integer(self.seed), "seed", "an integer")
         need(self.holdout_axis in (0, 1, 2) and integer(self.holdout_axis), "holdout_axis", "0, 1 or 2")
