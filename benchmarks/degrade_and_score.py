@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import time_steps
-from mrisr import load_volume, metrics
-from mrisr.degrade import PRESETS, preset
-from mrisr.foreground import foreground_mask
+from mrisr import load_volume
+from mrisr.imaging import metrics
+from mrisr.imaging.foreground import foreground_mask
+from mrisr.physics.degrade import PRESETS, preset
 
 
 def timed(fn, device: str, repeats: int) -> float:

@@ -23,11 +23,11 @@ import torch
 from fastai.callback.core import Callback
 
 from benchmarks.common import markdown_table
-from mrisr.config import ExperimentConfig
-from mrisr.data import prepare_subject
-from mrisr.distributed import barrier, is_writer, world_size
-from mrisr.phantom import knee_phantom
-from mrisr.train import sr_learner
+from mrisr.data.phantom import knee_phantom
+from mrisr.data.pipeline import prepare_subject
+from mrisr.training.config import ExperimentConfig
+from mrisr.training.distributed import barrier, is_writer, world_size
+from mrisr.training.train import sr_learner
 
 
 class TrainTimer(Callback):

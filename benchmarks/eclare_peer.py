@@ -6,8 +6,8 @@ GPU) is never a dependency of mrisr. `ensure_environment` makes a virtual enviro
 pins, scipy 1.11.4, predate numpy 2; it runs on this project's torch, numpy and scipy through a ``.pth`` path to our
 environment's site-packages). `run_eclare` writes the thick scan as NIfTI, runs ECLARE's command line on it with a
 stated slice profile (or ESPRESO's estimate) and patch count, and reads its output back onto the reference grid
-through the affines (`mrisr.baselines.resample`). `patches_for` turns a time budget into a patch count from two
-timed calibration runs.
+through the affines (`mrisr.evaluation.baselines.resample`). `patches_for` turns a time budget into a patch count from
+two timed calibration runs.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 import venv
 from pathlib import Path
 
-from mrisr.baselines import resample
+from mrisr.evaluation.baselines import resample
 from mrisr.io import load_volume, save_volume
 from mrisr.volume import Volume
 

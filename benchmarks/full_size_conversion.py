@@ -5,7 +5,7 @@
 
 A mirror file (`mrisr.testing.mridata_mirror`: the DESS knee in the Stanford knees' raw ISMRMRD format, 8 coils,
 readout twice oversampled, 256 x 320 x 320 voxels by default: the real knees' size) is written once into
-``--folder`` (kept for reruns), then converted in a child process by `mrisr.download.convert_knee` (reconstruction
+``--folder`` (kept for reruns), then converted in a child process by `mrisr.io.download.convert_knee` (reconstruction
 and int16 NIfTI). The child's wall time and its peak resident memory (``getrusage``'s ``ru_maxrss``, the process's
 largest RSS) are the figures: what a 24 GB machine must hold per knee.
 """
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     nifti = folder / "knee_01.nii.gz"
     nifti.unlink(missing_ok=True)
     begin = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import sys; from mrisr.download import convert_knee; "
+    subprocess.run([sys.executable, "-c", "import sys; from mrisr.io.download import convert_knee; "
                     "convert_knee(sys.argv[1], sys.argv[2], case=1)", str(raw[0]), str(nifti)], check=True)
     seconds = time.perf_counter() - begin
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9  # Linux: kilobytes
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{peak_gb:.1f} |\n")
     publish("Converting one mridata knee at full size", "cpu", time.perf_counter() - start,
             "python -m benchmarks.full_size_conversion", argv,
-            "A mirror file (mrisr.testing.mridata_mirror) converted by mrisr.download.convert_knee in a child "
+            "A mirror file (mrisr.testing.mridata_mirror) converted by mrisr.io.download.convert_knee in a child "
             "process; peak memory is the child's largest resident set (getrusage).", table, args.markdown)
     return 0
 

@@ -47,8 +47,8 @@ def main():
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
 
+    from mrisr.data.phantom import knee_phantom
     from mrisr.testing import write_ismrmrd
-    from mrisr.phantom import knee_phantom
 
     rows = []
     dess = measure(Path(args.sample_data) / "knee_dess_sample")

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from fastai.callback.schedule import minimum, slide, steep, valley
 
-from mrisr.samples import knee_slabs
-from mrisr.config import ExperimentConfig
-from mrisr.train import fit, sr_learner
+from mrisr.data.samples import knee_slabs
+from mrisr.training.config import ExperimentConfig
+from mrisr.training.train import fit, sr_learner
 
 
 def main() -> None:

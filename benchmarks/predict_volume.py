@@ -1,4 +1,4 @@
-"""Time whole-volume inference (`mrisr.inference.predict_volume`) of the seed-size EDSR3D; prints the figures.
+"""Time whole-volume inference (`mrisr.inference.tiled.predict_volume`) of the seed-size EDSR3D; prints the figures.
 
     python benchmarks/predict_volume.py --shape 48 96 96                  # CPU
     python benchmarks/predict_volume.py --shape 256 320 320 --dtype bf16  # GPU: a mridata knee
@@ -16,8 +16,8 @@ import time
 import numpy as np
 import torch
 
-from mrisr.inference import predict_volume
-from mrisr.models import EDSR3D, count_parameters
+from mrisr.inference.tiled import predict_volume
+from mrisr.networks.models import EDSR3D, count_parameters
 
 
 def main() -> None:

@@ -4,24 +4,25 @@
                                              [--set KEY=VALUE ...] [--device cuda] [--markdown docs/benchmarks.md]
                                              [--out runs/real_knee]
 
-The knee split used everywhere (`mrisr.samples.KNEE_SPLIT`): the DESS knee cut into four slabs along its rows
-(`mrisr.samples.knee_slabs`, 10 mm apart); slabs 1-2 train, slab 4 validates, slab 3 (through the joint:
+The knee split used everywhere (`mrisr.data.samples.KNEE_SPLIT`): the DESS knee cut into four slabs along its rows
+(`mrisr.data.samples.knee_slabs`, 10 mm apart); slabs 1-2 train, slab 4 validates, slab 3 (through the joint:
 cartilage, menisci) tests; the FAIR knee (another subject and scanner, never seen) is a second test case, with noise
-at `mrisr.samples.FAIR_SNR` (its 8-bit air shows none to measure). Per degradation (noisy presets: the scan's own
+at `mrisr.data.samples.FAIR_SNR` (its 8-bit air shows none to measure). Per degradation (noisy presets: the scan's own
 noise level, a new realisation):
 
-1. the classical baselines are fitted on the validation slab only (`mrisr.baselines.fit_baselines`: interpolation
-   or the input, + data consistency, TV-POCS, Wiener where the degradation is a blur), and the best of them on
-   validation is the one a network must beat;
+1. the classical baselines are fitted on the validation slab only (`mrisr.evaluation.baselines.fit_baselines`:
+   interpolation or the input, + data consistency, TV-POCS, Wiener where the degradation is a blur), and the best of
+   them on validation is the one a network must beat;
 2. an EDSR3D (the `ExperimentConfig` recipe, frozen) is trained with each of ``--seeds`` seeds;
 3. each test case is degraded once and super-resolved by every seed's network, alone and made consistent with the
-   input (`mrisr.consistency.enforce`, aware of the recorded noise).
+   input (`mrisr.physics.consistency.enforce`, aware of the recorded noise).
 
 Prints one table, on the foreground: degradation | case | method | PSNR | SSIM | HFEN | consistency error | gain
 over the best classical baseline and its 95 % interval over the seeds and the correlated slices (moving-block
-bootstrap, `mrisr.evaluate.bootstrap_interval`) | verdict (`mrisr.evaluate.verdict`). Model rows are means over the
-seeds. ``--markdown`` appends it, with the device, the time and the command. ``--set`` overrides config fields for
-ablations, which are to be scored on the validation slab only (`benchmarks/lr_study.py`), never on these cases.
+bootstrap, `mrisr.evaluation.tables.bootstrap_interval`) | verdict (`mrisr.evaluation.tables.verdict`). Model rows are
+means over the seeds. ``--markdown`` appends it, with the device, the time and the command. ``--set`` overrides config
+fields for ablations, which are to be scored on the validation slab only (`benchmarks/lr_study.py`), never on these
+cases.
 """
 
 from __future__ import annotations
@@ -40,14 +41,14 @@ import torch
 import numpy as np
 
 from benchmarks.common import publish
-from mrisr.baselines import SAME_GRID, fit_baselines
-from mrisr.cases import case_name, crop_to_multiple, slab_multiple
-from mrisr.config import ExperimentConfig
-from mrisr.degrade import preset
-from mrisr.evaluate import CONSISTENCY, LR_LABEL, SEED, compare, gains_over, seed_runs
+from mrisr.data.cases import case_name, crop_to_multiple, slab_multiple
+from mrisr.data.samples import FAIR_SNR, KNEE_SPLIT, fair_knee, knee_slabs
+from mrisr.evaluation.baselines import SAME_GRID, fit_baselines
+from mrisr.evaluation.tables import CONSISTENCY, LR_LABEL, SEED, compare, gains_over, seed_runs
 from mrisr.io import load_volume
-from mrisr.samples import FAIR_SNR, KNEE_SPLIT, fair_knee, knee_slabs
-from mrisr.train import fit, sr_learner
+from mrisr.physics.degrade import preset
+from mrisr.training.config import ExperimentConfig
+from mrisr.training.train import fit, sr_learner
 
 DEGRADATIONS = ["knee_fast_acquisition", "knee_fast_acquisition_blur", "knee_thick_slices"]
 SETTINGS = {  # columns of the DESS knee kept; network and schedule
@@ -109,7 +110,8 @@ def train_models(name: str, slabs: list[Path], settings: dict, overrides: dict, 
                  device, resume: bool = False) -> tuple[dict, float]:
     """One EDSR3D per seed for degradation ``name`` on the training slabs (validated on the validation slab):
     ``({"EDSR3D (seed k)": model}, peak lr)``. ``resume``: carry on the runs already in ``out_dir`` (a finished one
-    is reused as it is; one written with other settings is an error naming them: `mrisr.train.resume_state`)."""
+    is reused as it is; one written with other settings is an error naming them:
+    `mrisr.training.train.resume_state`)."""
     models, lr = {}, None
     for seed in range(seeds):
         config = ExperimentConfig(name=f"real_knee_{name}", cases=[str(p) for p in slabs],

@@ -1,4 +1,4 @@
-"""Self-supervised super-resolution (`mrisr.selfsr`, SMORE) on the real DESS knee, against interpolation.
+"""Self-supervised super-resolution (`mrisr.inference.selfsr`, SMORE) on the real DESS knee, against interpolation.
 
     .venv/bin/python -m benchmarks.selfsr --preset fast|thorough|full [--factors 3 4] [--crop S R C] [--device cuda]
                                           [--markdown docs/benchmarks.md]
@@ -8,17 +8,17 @@ The DESS knee (1.5 mm slices, 0.3125 mm in-plane) is made thick: ``factor`` slic
 (``target_spacing=1.5``) and scored against the original, on the foreground. ``--crop`` takes a centred block first
 (the CPU check of the issue: ``--crop 48 192 192``); without it, the whole knee.
 
-The study itself is `mrisr.thick_slices.thick_slice_study` (notebook 05 runs the same): the thick scan carries a new
-realisation of the knee's own noise (measured on the whole knee). Rows: every classical baseline
-(`mrisr.baselines.classical`: nearest, linear and cubic from the thick scan, each + data consistency, TV-POCS;
-settings fitted on the FAIR knee, another subject, never on the DESS), bicubic (the network's own input),
+The study itself is `mrisr.evaluation.thick_slices.thick_slice_study` (notebook 05 runs the same): the thick scan
+carries a new realisation of the knee's own noise (measured on the whole knee). Rows: every classical baseline
+(`mrisr.evaluation.baselines.classical`: nearest, linear and cubic from the thick scan, each + data consistency,
+TV-POCS; settings fitted on the FAIR knee, another subject, never on the DESS), bicubic (the network's own input),
 self-supervised (the two orientations fused by Fourier burst accumulation), the fusion ablation (each orientation
 alone; their plain mean) and self-supervised + DC (back-projection onto the thick scan); with ``--oracle``, the same
 network trained on true pairs, the reference's own through-plane images (an upper bound that no user has: it sees
 the answer). Columns: seconds (training plus application), PSNR, SSIM and HFEN of the volume (3D), and the gain over
 cubic of PSNR, SSIM and HFEN per 2D plane, mean with a 95 % interval (a circular block bootstrap over the
 (slice, column) planes, one per row, which contain the super-resolved axis), and the PSNR gain over the best
-classical baseline (the best on the FAIR knee) with its verdict (`mrisr.evaluate.verdict`).
+classical baseline (the best on the FAIR knee) with its verdict (`mrisr.evaluation.tables.verdict`).
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ import pandas as pd
 import torch
 
 from benchmarks.common import publish
-from mrisr import selfsr
-from mrisr.cases import sub_volume
+from mrisr.data.cases import sub_volume
+from mrisr.data.samples import sample_dir
+from mrisr.evaluation.thick_slices import REFERENCE, thick_slice_study
+from mrisr.imaging.noise import with_noise_sigma
+from mrisr.inference import selfsr
 from mrisr.io import load_volume
-from mrisr.noise import with_noise_sigma
-from mrisr.samples import sample_dir
-from mrisr.thick_slices import REFERENCE, thick_slice_study
 
 
 def centred_crop(volume, size):
@@ -66,7 +66,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 BRAIN = "brain_t1_iso/studyforrest_t1w_0.7mm.nii.gz"
-BRAIN_SNR = 30.0  # its air is blanked (mrisr.noise refuses it): noise at a stated SNR
+BRAIN_SNR = 30.0  # its air is blanked (mrisr.imaging.noise refuses it): noise at a stated SNR
 
 
 def load_reference(scan: str, crop=None, dess=None):
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--oracle", action="store_true", help="add the supervised oracle (trained on the reference)")
     parser.add_argument("--scan", choices=["dess", "brain"], default="dess",
                         help="the DESS knee (its own noise) or the isotropic brain (noise at SNR 30)")
-    parser.add_argument("--dess", help="the DESS DICOM folder (default: the sample, mrisr.samples.sample_dir)")
+    parser.add_argument("--dess", help="the DESS DICOM folder (default: the sample, mrisr.data.samples.sample_dir)")
     parser.add_argument("--eclare", metavar="ENV", help="add ECLARE rows at matched and 4x time, from (or making) "
                         "its own environment in ENV (benchmarks/eclare_peer.py)")
     parser.add_argument("--markdown", help="append the table to this Markdown file (e.g. docs/benchmarks.md)")

@@ -4,9 +4,9 @@
 
 The 1.5 T knee exam in ``../shared/data/knee_clinical_2d`` has a sagittal series (3.3 mm slices 4.29 mm apart) and a
 coronal one (3.0 mm, 3.9 mm apart) of one knee in one frame of reference. Each is super-resolved along its slice
-axis from itself alone (`mrisr.selfsr.super_resolve`, the slice thickness and gap from its header) and scored, with
-interpolations of it, against the other's acquired images (`mrisr.crossplane.validate_against`: through the
-affines, the other's slice profile applied, the rigid shift measured and corrected, an intensity scale fitted on the
+axis from itself alone (`mrisr.inference.selfsr.super_resolve`, the slice thickness and gap from its header) and scored,
+with interpolations of it, against the other's acquired images (`mrisr.evaluation.crossplane.validate_against`: through
+the affines, the other's slice profile applied, the rigid shift measured and corrected, an intensity scale fitted on the
 other half of the slices). Rows: nearest, linear, cubic, selfsr, selfsr + DC (back-projection onto the scan).
 """
 
@@ -20,11 +20,11 @@ import pandas as pd
 import torch
 
 from benchmarks.common import publish
-from mrisr import selfsr
-from mrisr.consistency import enforce
-from mrisr.crossplane import validate_against
+from mrisr.data.samples import sample_dir
+from mrisr.evaluation.crossplane import validate_against
+from mrisr.inference import selfsr
 from mrisr.io import load_volume
-from mrisr.samples import sample_dir
+from mrisr.physics.consistency import enforce
 
 SERIES = {"sagittal": "SAG_DP_FS", "coronal": "CORO_DP_FS"}
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     publish(f"Self-supervised SR against a real second acquisition (clinical knee), preset {args.preset}",
             args.device, time.perf_counter() - start, "python -m benchmarks.selfsr_crossplane", argv,
             "Each series super-resolved from itself, scored against the other series' acquired images on their "
-            "foreground (mrisr.crossplane); gains per acquired slice, circular block bootstrap intervals.",
+            "foreground (mrisr.evaluation.crossplane); gains per acquired slice, circular block bootstrap intervals.",
             markdown(tables), args.markdown)
     return 0
 

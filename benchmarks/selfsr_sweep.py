@@ -1,13 +1,13 @@
-"""One `mrisr.selfsr` setting at a time, on one thick scan: the quick sweep that chose the presets.
+"""One `mrisr.inference.selfsr` setting at a time, on one thick scan: the quick sweep that chose the presets.
 
     .venv/bin/python -m benchmarks.selfsr_sweep brain|dess TAG '{"epochs": 24, "on_slice_grid": true}'
 
 The brain (a 96 x 192 x 192 crop of the 0.7 mm isotropic brain, noise at SNR 30) or the DESS (a 48 x 192 x 192 crop,
-its own noise) is made thick x4 (`mrisr.thick_slices.thick_degradation`, seed 0); the network is trained with the
-settings given (a JSON object overriding `mrisr.selfsr.SETTINGS["fast"]`) and applied. One JSON line: the foreground
-PSNR of cubic interpolation (scikit-image's ``peak_signal_noise_ratio``, data range of the reference's foreground),
-the gain over it of the fused output and of the plain mean of the two orientations, and the seconds. No interval
-and no classical baseline: a screening tool; `benchmarks/selfsr.py` is the measurement.
+its own noise) is made thick x4 (`mrisr.evaluation.thick_slices.thick_degradation`, seed 0); the network is trained with
+the settings given (a JSON object overriding `mrisr.inference.selfsr.SETTINGS["fast"]`) and applied. One JSON line: the
+foreground PSNR of cubic interpolation (scikit-image's ``peak_signal_noise_ratio``, data range of the reference's
+foreground), the gain over it of the fused output and of the plain mean of the two orientations, and the seconds. No
+interval and no classical baseline: a screening tool; `benchmarks/selfsr.py` is the measurement.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import time
 from skimage.metrics import peak_signal_noise_ratio
 
 from benchmarks.selfsr import load_reference
-from mrisr import selfsr
-from mrisr.cases import crop_to_multiple
-from mrisr.foreground import foreground_mask
-from mrisr.thick_slices import thick_degradation
+from mrisr.data.cases import crop_to_multiple
+from mrisr.evaluation.thick_slices import thick_degradation
+from mrisr.imaging.foreground import foreground_mask
+from mrisr.inference import selfsr
 
 FACTOR = 4
 CROPS = {"brain": (96, 192, 192), "dess": (48, 192, 192)}

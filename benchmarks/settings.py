@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mrisr.device import cudnn_autotuning
+from mrisr.training.device import cudnn_autotuning
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ The result is a JSON-ready dict with these sections (`report` turns it into the 
 * ``train``: one optimiser step (forward, MSE, backward, Adam) on random patches already on the device, for each
   `Variant`, then batch- and patch-size sweeps with the fastest: patches/s, voxels/s, TFLOP/s (model FLOPs counted
   by ``torch.utils.flop_counter``), MFU, peak memory.
-* ``pipeline``: the real loop, `mrisr.train.sr_learner` fitting phantom subjects through fastai: patches/s, the data
-  loader's own time per batch, and the device's busy fraction (the compute-only step time of the same settings over
+* ``pipeline``: the real loop, `mrisr.training.train.sr_learner` fitting phantom subjects through fastai: patches/s, the
+  data loader's own time per batch, and the device's busy fraction (the compute-only step time of the same settings over
   the real step time). The first row uses the library's defaults.
-* ``inference``: `mrisr.inference.predict_volume` of a random volume (256 x 320 x 320 on a GPU), per variant and
+* ``inference``: `mrisr.inference.tiled.predict_volume` of a random volume (256 x 320 x 320 on a GPU), per variant and
   per tile size: seconds, input voxels/s, peak memory.
 * ``accuracy``: each variant's `predict_volume` of a degraded real (or phantom) volume against the fp32 result: the
   relative error ``||v - fp32|| / ||fp32||`` and the change in PSNR against the original, in dB. The network is the
@@ -46,10 +46,10 @@ from benchmarks.common import append_markdown, as_percent, device_name, log, mar
 from benchmarks.settings import CPU_VARIANTS, GPU_VARIANTS, SIZES, BenchSizes
 from benchmarks.speed_inference import accuracy_section, inference_section
 from benchmarks.speed_train import matmul_rate, pipeline_section, train_section
-from mrisr.device import default_device
 from mrisr.errors import check_outputs
 from mrisr.io.atomic import atomic_path
-from mrisr.models import EDSR3D, count_parameters
+from mrisr.networks.models import EDSR3D, count_parameters
+from mrisr.training.device import default_device
 from mrisr.volume import Volume
 
 
@@ -116,7 +116,7 @@ def run(preset_name: str = "auto", device: str | torch.device | None = None, vol
         done(result)
     if "accuracy" in sections:
         if volume is None:
-            from mrisr.phantom import knee_phantom
+            from mrisr.data.phantom import knee_phantom
 
             volume = knee_phantom(sizes.accuracy_shape)
         result["accuracy"] = accuracy_section(sizes, predicting, device, volume)

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from benchmarks.common import log, peak_memory_gib, reset_peak_memory
 from benchmarks.settings import NAIVE, BenchSizes, Variant, backend
-from mrisr.inference import predict_volume
-from mrisr.models import EDSR3D
+from mrisr.inference.tiled import predict_volume
+from mrisr.networks.models import EDSR3D
 from mrisr.volume import Volume, intensity_scale
 
 
@@ -93,9 +93,9 @@ def fit_briefly(model: torch.nn.Module, lr_volume: np.ndarray, hr_volume: np.nda
 def accuracy_section(sizes: BenchSizes, variants: Sequence[Variant], device: torch.device, volume: Volume) -> dict:
     """Each variant's whole-volume prediction of the degraded ``volume`` (its central ``sizes.accuracy_shape``
     block) against the fp32 one."""
-    from mrisr.cases import sub_volume
-    from mrisr.degrade import preset
-    from mrisr.metrics import psnr
+    from mrisr.data.cases import sub_volume
+    from mrisr.imaging.metrics import psnr
+    from mrisr.physics.degrade import preset
 
     start = [max(0, (n - a) // 2) for n, a in zip(volume.shape, sizes.accuracy_shape)]
     for axis, (b, a) in enumerate(zip(start, sizes.accuracy_shape)):  # the central block, at most accuracy_shape

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from benchmarks.common import log, peak_memory_gib, reset_peak_memory, synchronize, time_steps
 from benchmarks.settings import NAIVE, BenchSizes, Variant, _autocast, backend
-from mrisr.device import channels_last_format, is_out_of_memory, padded_input_channels, speed_settings
-from mrisr.models import EDSR3D
+from mrisr.networks.models import EDSR3D
+from mrisr.training.device import channels_last_format, is_out_of_memory, padded_input_channels, speed_settings
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 10) -> float:
@@ -164,10 +164,10 @@ def pipeline_section(sizes: BenchSizes, device: torch.device, settings: Sequence
     (`ExperimentConfig` speed fields; ``{}`` = the library's defaults)."""
     from fastai.callback.core import Callback
 
-    from mrisr.data import prepare_subject
-    from mrisr.phantom import knee_phantom
-    from mrisr.config import ExperimentConfig
-    from mrisr.train import sr_learner
+    from mrisr.data.phantom import knee_phantom
+    from mrisr.data.pipeline import prepare_subject
+    from mrisr.training.config import ExperimentConfig
+    from mrisr.training.train import sr_learner
 
     class TrainPhaseTimer(Callback):
         def before_train(self):

@@ -1,11 +1,12 @@
-"""The real training loop (`sr_learner`, fastai) with and without `mrisr.callbacks.DeviceSmoothLoss`; prints a table.
+"""The real training loop (`sr_learner`, fastai) with and without `mrisr.training.callbacks.DeviceSmoothLoss`; prints a
+table.
 
     python -m benchmarks.training_loop                      # GPU: batch 16 and 64
     python -m benchmarks.training_loop --batch-sizes 2 --preset tiny
 
 fastai copies its smoothed training loss to the CPU after every step, so the host waits for the GPU and only then
-cuts the next batch; `DeviceSmoothLoss` (the default, through `mrisr.callbacks.FastPath`) keeps it on the device.
-Device busy = the compute-only step time of the same settings over the real step time
+cuts the next batch; `DeviceSmoothLoss` (the default, through `mrisr.training.callbacks.FastPath`) keeps it on the
+device. Device busy = the compute-only step time of the same settings over the real step time
 (`benchmarks.speed_train.pipeline_section`).
 """
 

@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from mrisr.degrade import PRESETS
-from mrisr.download import DEFAULT_KNEE_URL, DownloadError, download_knees, parse_cases
 from mrisr.errors import InputError, UsageError, check_outputs
+from mrisr.io.download import DEFAULT_KNEE_URL, DownloadError, download_knees, parse_cases
+from mrisr.physics.degrade import PRESETS
 from mrisr.quiet import quiet_dependencies
 
 
@@ -62,11 +62,11 @@ def cmd_baselines(args) -> int:
     """Degrade a scan with each preset and print the interpolation baselines' scores against the original."""
     import pandas as pd
 
-    from mrisr.baselines import baselines
-    from mrisr.degrade import preset
-    from mrisr.evaluate import score_table
+    from mrisr.evaluation.baselines import baselines
+    from mrisr.evaluation.tables import score_table
     from mrisr.io import load_volume
     from mrisr.io.atomic import atomic_path
+    from mrisr.physics.degrade import preset
 
     check_outputs([args.csv], [args.path])
     volume = load_volume(args.path, **_load_options(args))
@@ -93,7 +93,7 @@ def cmd_baselines(args) -> int:
 
 
 def _read_config(path: str):
-    from mrisr.config import ExperimentConfig
+    from mrisr.training.config import ExperimentConfig
 
     try:
         return ExperimentConfig.from_json(Path(path).read_text())
@@ -108,9 +108,9 @@ def cmd_train(args) -> int:
     state in ``last.pth``, from which ``--resume`` continues."""
     import dataclasses
 
-    from mrisr.checkpoint import LAST_CHECKPOINT
-    from mrisr.distributed import is_writer
-    from mrisr.train import fit, sr_learner
+    from mrisr.training.checkpoint import LAST_CHECKPOINT
+    from mrisr.training.distributed import is_writer
+    from mrisr.training.train import fit, sr_learner
 
     if _relaunch(args):
         return _launch(args.nproc, _without_option(args.argv, "--nproc"))
@@ -187,10 +187,10 @@ def _nifti_output(path: str) -> None:
 
 def cmd_predict(args) -> int:
     """Super-resolve one scan with a trained model and write it as NIfTI with the matching affine."""
-    from mrisr.degrade import load_degradation
-    from mrisr.inference import predict_volume
+    from mrisr.inference.tiled import predict_volume
     from mrisr.io import load_volume, save_volume
-    from mrisr.train import load_model
+    from mrisr.physics.degrade import load_degradation
+    from mrisr.training.train import load_model
 
     _nifti_output(args.output)
     spec = args.consistency if args.consistency and Path(args.consistency).is_file() else None
@@ -210,8 +210,8 @@ def cmd_predict(args) -> int:
 
 def cmd_selfsr(args) -> int:
     """Super-resolve one anisotropic scan along its slice axis from the scan alone (SMORE), write NIfTI."""
+    from mrisr.inference.selfsr import super_resolve
     from mrisr.io import load_volume, save_volume
-    from mrisr.selfsr import super_resolve
 
     _nifti_output(args.output)
     check_outputs([args.output], [args.scan])
@@ -224,7 +224,7 @@ def cmd_selfsr(args) -> int:
     print(f"{args.output}: {result.data.shape} at {' x '.join(f'{s:.4g}' for s in result.spacing)} mm "
           f"(self-supervised, {args.preset} preset, {seconds:.0f} s)")
     if args.validate_against:
-        from mrisr.crossplane import to_text, validate_against
+        from mrisr.evaluation.crossplane import to_text, validate_against
 
         shared = {k: v for k, v in _load_options(args).items() if k in ("nan", "skip_unreadable")}
         other = load_volume(args.validate_against, **shared)
@@ -235,12 +235,12 @@ def cmd_selfsr(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """Degrade reference scans, super-resolve them with each model, score models and baselines per subject."""
-    from mrisr.cases import case_name
-    from mrisr.device import default_device
-    from mrisr.distributed import is_writer, join, process_device, share
-    from mrisr.evaluate import compare, save_tables, summarize, verdict_lines
+    from mrisr.data.cases import case_name
+    from mrisr.evaluation.tables import compare, save_tables, summarize, verdict_lines
     from mrisr.io import load_volume
-    from mrisr.train import load_model
+    from mrisr.training.device import default_device
+    from mrisr.training.distributed import is_writer, join, process_device, share
+    from mrisr.training.train import load_model
 
     if _relaunch(args):
         return _launch(args.nproc, _without_option(args.argv, "--nproc"))
@@ -287,8 +287,8 @@ def panel_labels(paths: list[str]) -> list[str]:
 
 def cmd_animate(args) -> int:
     """Write a side-by-side animation of scans (e.g. input, predictions, reference) scrolling through slices."""
+    from mrisr.evaluation.render import FORMATS, animate
     from mrisr.io import load_volume
-    from mrisr.render import FORMATS, animate
 
     if Path(args.output).suffix.lower() not in FORMATS:
         raise InputError(args.output, "animations are written as .gif or .mp4")
@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     base.set_defaults(func=cmd_baselines)
 
     train = sub.add_parser("train", help="train the experiment described by a config JSON")
-    train.add_argument("config", help="ExperimentConfig JSON (see mrisr.config.ExperimentConfig)")
+    train.add_argument("config", help="ExperimentConfig JSON (see mrisr.training.config.ExperimentConfig)")
     train.add_argument("--epochs", type=int, help="override the config's epochs")
     train.add_argument("--run-dir", help="override the config's run folder")
     train.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
@@ -390,8 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--overlap", type=float, help="fraction of a tile shared with a neighbour (default: 0 with "
                                                      "the exact halo, as predict_volume)")
         p.add_argument("--batch-size", type=int, help="tiles per forward pass (default: fill memory)")
-        p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="precision on CUDA (default: the fast path "
-                                                                         "`mrisr bench` chose, mrisr.device.FAST_PATH)")
+        p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"],
+                       help="precision on CUDA (default: the fast path `mrisr bench` chose, "
+                            "mrisr.training.device.FAST_PATH)")
 
     predict = sub.add_parser("predict", help="super-resolve a scan with a trained model, write NIfTI")
     predict.add_argument("input", help="any scan `mrisr info` reads (on the grid the model was trained for)")
@@ -400,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("--consistency", metavar="PRESET|SPEC.json",
                          help="the degradation that made the input: make the output consistent with the input "
-                              "under it (measured k-space put back, or back-projection; mrisr.consistency)")
+                              "under it (measured k-space put back, or back-projection; mrisr.physics.consistency)")
     add_predict_options(predict)
     _add_load_options(predict)
     predict.set_defaults(func=cmd_predict)
@@ -408,8 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     selfsr = sub.add_parser("selfsr", help="super-resolve one anisotropic scan through-plane from itself (SMORE)",
                             description="Trains a 2D network on the scan's own in-plane images, degraded along one "
                                         "axis as its slices degrade the slice axis, applies it to the through-plane "
-                                        "images of both orientations and fuses them (mrisr.selfsr). No other scan "
-                                        "or ground truth is needed.")
+                                        "images of both orientations and fuses them (mrisr.inference.selfsr). No "
+                                        "other scan or ground truth is needed.")
     selfsr.add_argument("scan", help="any scan `mrisr info` reads, its slice axis (axis 0) coarser than in-plane")
     selfsr.add_argument("output", help="output .nii or .nii.gz")
     selfsr.add_argument("--target-spacing", type=float, metavar="MM",
@@ -422,13 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="slice profile: rect (thickness wide) or gaussian (FWHM the thickness); default rect")
     selfsr.add_argument("--preset", default="fast", choices=["fast", "thorough", "full"],
                         help="fast: about 2 minutes for a 96 x 192 x 192 crop on a 2-core CPU; thorough: up to 15; "
-                             "full: a GPU (default fast; mrisr.selfsr.SETTINGS)")
+                             "full: a GPU (default fast; mrisr.inference.selfsr.SETTINGS)")
     selfsr.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     selfsr.add_argument("--consistency", action="store_true",
                         help="make the output consistent with the scan (its slices averaged give the scan back)")
     selfsr.add_argument("--validate-against", metavar="OTHER_SERIES",
                         help="another series of the same exam (e.g. the coronal one of a sagittal scan): score the "
-                             "output and interpolations against its acquired images (mrisr.crossplane)")
+                             "output and interpolations against its acquired images (mrisr.evaluation.crossplane)")
     selfsr.add_argument("--other-profile", default="rect", choices=["rect", "gaussian"],
                         help="the slice profile of --validate-against's series (default rect)")
     selfsr.add_argument("--seed", type=int, default=0, help="training seed (default 0)")

@@ -1,11 +1,12 @@
 """`run_demo`: the whole knee experiment in a few minutes, on the built-in phantom or on the user's own volumes.
 
 Subjects are split by subject (train / validation / test); with one volume of your own, a slab at its end is the
-test subject and never enters training or model selection (`mrisr.cases.split_slabs`). Every volume is degraded with
-``knee_fast_acquisition`` (seed 000: central half of k-space along both phase-encoding axes, zero-filled), a small
-EDSR3D is trained with `mrisr.train.sr_learner`, the test subjects are super-resolved with
-`mrisr.inference.predict_volume` and scored against the interpolation baselines (`mrisr.evaluate.compare`), and an
-animation of the first test subject is written (`mrisr.render.animate`). The same calls as the notebooks.
+test subject and never enters training or model selection (`mrisr.data.cases.split_slabs`). Every volume is degraded
+with ``knee_fast_acquisition`` (seed 000: central half of k-space along both phase-encoding axes, zero-filled), a small
+EDSR3D is trained with `mrisr.training.train.sr_learner`, the test subjects are super-resolved with
+`mrisr.inference.tiled.predict_volume` and scored against the interpolation baselines
+(`mrisr.evaluation.tables.compare`), and an animation of the first test subject is written
+(`mrisr.evaluation.render.animate`). The same calls as the notebooks.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ import time
 from pathlib import Path
 
 
-from mrisr.degrade import preset
-from mrisr.device import default_device
-from mrisr.evaluate import HR_LABEL, LR_LABEL, compare, save_tables, summarize, verdict_lines
+from mrisr.data.cases import case_name, patches_per_subject, split_cases
+from mrisr.data.phantom import knee_phantom
+from mrisr.evaluation.render import animate
+from mrisr.evaluation.tables import HR_LABEL, LR_LABEL, compare, save_tables, summarize, verdict_lines
 from mrisr.io import load_volume, save_volume
-from mrisr.phantom import knee_phantom
-from mrisr.render import animate
-from mrisr.cases import case_name, patches_per_subject, split_cases
-from mrisr.config import ExperimentConfig
-from mrisr.train import fit, sr_learner
+from mrisr.physics.degrade import preset
+from mrisr.training.config import ExperimentConfig
+from mrisr.training.device import default_device
+from mrisr.training.train import fit, sr_learner
 
 DEGRADATION = "knee_fast_acquisition"
 PHANTOM_SNR = 30.0  # the thermal noise of the phantom "scans" (the DESS sample's measured SNR is about 30)

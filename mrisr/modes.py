@@ -23,19 +23,19 @@ from pathlib import Path
 
 import torch
 
-from mrisr.device import default_device
+from mrisr.data.samples import KNEE_SPLIT, cardiac_subjects, knee_slabs
 from mrisr.errors import InputError
 from mrisr.io.cine import find_cine_cases
-from mrisr.samples import KNEE_SPLIT, cardiac_subjects, knee_slabs
+from mrisr.training.device import default_device
 
 MODES = ("smoke", "samples", "full")
 
 # The knee network of 02 (EDSR3D, MSE and MSE + perceptual). "samples" is the seed's network (64 x 9) on the DESS
 # slabs; "samples-cpu" a 16 x 2 network of the size benchmarks/real_knee.py uses on 2 cores. ``lr_max``: the peak
 # learning rate (2e-4 is the recipe's for the seed-size network, docs/training.md; small networks want 1e-3), or
-# "find" for lr_find's valley (`mrisr.train.fit`).
-# ``slabs``: `mrisr.samples.knee_slabs` options (None: the downloaded knees); ``n_test``, ``n_valid``: the split
-# (None: `mrisr.cases.split_cases`' default, a quarter of the knees test and one validates: 5 and 1 of the 20);
+# "find" for lr_find's valley (`mrisr.training.train.fit`).
+# ``slabs``: `mrisr.data.samples.knee_slabs` options (None: the downloaded knees); ``n_test``, ``n_valid``: the split
+# (None: `mrisr.data.cases.split_cases`' default, a quarter of the knees test and one validates: 5 and 1 of the 20);
 # ``quick_baselines``: one setting per classical baseline instead of fitting them (`fit_baselines`' quick; smoke).
 KNEE3D = {
     "full": dict(n_feats=64, n_blocks=9, patch_size=32, batch_size=16, patches_per_subject=256,
@@ -67,9 +67,9 @@ CARDIAC2D = {
                   epochs=1, lr_max=1e-3, seeds=1, quick_baselines=True),
 }
 
-# Self-supervised super-resolution of the DESS in 05: a `mrisr.selfsr` preset, the block of the knee it runs on
-# ((start, size) per axis; None: the whole knee) and ``quick_baselines`` (as above; the classical baselines are fitted
-# on the FAIR knee, `mrisr.thick_slices`).
+# Self-supervised super-resolution of the DESS in 05: a `mrisr.inference.selfsr` preset, the block of the knee it runs
+# on ((start, size) per axis; None: the whole knee) and ``quick_baselines`` (as above; the classical baselines are
+# fitted on the FAIR knee, `mrisr.evaluation.thick_slices`).
 SELFSR = {
     "full": dict(preset="full", block=None, quick_baselines=False),
     "samples": dict(preset="full", block=None, quick_baselines=False),
@@ -178,7 +178,7 @@ def experiment(name: str, mode: str, device=None, data: str = "", size: str | No
 
 def knee_cases(run: Run, knee_dir: str | Path, work_dir: str | Path) -> list[Path]:
     """The knee volumes of ``run``: the downloaded knees in ``knee_dir`` (full mode), else the DESS slabs written
-    in ``work_dir`` (`mrisr.samples.knee_slabs` with the mode's options), the test slab last."""
+    in ``work_dir`` (`mrisr.data.samples.knee_slabs` with the mode's options), the test slab last."""
     slabs = run.settings["slabs"]
     if slabs is None:
         paths = sorted(Path(knee_dir).glob("knee_*.nii.gz"))
@@ -191,7 +191,7 @@ def knee_cases(run: Run, knee_dir: str | Path, work_dir: str | Path) -> list[Pat
 
 def cardiac_cases(run: Run, cine_dir: str | Path | None, work_dir: str | Path) -> list[Path]:
     """The cardiac scans of ``run``: the cine scans in ``cine_dir`` (full mode; `mrisr.io.cine.find_cine_cases`),
-    else the samples' three subjects and cine slice (`mrisr.samples.cardiac_subjects`), the test subject last."""
+    else the samples' three subjects and cine slice (`mrisr.data.samples.cardiac_subjects`), the test subject last."""
     if run.mode == "full":
         if cine_dir is None:
             raise ValueError("full mode needs cine_dir (ACDC, or a folder of cine scans); or set mode to 'samples'")

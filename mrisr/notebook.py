@@ -55,10 +55,10 @@ def stamp(path: str | Path) -> str:
 
 
 def show_animation(path: str | Path, root: str | Path | None = None):
-    """Show an animation that `mrisr.render.animate` wrote, inline in a notebook: a Markdown link to it where git
-    keeps the file (so a fresh clone shows it too), else its middle frame embedded as a PNG, under a line saying where
-    the animation is and that git does not keep it. ``root``: the project folder (default the current folder, where
-    `project_dir` changed to); the link is relative to ``notebooks/``."""
+    """Show an animation that `mrisr.evaluation.render.animate` wrote, inline in a notebook: a Markdown link to it where
+    git keeps the file (so a fresh clone shows it too), else its middle frame embedded as a PNG, under a line saying
+    where the animation is and that git does not keep it. ``root``: the project folder (default the current folder,
+    where `project_dir` changed to); the link is relative to ``notebooks/``."""
     import subprocess
 
     import imageio.v3 as iio
@@ -103,8 +103,8 @@ def run_notebooks(mode: str, names=NOTEBOOKS, root: str | Path | None = None, **
     first notebook that fails (papermill keeps its outputs up to the failing cell). Returns the stamps."""
     import papermill
 
+    from mrisr.data.samples import sample_dir
     from mrisr.modes import MODES
-    from mrisr.samples import sample_dir
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

@@ -15,8 +15,8 @@ import ismrmrd.xsd
 import numpy as np
 from ismrmrd.hdf5 import acquisition_dtype
 
+from mrisr.imaging.kspace import fftc
 from mrisr.io.atomic import atomic_path
-from mrisr.kspace import fftc
 
 
 def center_pad(array: np.ndarray, axis: int, size: int) -> np.ndarray:
@@ -147,7 +147,7 @@ def _space(nx, ny, nz, fx, fy, fz):
 
 def mridata_mirror(folder: str | Path, cases: int = 6, shape=(40, 48, 48), source: str | Path | None = None,
                    snr: float = 30.0, seed: int = 0) -> list[Path]:
-    """A local stand-in for mridata.org: the first ``cases`` knees of `mrisr.download.knee_cases`, each written to
+    """A local stand-in for mridata.org: the first ``cases`` knees of `mrisr.io.download.knee_cases`, each written to
     ``folder/<uuid>.h5`` as the "Stanford Fullysampled 3D FSE Knees" are stored (GE 3 T, 8 coils, Cartesian, the
     readout twice oversampled, the readout axis in image space in the ``slice`` counter with a sign per slice, one
     acquisition per (slice, ky) line: ``write_ismrmrd(layout="slices")``), with simulated coil sensitivities and
@@ -158,10 +158,10 @@ def mridata_mirror(folder: str | Path, cases: int = 6, shape=(40, 48, 48), sourc
     files are 256 x 320 x 320) over the block's field of view. ``shape`` changes sizes only, never the format."""
     from scipy import ndimage
 
-    from mrisr.download import knee_cases
-    from mrisr.foreground import foreground_mask
+    from mrisr.data.samples import sample_dir
+    from mrisr.imaging.foreground import foreground_mask
     from mrisr.io import load_volume
-    from mrisr.samples import sample_dir
+    from mrisr.io.download import knee_cases
 
     dess = load_volume(source or sample_dir() / "knee_dess_sample")
     folder = Path(folder)

@@ -115,7 +115,7 @@ class Volume:
 
 def intensity_scale(data) -> float:
     """A scan's intensity unit: its 99.5th percentile (robust to a few very bright voxels). Networks see
-    ``data / intensity_scale(data)``, in training (`mrisr.data.prepare_subject`) and inference alike.
+    ``data / intensity_scale(data)``, in training (`mrisr.data.pipeline.prepare_subject`) and inference alike.
 
     ``data``: a numpy array, or a torch tensor (computed where it lies, e.g. on the GPU, with numpy's linear
     interpolation between order statistics)."""

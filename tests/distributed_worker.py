@@ -10,8 +10,8 @@ from pathlib import Path
 
 from fastai.callback.core import Callback
 
-from mrisr.config import ExperimentConfig
-from mrisr.train import fit, sr_learner
+from mrisr.training.config import ExperimentConfig
+from mrisr.training.train import fit, sr_learner
 
 
 class SeenPatches(Callback):
@@ -32,12 +32,12 @@ class FailSecondEpoch(Callback):
 
 
 if sys.argv[3:] == ["fail"]:
-    import mrisr.train
     from mrisr.cli import main
+    import mrisr.training.train
 
-    make = mrisr.train.sr_learner
+    make = mrisr.training.train.sr_learner
     if os.environ["RANK"] == "1":
-        mrisr.train.sr_learner = lambda *a, **k: make(*a, **k).add_cb(FailSecondEpoch())
+        mrisr.training.train.sr_learner = lambda *a, **k: make(*a, **k).add_cb(FailSecondEpoch())
     sys.exit(main(["train", sys.argv[1]]))
 
 config = ExperimentConfig.from_json(Path(sys.argv[1]).read_text())

@@ -16,13 +16,13 @@ import pytest
 
 from mrisr import Volume
 from mrisr.cli import main
-from mrisr.cases import disjoint_slabs, split_slabs
-from mrisr.degrade import Downsample, GaussianBlur, KSpaceTruncation, RicianNoise
-from mrisr.inference import predict_volume
-from mrisr.models import EDSR3D
-from mrisr.render import animate
-from mrisr.selfsr import super_resolve
-from mrisr.config import ExperimentConfig
+from mrisr.data.cases import disjoint_slabs, split_slabs
+from mrisr.evaluation.render import animate
+from mrisr.inference.selfsr import super_resolve
+from mrisr.inference.tiled import predict_volume
+from mrisr.networks.models import EDSR3D
+from mrisr.physics.degrade import Downsample, GaussianBlur, KSpaceTruncation, RicianNoise
+from mrisr.training.config import ExperimentConfig
 
 CONFIGS = {  # config file name -> what it holds wrong
     "epochs_text.json": {"epochs": "ten"},
@@ -41,7 +41,7 @@ def workspace(tmp_path, dess_block, dess_dir, monkeypatch):
     its weights, bad configs, and two DICOM series (10 real slices) whose last file is truncated: in its header
     (``series``), in its pixel data (``pixels``)."""
     from mrisr.io import save_volume
-    from mrisr.checkpoint import save_checkpoint
+    from mrisr.training.checkpoint import save_checkpoint
 
     monkeypatch.chdir(tmp_path)
     save_volume(dess_block, tmp_path / "scan.nii.gz")

@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from mrisr import Volume, metrics, save_volume
-from mrisr.baselines import SAME_GRID, baselines, resample
+from mrisr import Volume, save_volume
 from mrisr.cli import main
-from mrisr.degrade import Degradation, Downsample, preset
-from mrisr.evaluate import COLUMNS, baseline_table
-from mrisr.foreground import foreground_mask
+from mrisr.evaluation.baselines import SAME_GRID, baselines, resample
+from mrisr.evaluation.tables import COLUMNS, baseline_table
+from mrisr.imaging import metrics
+from mrisr.imaging.foreground import foreground_mask
+from mrisr.physics.degrade import Degradation, Downsample, preset
 
 
 def test_area_downsampled_ramp_comes_back_exactly_with_linear_and_cubic():

@@ -1,5 +1,5 @@
-"""The speed harness (`benchmarks.speed`, ``mrisr bench``): it runs end to end and emits valid JSON and Markdown; its FLOP
-count and timer do what they say; the accuracy section works on the real knee. No timed assertions."""
+"""The speed harness (`benchmarks.speed`, ``mrisr bench``): it runs end to end and emits valid JSON and Markdown; its
+FLOP count and timer do what they say; the accuracy section works on the real knee. No timed assertions."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from benchmarks.settings import CPU_VARIANTS, NAIVE, SIZES, Variant, backend
 from benchmarks.speed_inference import accuracy_section
 from benchmarks.speed_train import step_flops
 from mrisr.cli import main
-from mrisr.models import EDSR3D
+from mrisr.networks.models import EDSR3D
 
 
 def _numbers(value):

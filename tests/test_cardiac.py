@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from mrisr import Volume, load_volume, save_volume
-from mrisr.degrade import preset
+from mrisr.data.cases import split_cases
 from mrisr.errors import InputError
-from mrisr.inference import predict_volume
+from mrisr.imaging.spectrum import checkerboard_index
+from mrisr.inference.tiled import predict_volume
 from mrisr.io.cine import find_cine_cases
-from mrisr.models import SRResNet2D
-from mrisr.spectrum import checkerboard_index
-from mrisr.cases import split_cases
+from mrisr.networks.models import SRResNet2D
+from mrisr.physics.degrade import preset
 
 
 def test_acdc_layout_is_found_and_read(cardiac, tmp_path):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrisr import Volume, metrics
-from mrisr.baselines import (SAME_GRID, TV_LABEL, WIENER_LABEL, classical, fit_baselines, resample,
-                             tv_reconstruction, wiener_deconvolution)
-from mrisr.degrade import Degradation, Downsample, GaussianBlur, RicianNoise, preset
+from mrisr import Volume
+from mrisr.evaluation.baselines import (SAME_GRID, TV_LABEL, WIENER_LABEL, classical, fit_baselines, resample,
+                                        tv_reconstruction, wiener_deconvolution)
+from mrisr.imaging import metrics
+from mrisr.physics.degrade import Degradation, Downsample, GaussianBlur, RicianNoise, preset
 
 
 def _psnr(x: Volume, ref: Volume) -> float:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrisr.render import MAX_GIF_BYTES
+from mrisr.evaluation.render import MAX_GIF_BYTES
 
 BIN = Path(sys.executable).parent / "mrisr"
 
@@ -109,9 +109,9 @@ def test_train_from_a_config_file(demo_run, tmp_path):
 
 def test_predict_writes_nifti_with_the_scaled_affine_on_real_dess(dess_block, tmp_path):
     from mrisr import Volume, load_volume, save_volume
-    from mrisr.models import EDSR3D
-    from mrisr.checkpoint import save_checkpoint
-    from mrisr.config import ExperimentConfig
+    from mrisr.networks.models import EDSR3D
+    from mrisr.training.checkpoint import save_checkpoint
+    from mrisr.training.config import ExperimentConfig
 
     knee = save_volume(Volume(dess_block.data[:8, :40, :48], dess_block.affine, dess_block.meta),
                        tmp_path / "knee.nii.gz")
@@ -131,11 +131,11 @@ def test_predict_writes_nifti_with_the_scaled_affine_on_real_dess(dess_block, tm
 
 def test_predict_with_consistency_agrees_with_the_measured_scan(dess_block, tmp_path):
     from mrisr import Volume, load_volume, save_volume
-    from mrisr.consistency import consistency_error
-    from mrisr.degrade import preset
-    from mrisr.models import EDSR3D
-    from mrisr.checkpoint import save_checkpoint
-    from mrisr.config import ExperimentConfig
+    from mrisr.networks.models import EDSR3D
+    from mrisr.physics.consistency import consistency_error
+    from mrisr.physics.degrade import preset
+    from mrisr.training.checkpoint import save_checkpoint
+    from mrisr.training.config import ExperimentConfig
 
     spec = preset("knee_fast_acquisition_noise_free")
     lr = spec(Volume(dess_block.data[:12, :48, :48], dess_block.affine, dess_block.meta))

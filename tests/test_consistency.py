@@ -9,11 +9,11 @@ import torch
 from scipy import ndimage
 
 from mrisr import Volume
-from mrisr.consistency import back_projection, consistency_error, enforce, noise_norm
-from mrisr.foreground import foreground_mask
-from mrisr.degrade import (Degradation, Downsample, GaussianBlur, KSpaceTruncation, RicianNoise, SliceThickness,
-                           Upsample, preset)
-from mrisr.kspace import fftc
+from mrisr.imaging.foreground import foreground_mask
+from mrisr.imaging.kspace import fftc
+from mrisr.physics.consistency import back_projection, consistency_error, enforce, noise_norm
+from mrisr.physics.degrade import (Degradation, Downsample, GaussianBlur, KSpaceTruncation, RicianNoise, SliceThickness,
+                                   Upsample, preset)
 
 
 def _band(image: np.ndarray, axes=(0, 2), fraction=0.5) -> np.ndarray:

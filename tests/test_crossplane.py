@@ -1,5 +1,5 @@
-"""Cross-plane validation (mrisr.crossplane) on the real clinical knee: the sagittal series scored against the
-coronal series of the same exam."""
+"""Cross-plane validation (mrisr.evaluation.crossplane) on the real clinical knee: the sagittal series scored against
+the coronal series of the same exam."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from mrisr import Volume, load_volume
-from mrisr.cases import sub_volume
-from mrisr.crossplane import profile_offsets, validate_against
-from mrisr import selfsr
+from mrisr.data.cases import sub_volume
+from mrisr.evaluation.crossplane import profile_offsets, validate_against
+from mrisr.inference import selfsr
 
 pytestmark = pytest.mark.real_data
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mrisr import metrics
-from mrisr.degrade import Degradation, RicianNoise, preset
+from mrisr.imaging import metrics
+from mrisr.physics.degrade import Degradation, RicianNoise, preset
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -43,7 +43,7 @@ def test_metrics_on_gpu_match_cpu(dess_block):
 
 @pytest.mark.parametrize("name", ["knee_fast_acquisition_noise_free", "knee_thick_slices_noise_free"])
 def test_data_consistency_on_gpu_matches_cpu(dess_block, name):
-    from mrisr.consistency import enforce
+    from mrisr.physics.consistency import enforce
 
     spec = preset(name)
     hr = dess_block.with_data(dess_block.data[:18])

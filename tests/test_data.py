@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from mrisr import Volume
-from mrisr.blocks import HRVolume, LRVolume
-from mrisr.cases import split_slabs
-from mrisr.data import (DegradeBatch, PatchRef, PatchSampler, RandomFlipPermute, permutable_axes,
-                        prepare_subject, sr_dataloaders)
-from mrisr.degrade import Degradation, Downsample, GaussianBlur, Upsample, preset
+from mrisr.data.blocks import HRVolume, LRVolume
+from mrisr.data.cases import split_slabs
+from mrisr.data.pipeline import (DegradeBatch, PatchRef, PatchSampler, RandomFlipPermute, permutable_axes,
+                                 prepare_subject, sr_dataloaders)
+from mrisr.physics.degrade import Degradation, Downsample, GaussianBlur, Upsample, preset
 
 matplotlib.use("Agg")
 

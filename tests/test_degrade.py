@@ -11,10 +11,10 @@ from PIL import Image
 from scipy import ndimage
 
 from mrisr import Volume
-from mrisr.degrade import (PRESETS, Degradation, Downsample, GaussianBlur, KSpaceTruncation, RicianNoise,
-                           SliceProfile, SliceThickness, Upsample, knee_fast_acquisition_blur, preset)
 from mrisr.errors import InputError
-from mrisr.kspace import fftc
+from mrisr.imaging.kspace import fftc
+from mrisr.physics.degrade import (PRESETS, Degradation, Downsample, GaussianBlur, KSpaceTruncation, RicianNoise,
+                                   SliceProfile, SliceThickness, Upsample, knee_fast_acquisition_blur, preset)
 
 
 def _band_check(image: np.ndarray, out: np.ndarray, axes, fraction: float):
@@ -218,7 +218,8 @@ def test_the_slice_thickness_in_meta_follows_the_degradation():
 
 @pytest.mark.parametrize("snr", [5.0, 20.0])
 def test_rician_noise_hits_the_snr_measured_in_the_foreground(snr):
-    """Two-region SNR: the foreground mean over the noise sigma estimated from air (Rayleigh mean = sigma sqrt(pi/2))."""
+    """Two-region SNR: the foreground mean over the noise sigma estimated from air (Rayleigh mean = sigma
+    sqrt(pi/2))."""
     image = np.zeros((4, 128, 128), np.float32)
     image[:, 32:96, 32:96] = 100.0
     image[:, 40:60, 40:60] = 300.0
@@ -230,7 +231,7 @@ def test_rician_noise_hits_the_snr_measured_in_the_foreground(snr):
 
 def test_rician_noise_on_real_knee(dess_block):
     noisy = Degradation([RicianNoise(30.0)])(dess_block, seed=1)
-    from mrisr.foreground import tissue_threshold
+    from mrisr.imaging.foreground import tissue_threshold
     bright = dess_block.data > float(tissue_threshold(torch.from_numpy(dess_block.data), 3))
     target_sigma = dess_block.data[bright].mean() / 30.0
     strong = dess_block.data > 10 * target_sigma  # Rician is Gaussian where signal >> sigma
@@ -296,8 +297,8 @@ def test_volume_errors_name_the_file():
 
 
 def test_thick_slice_preset_keeps_the_grid_and_averages_slices(dess_block):
-    from mrisr.cases import crop_to_multiple
-    from mrisr.degrade import load_degradation
+    from mrisr.data.cases import crop_to_multiple
+    from mrisr.physics.degrade import load_degradation
 
     spec = preset("knee_thick_slices_noise_free")
     assert spec.size_multiple() == (3, 1, 1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mrisr.train import load_model
+from mrisr.training.train import load_model
 
 CONFIG = {"cases": ["knee.nii.gz"], "n_feats": 4, "n_blocks": 1, "patch_size": 16, "patches_per_subject": 16,
           "valid_patches_per_subject": 8, "batch_size": 2, "epochs": 2, "holdout_slab": 0.3, "holdout_margin_mm": 3.0,
@@ -103,12 +103,12 @@ def test_evaluate_shares_the_subjects_and_writes_one_table(tmp_path, dess_block)
     all of them, equal to one process's."""
     import pandas as pd
 
-    from mrisr.cases import disjoint_slabs
-    from mrisr.checkpoint import save_checkpoint
     from mrisr.cli import main
-    from mrisr.config import ExperimentConfig
+    from mrisr.data.cases import disjoint_slabs
     from mrisr.io import save_volume
-    from mrisr.models import EDSR3D
+    from mrisr.networks.models import EDSR3D
+    from mrisr.training.checkpoint import save_checkpoint
+    from mrisr.training.config import ExperimentConfig
 
     cases = [str(save_volume(slab, tmp_path / f"slab{k}.nii.gz"))
              for k, slab in enumerate(disjoint_slabs(dess_block, 3, axis=1, margin_mm=3.0))]

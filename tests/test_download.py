@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from mrisr import load_volume
-from mrisr.download import DownloadError, download_file, download_knees, knee_cases, parse_cases
+from mrisr.data.phantom import knee_phantom
+from mrisr.io.download import DownloadError, download_file, download_knees, knee_cases, parse_cases
 from mrisr.testing import FileServer, mridata_mirror, write_ismrmrd
-from mrisr.phantom import knee_phantom
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ import pytest
 from scipy import ndimage, stats
 
 from mrisr import Volume
-from mrisr.degrade import preset
-from mrisr.evaluate import (COLUMNS, CONSISTENCY, HR_LABEL, LR_LABEL, best_baseline, block_length,
-                            bootstrap_interval, compare, gain_lines, gains_over, lag1_autocorrelation, save_tables,
-                            seed_runs, style, summarize, verdict, verdict_lines)
-from mrisr.models import EDSR3D
-from mrisr.phantom import knee_phantom
+from mrisr.data.phantom import knee_phantom
+from mrisr.evaluation.tables import (COLUMNS, CONSISTENCY, HR_LABEL, LR_LABEL, best_baseline, block_length,
+                                     bootstrap_interval, compare, gain_lines, gains_over, lag1_autocorrelation,
+                                     save_tables, seed_runs, style, summarize, verdict, verdict_lines)
+from mrisr.networks.models import EDSR3D
+from mrisr.physics.degrade import preset
 
 
 def test_compare_scores_every_subject_method_and_region(dess_block):
@@ -122,8 +122,8 @@ def test_feature_distances_share_the_targets_features_and_equal_the_perceptual_l
     slice along each axis (on the target's intensity scale)."""
     import torch
 
-    from mrisr.evaluate import feature_distance, feature_distances
-    from mrisr.losses import PerceptualLoss, as_slices
+    from mrisr.evaluation.tables import feature_distance, feature_distances
+    from mrisr.networks.losses import PerceptualLoss, as_slices
     from mrisr.volume import intensity_scale
 
     block = Volume.from_spacing(dess_block.data[:8, :48, :40], dess_block.spacing, dess_block.meta)

@@ -7,9 +7,9 @@ import ismrmrd.xsd
 import numpy as np
 
 from mrisr import load_volume
-from mrisr.kspace import fftc
+from mrisr.data.phantom import knee_phantom
+from mrisr.imaging.kspace import fftc
 from mrisr.testing import center_pad
-from mrisr.phantom import knee_phantom
 
 
 def _write_fastmri(path, image, n_coils=4, readout_oversampling=2):

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from mrisr.download import knee_cases
+from mrisr.io.download import knee_cases
 from mrisr.notebook import main
 from mrisr.testing import FileServer, mridata_mirror
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mrisr import Volume
-from mrisr.inference import choose_tiling, model_geometry, predict_volume, tile_starts
-from mrisr.models import EDSR3D, SRResNet2D
+from mrisr.inference.tiled import choose_tiling, model_geometry, predict_volume, tile_starts
+from mrisr.networks.models import EDSR3D, SRResNet2D
 
 
 def _random(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mrisr import load_volume
+from mrisr.data.phantom import knee_phantom
 from mrisr.testing import write_ismrmrd
-from mrisr.phantom import knee_phantom
 
 SPACING = (1.0, 0.5, 0.5)
 
@@ -80,7 +80,8 @@ def test_partition_stored_as_slices_can_declare_3d_phase_encoding(tmp_path, phan
 
 
 def test_rec_std_weights_coils_by_inverse_noise_variance(tmp_path, phantom):
-    """mridata.org knees carry per-coil noise std in /dataset/rec_std; coils are weighted sqrt(w / sum w), w = 1/std^2."""
+    """mridata.org knees carry per-coil noise std in /dataset/rec_std; coils are weighted sqrt(w / sum w), w =
+    1/std^2."""
     import h5py
 
     n_coils = 4

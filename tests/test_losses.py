@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mrisr.errors import InputError
-from mrisr.losses import PerceptualLoss, SRLoss, VGG16Features, as_slices
+from mrisr.networks.losses import PerceptualLoss, SRLoss, VGG16Features, as_slices
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.metrics import normalized_root_mse, peak_signal_noise_ratio, structural_similarity
 
-from mrisr.degrade import preset
-from mrisr.foreground import foreground_mask, otsu_threshold
-from mrisr.metrics import fastai_metrics, hfen, nrmse, psnr, ssim
-from mrisr.phantom import Tissue, knee_labels, knee_phantom
+from mrisr.data.phantom import Tissue, knee_labels, knee_phantom
+from mrisr.imaging.foreground import foreground_mask, otsu_threshold
+from mrisr.imaging.metrics import fastai_metrics, hfen, nrmse, psnr, ssim
+from mrisr.physics.degrade import preset
 
 
 def _sk_ssim(pred, target, data_range):
@@ -50,7 +50,7 @@ def test_real_knee_slice_and_volume_agree_with_skimage(dess_block):
 def test_real_cardiac_frame_agrees_with_skimage(cardiac):
     hr = cardiac.data[:, 0]
     lr = preset("cardiac_x4_noise_free")(cardiac)
-    from mrisr.baselines import resample
+    from mrisr.evaluation.baselines import resample
     up = resample(lr, cardiac, order=1).data[:, 0]
     _check_against_skimage(up[5], hr[5], 255.0)
 

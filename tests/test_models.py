@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mrisr.models import (EDSR2D, EDSR3D, UPSAMPLERS, SRResNet2D, count_parameters, fold_axis0, pixel_shuffle,
-                          unfold_axis0)
+from mrisr.networks.models import (EDSR2D, EDSR3D, UPSAMPLERS, SRResNet2D, count_parameters, fold_axis0, pixel_shuffle,
+                                   unfold_axis0)
 
 
 def _conv_params(c_in, c_out, k, ndim):
@@ -85,7 +85,7 @@ def test_bad_configuration_errors():
 def test_channel_padded_conv_gives_the_same_output_and_gradients(conv, shape):
     from unittest import mock
 
-    from mrisr.device import padded_input_channels
+    from mrisr.training.device import padded_input_channels
 
     x = torch.rand(shape, requires_grad=True)
     plain = conv(x)

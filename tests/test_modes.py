@@ -8,7 +8,7 @@ import torch
 
 from mrisr import Volume, load_volume
 from mrisr.errors import InputError
-from mrisr.evaluate import HR_LABEL, LR_LABEL, gains_over
+from mrisr.evaluation.tables import HR_LABEL, LR_LABEL, gains_over
 from mrisr.modes import EXPERIMENTS, MODES, cardiac_cases, experiment, knee_cases
 
 

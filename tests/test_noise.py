@@ -8,11 +8,11 @@ import torch
 from scipy import ndimage
 
 from mrisr import Volume, load_volume
-from mrisr.degrade import Degradation, knee_fast_acquisition, preset
 from mrisr.errors import InputError
-from mrisr.foreground import foreground_mask
-from mrisr.noise import air_model, noise_sigma, signal_level, snr
-from mrisr.steps import Quantise, RicianNoise
+from mrisr.imaging.foreground import foreground_mask
+from mrisr.imaging.noise import air_model, noise_sigma, signal_level, snr
+from mrisr.physics.degrade import Degradation, knee_fast_acquisition, preset
+from mrisr.physics.steps import Quantise, RicianNoise
 
 
 def _rician(data: np.ndarray, sigma: float, seed: int) -> np.ndarray:
@@ -120,7 +120,7 @@ def test_quantise_rounds_to_integers_and_is_left_out_of_the_forward_model():
 
 
 def test_noise_at_the_scans_level_is_refused_on_patches():
-    from mrisr.data import DegradeBatch
+    from mrisr.data.pipeline import DegradeBatch
 
     with pytest.raises(ValueError, match="cannot be measured on patches"):
         DegradeBatch(preset("knee_fast_acquisition"))

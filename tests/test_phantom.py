@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from mrisr.phantom import Tissue, knee_labels, knee_phantom
+from mrisr.data.phantom import Tissue, knee_labels, knee_phantom
 
 
 def test_same_seed_same_volume_different_seed_different_subject():

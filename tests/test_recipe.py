@@ -8,18 +8,18 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio
 
-from mrisr.data import PatchRef, PatchSampler, prepare_subject
-from mrisr.degrade import preset
-from mrisr.losses import SRLoss, charbonnier_loss
-from mrisr.metrics import gain_db
-from mrisr.callbacks import WeightEMA
-from mrisr.config import ExperimentConfig
-from mrisr.train import fit, sr_learner
+from mrisr.data.pipeline import PatchRef, PatchSampler, prepare_subject
+from mrisr.imaging.metrics import gain_db
+from mrisr.networks.losses import SRLoss, charbonnier_loss
+from mrisr.physics.degrade import preset
+from mrisr.training.callbacks import WeightEMA
+from mrisr.training.config import ExperimentConfig
+from mrisr.training.train import fit, sr_learner
 
 
 @pytest.fixture(scope="module")
 def slabs(sample_data, tmp_path_factory, monkeypatch_module):
-    from mrisr.samples import knee_slabs
+    from mrisr.data.samples import knee_slabs
 
     monkeypatch_module.setenv("MRISR_SAMPLE_DATA", str(sample_data))
     return knee_slabs(tmp_path_factory.mktemp("slabs"), n=4, columns=128)

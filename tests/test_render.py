@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from mrisr import Volume
-from mrisr.degrade import preset
-from mrisr.foreground import foreground_mask
-from mrisr.render import (GAP, HEADER_HEIGHT, LABEL_HEIGHT, animate, detail_box, error_gain, foreground_box,
-                          foreground_slices, orthoview)
+from mrisr.evaluation.render import (GAP, HEADER_HEIGHT, LABEL_HEIGHT, animate, detail_box, error_gain, foreground_box,
+                                     foreground_slices, orthoview)
+from mrisr.imaging.foreground import foreground_mask
+from mrisr.physics.degrade import preset
 
 matplotlib.use("Agg")
 

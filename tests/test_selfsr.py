@@ -1,4 +1,5 @@
-"""Self-supervised super-resolution (SMORE, mrisr.selfsr) on a real DESS crop made thick: x3 along the slice axis."""
+"""Self-supervised super-resolution (SMORE, mrisr.inference.selfsr) on a real DESS crop made thick: x3 along the slice
+axis."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import pytest
 import torch
 
 from mrisr import Volume
-from mrisr.baselines import resample
-from mrisr.cases import sub_volume
-from mrisr.degrade import Degradation, SliceThickness
+from mrisr.data.cases import sub_volume
 from mrisr.errors import InputError
-from mrisr import selfsr
-from mrisr.evaluate import score_table
+from mrisr.evaluation.baselines import resample
+from mrisr.evaluation.tables import score_table
+from mrisr.inference import selfsr
+from mrisr.physics.degrade import Degradation, SliceThickness
 
 
 TINY = dict(n_feats=8, n_blocks=1, epochs=1, patches_per_subject=32, valid_patches_per_subject=8, batch_size=8)
@@ -124,7 +125,7 @@ def test_fourier_burst_accumulation_keeps_the_detail_each_estimate_has():
 
 
 def test_consistency_gives_the_scan_back_when_the_slices_are_averaged(small_thick):
-    from mrisr.consistency import consistency_error
+    from mrisr.physics.consistency import consistency_error
 
     geometry = selfsr.slice_geometry(small_thick, 1.5)
     out = selfsr.super_resolve(small_thick, 1.5, TINY, device="cpu", progress=False, consistency=True)
@@ -192,7 +193,7 @@ def test_a_gap_and_a_gaussian_profile_come_from_the_header_or_the_call(thick):
 
 def test_the_thick_slice_study_needs_the_scans_own_noise_level(dess_crop):
     """The study adds a new realisation of the scan's noise: without a measured level it refuses, saying what to do."""
-    from mrisr.thick_slices import thick_slice_study
+    from mrisr.evaluation.thick_slices import thick_slice_study
 
     bare = Volume(dess_crop.data, dess_crop.affine, {k: v for k, v in dess_crop.meta.items() if k != "noise_sigma"})
     with pytest.raises(ValueError, match=r"with_noise_sigma"):

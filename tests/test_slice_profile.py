@@ -1,12 +1,13 @@
-"""The slice-profile estimator (mrisr.slice_profile) on the real isotropic brain made thick with known profiles."""
+"""The slice-profile estimator (mrisr.inference.slice_profile) on the real isotropic brain made thick with known
+profiles."""
 
 from __future__ import annotations
 
 import pytest
 
-from mrisr.cases import sub_volume
-from mrisr.degrade import Degradation, RicianNoise, SliceProfile
-from mrisr.slice_profile import estimate_slice_profile
+from mrisr.data.cases import sub_volume
+from mrisr.inference.slice_profile import estimate_slice_profile
+from mrisr.physics.degrade import Degradation, RicianNoise, SliceProfile
 
 pytestmark = pytest.mark.real_data
 

@@ -8,10 +8,10 @@ import torch
 
 from mrisr.errors import InputError
 from benchmarks.settings import NAIVE, backend
-from mrisr.callbacks import DeviceSmoothLoss
-from mrisr.checkpoint import save_checkpoint
-from mrisr.config import ExperimentConfig
-from mrisr.train import load_model, sr_learner
+from mrisr.training.callbacks import DeviceSmoothLoss
+from mrisr.training.checkpoint import save_checkpoint
+from mrisr.training.config import ExperimentConfig
+from mrisr.training.train import load_model, sr_learner
 
 matplotlib.use("Agg")
 
@@ -126,9 +126,9 @@ def test_device_smooth_loss_equals_fastais():
 def test_two_cpu_runs_with_one_seed_are_bit_identical(dess_block, tmp_path):
     """Python's random (the DataLoader's shuffle), numpy, torch and the worker process that cuts the patches are all
     seeded from the config's seed (`tests/test_resume.py` covers the in-process loader)."""
-    from mrisr.cases import split_slabs
-    from mrisr.data import prepare_subject
-    from mrisr.degrade import preset
+    from mrisr.data.cases import split_slabs
+    from mrisr.data.pipeline import prepare_subject
+    from mrisr.physics.degrade import preset
 
     train, held_out = split_slabs(dess_block, holdout=0.3, margin_mm=3.0, axis=1)
     subjects = [prepare_subject(train, preset("knee_fast_acquisition_blur_noise_free"), "train"),
@@ -148,9 +148,9 @@ def test_two_cpu_runs_with_one_seed_are_bit_identical(dess_block, tmp_path):
 def test_deterministic_algorithms_hold_for_the_fit_only(dess_block, tmp_path):
     from fastai.callback.core import Callback
 
-    from mrisr.cases import split_slabs
-    from mrisr.data import prepare_subject
-    from mrisr.degrade import preset
+    from mrisr.data.cases import split_slabs
+    from mrisr.data.pipeline import prepare_subject
+    from mrisr.physics.degrade import preset
 
     class Probe(Callback):
         def before_batch(self):

@@ -4,7 +4,8 @@
 |---|---|---|
 | folder of DICOM files, or a DICOMDIR | `mrisr.io.dicom` | ``series``, ``skip_unreadable`` |
 | ``.nii``, ``.nii.gz`` | `mrisr.io.nifti` | |
-| ``.h5`` ISMRMRD raw (mridata.org) | `mrisr.io.ismrmrd_raw` | ``contrast``, ``repetition``, ``phase_encoding_axes``, ``chunk_size`` |
+| ``.h5`` ISMRMRD raw (mridata.org) | `mrisr.io.ismrmrd_raw` | ``contrast``, ``repetition``, ``phase_encoding_axes``,
+``chunk_size`` |
 | ``.h5`` fastMRI | `mrisr.io.fastmri` | ``kspace`` |
 | ``.mat``, ``.npy`` | `mrisr.io.arrays` | ``variable`` (.mat), ``axes``, ``spacing`` |
 

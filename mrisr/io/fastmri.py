@@ -15,7 +15,7 @@ import ismrmrd.xsd
 import numpy as np
 
 from mrisr.errors import InputError
-from mrisr.kspace import center_crop, ifftc, rss
+from mrisr.imaging.kspace import center_crop, ifftc, rss
 from mrisr.volume import Volume
 
 

@@ -36,7 +36,7 @@ import numpy as np
 from ismrmrd.hdf5 import acquisition_dtype
 
 from mrisr.errors import InputError
-from mrisr.kspace import center_crop, ifftc
+from mrisr.imaging.kspace import center_crop, ifftc
 from mrisr.volume import LPS_TO_RAS, Volume
 
 _SKIP = sum(1 << (flag - 1) for flag in (

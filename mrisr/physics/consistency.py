@@ -1,7 +1,7 @@
 """Data consistency: make a super-resolved image agree with the low-resolution scan it was made from.
 
 A network's output ``sr`` is a guess. The low-resolution scan ``lr`` is a measurement: ``lr = A(hr) + noise``, where
-``A`` is the deterministic part of the `mrisr.degrade.Degradation` (`Degradation.forward_model`). Whatever the
+``A`` is the deterministic part of the `mrisr.physics.degrade.Degradation` (`Degradation.forward_model`). Whatever the
 network adds, ``A(sr)`` should give back ``lr``; the network may only fill in what ``A`` throws away. Two operators
 enforce this:
 
@@ -25,7 +25,7 @@ symmetric (``k`` and ``-k`` together), so a real image stays real and its measur
 
 Noisy measurements. ``lr = A(hr + n)``: the measured band holds noise, and copying it exactly copies the noise.
 Given the noise level (``noise_sigma``: the standard deviation of ``n`` per voxel of the high-resolution grid, what
-`mrisr.steps.RicianNoise` added; a degraded `Volume` records it in ``meta["noise"]``), `enforce` instead
+`mrisr.physics.steps.RicianNoise` added; a degraded `Volume` records it in ``meta["noise"]``), `enforce` instead
 
 * weighs each measured frequency against the estimate (k-space projection): in shells of frequency, the estimate's
   error variance ``e^2`` in the band (the mean of ``|S - M / w|^2`` less the noise variance) against the noise
@@ -44,7 +44,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from mrisr.degrade import Context, Degradation, KSpaceTruncation
+from mrisr.physics.degrade import Context, Degradation, KSpaceTruncation
 from mrisr.volume import Volume
 
 METHODS = ("auto", "kspace", "back_projection")

@@ -1,6 +1,6 @@
 """One experiment = one `ExperimentConfig`: data, degradation, model, loss, schedule and speed settings, checked
-on creation and round-tripped through JSON; `build_model` makes the network it names. `mrisr.train.sr_learner`
-turns a config into a fastai ``Learner``; checkpoints carry it (`mrisr.checkpoint`)."""
+on creation and round-tripped through JSON; `build_model` makes the network it names. `mrisr.training.train.sr_learner`
+turns a config into a fastai ``Learner``; checkpoints carry it (`mrisr.training.checkpoint`)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from mrisr.degrade import Degradation, preset
-from mrisr.losses import PIXEL_LOSSES
-from mrisr.models import EDSR2D, EDSR3D, SRResNet2D
+from mrisr.networks.losses import PIXEL_LOSSES
+from mrisr.networks.models import EDSR2D, EDSR3D, SRResNet2D
+from mrisr.physics.degrade import Degradation, preset
 
 
 @dataclass
@@ -26,20 +26,20 @@ class ExperimentConfig:
     ``load_options`` are passed to the loader.
     Degradation: a preset name or a `Degradation` spec dict; ``degrade_on_the_fly`` applies it per batch on the
     device instead of once per volume. Model: ``"edsr3d"``, ``"srresnet2d"`` or ``"edsr2d"`` with its sizes;
-    ``fold`` (edsr2d only) folds image axis 0 into channels (`mrisr.models.fold_axis0`), and patches then start at
-    multiples of it along that axis.
+    ``fold`` (edsr2d only) folds image axis 0 into channels (`mrisr.networks.models.fold_axis0`), and patches then start
+    at multiples of it along that axis.
     Loss: the pixel loss ``loss`` plus ``perceptual_weight`` times the VGG16 loss (``vgg_weights`` /
     ``vgg_normalization`` as `PerceptualLoss`); the seeds' experiments are ``loss="mse"``.
     Schedule: patch size in HR voxels, patches per subject per epoch, batch size, epochs, one-cycle peak lr
     (``lr_max``; ``None``: `lr_find`'s valley) with ``warmup`` the fraction of steps spent rising to it.
     Recipe (docs/training.md has the ablation that chose the defaults): ``loss`` ``"mse"``, ``"l1"`` or
     ``"charbonnier"`` (the pixel term; the perceptual term adds to it); ``res_scale`` (EDSR's residual scaling);
-    ``residual_sampling`` (patches drawn towards where LR and HR differ, `mrisr.data.PatchSampler`); ``ema``
+    ``residual_sampling`` (patches drawn towards where LR and HR differ, `mrisr.data.pipeline.PatchSampler`); ``ema``
     (decay of an exponential moving average of the weights, used for validation and saved; ``None``: off).
-    Speed (CUDA only; ``None`` means ``mrisr.device.FAST_PATH["train"]``'s choice, measured with ``mrisr bench``;
-    off on the CPU): ``mixed_precision`` ``"bf16"``, ``"fp16"`` or ``"fp32"``; ``channels_last`` memory format (a 3D
-    network's first conv then also runs padded to 8 input channels, `mrisr.device.padded_input_channels`);
-    ``cudnn_benchmark``
+    Speed (CUDA only; ``None`` means ``mrisr.training.device.FAST_PATH["train"]``'s choice, measured with
+    ``mrisr bench``; off on the CPU): ``mixed_precision`` ``"bf16"``, ``"fp16"`` or ``"fp32"``; ``channels_last`` memory
+    format (a 3D network's first conv then also runs padded to 8 input channels,
+    `mrisr.training.device.padded_input_channels`); ``cudnn_benchmark``
     (cuDNN picks its fastest algorithms by timing them); ``compile`` (``torch.compile`` of the model);
     ``num_workers`` processes cutting patches (0: in the training process).
     Reproducibility: ``seed`` makes a CPU run bit-identical; ``deterministic`` adds deterministic kernels on CUDA

@@ -7,12 +7,12 @@ The pieces, each one idea:
   foreground is. `prepare_subject` makes one from a `Volume` and a `Degradation`.
 * `PatchSampler`: where each training patch is cut: at the same place in LR and HR, mostly on tissue, new places
   every epoch, fixed places for validation.
-* `LRVolume` / `HRVolume` and `VolumeBlock` (`mrisr.blocks`): the fastai types and ``TransformBlock`` of the pairs,
+* `LRVolume` / `HRVolume` and `VolumeBlock` (`mrisr.data.blocks`): the fastai types and ``TransformBlock`` of the pairs,
   which ``DataBlock``, ``show_batch`` and ``show_results`` work with.
 * Batch transforms on the device: `DegradeBatch` (degrade HR patches on the fly instead of precomputing LR),
   `RandomFlipPermute` and `RandomIntensityScale` (augmentation applied identically to input and target).
 
-`sr_dataloaders` wires them into ``DataLoaders``; which scans are subjects, and how they split, is `mrisr.cases`.
+`sr_dataloaders` wires them into ``DataLoaders``; which scans are subjects, and how they split, is `mrisr.data.cases`.
 Tensors are ``(batch, 1, D, H, W)`` in 3D (axes: slice, row, column of `mrisr.volume`) and ``(batch, 1, H, W)`` in
 2D.
 """
@@ -30,9 +30,9 @@ from fastai.data.transforms import FuncSplitter
 from fastai.vision.augment import RandTransform
 from fasttransform import Transform
 
-from mrisr.blocks import HRVolume, LRVolume, VolumeBlock, VolumeTensor
-from mrisr.degrade import Degradation
-from mrisr.foreground import foreground_mask, tissue_threshold
+from mrisr.data.blocks import HRVolume, LRVolume, VolumeBlock, VolumeTensor
+from mrisr.imaging.foreground import foreground_mask, tissue_threshold
+from mrisr.physics.degrade import Degradation
 from mrisr.volume import Volume, intensity_scale
 
 # -- subjects -----------------------------------------------------------------------------------------------------
@@ -50,7 +50,8 @@ class Subject:
         spacing: HR voxel size in mm per spatial axis.
         foreground: int32 ``(K, 1 + ndim)`` sample of foreground voxel indices ``(n, *position)`` in ``hr``.
         intensity_scale: the raw intensity that maps to 1.0: the 99.5th percentile of the network's input (the
-            degraded image; the HR image when degrading on the fly), as `mrisr.inference.predict_volume` normalises.
+            degraded image; the HR image when degrading on the fly), as `mrisr.inference.tiled.predict_volume`
+            normalises.
         tissue_level: normalised intensity above which a voxel counts as tissue (`tissue_threshold`).
         phase_encoding_axes: spatial axes (of ``hr``'s images) that were phase encoded, or ``None`` if unknown.
         axis_roles: per spatial axis, what the degradation does along it (`Degradation.axis_roles`); ``None`` if
@@ -148,7 +149,7 @@ class PatchSampler:
     new places, and validation patches use a fixed epoch. With a CUDA ``device`` the patches are cut from copies of
     the images on the GPU (places are still chosen on the CPU): no host-to-device copy then stalls the training loop.
     ``align``: per spatial axis, patch starts are multiples of it (and of the LR factor), e.g. a network that folds
-    axis 0 by ``k`` (`mrisr.models.fold_axis0`) and must see the samples at one phase among its ``k`` rows.
+    axis 0 by ``k`` (`mrisr.networks.models.fold_axis0`) and must see the samples at one phase among its ``k`` rows.
     """
 
     def __init__(self, subjects: Sequence[Subject], patch_size: Sequence[int] | int | None,
@@ -350,15 +351,17 @@ def sr_dataloaders(subjects: Sequence[Subject], valid_names: Sequence[str], patc
     ``patch_size``: HR patch in voxels (int or per axis; ``None`` for whole images). ``patches_per_subject``:
     training patches per subject per epoch. ``degrade_on_the_fly``: subjects prepared without a degradation
     get it applied to each batch on ``device`` (`DegradeBatch`). Returns ``(dls, sampler)``; pass
-    ``mrisr.callbacks.ResamplePatches(sampler)`` to the Learner so patches move every epoch. With ``num_workers=0``
-    and a CUDA ``device``, patches are cut on the GPU. ``align``: patch starts per axis (`PatchSampler`).
+    ``mrisr.training.callbacks.ResamplePatches(sampler)`` to the Learner so patches move every epoch. With
+    ``num_workers=0`` and a CUDA ``device``, patches are cut on the GPU. ``align``: patch starts per axis
+    (`PatchSampler`).
     """
     names = [s.name for s in subjects]
     unknown = sorted(set(valid_names) - set(names))
     if unknown:
         raise ValueError(f"validation cases {unknown} are not among the subjects {names}")
     if not valid_names:
-        raise ValueError("no validation subjects: name at least one (or hold out a slab with mrisr.cases.split_slabs)")
+        raise ValueError("no validation subjects: name at least one "
+                         "(or hold out a slab with mrisr.data.cases.split_slabs)")
     if set(valid_names) == set(names):
         raise ValueError("every subject is in validation: keep at least one for training")
     sampler = PatchSampler(subjects, patch_size, foreground_fraction, seed,

@@ -6,16 +6,16 @@ ESPRESO's: Han S, Remedios SW, Schär M, Carass A, Prince JL, "ESPRESO: an algor
 a single magnetic resonance image", Magnetic Resonance Imaging 98: 155-163, 2023), then the scan's in-plane lines,
 put through the right profile and sampled every ``s``, have the power spectrum of its slice-axis lines. ESPRESO finds
 the profile with a GAN; this estimator is simpler: it simulates each candidate (a rect of width ``d`` or a Gaussian
-of FWHM ``d``, `mrisr.degrade.SliceProfile`, aliasing included) on the in-plane lines and keeps the candidate whose
-mean log power spectrum is closest to that of the slice-axis lines (tissue lines only, Hann-windowed segments of one
-length).
+of FWHM ``d``, `mrisr.physics.degrade.SliceProfile`, aliasing included) on the in-plane lines and keeps the candidate
+whose mean log power spectrum is closest to that of the slice-axis lines (tissue lines only, Hann-windowed segments of
+one length).
 
 Measured (2026-12-03, development VM): a 96 x 192 x 192 crop of the isotropic brain (``../shared/data``) made thick
 along axis 0 with rect profiles 2, 3, 4, 5 and 6 fine slices wide every 4 (1.33 to 4.0 mm, slices 2.67 mm apart;
 noise at SNR 30), rect candidates only: estimated 1.07, 1.07, 1.60, 2.80 and 3.33 mm. It orders thicknesses but reads
 them 0.3-1.1 mm thin, and cannot tell a wide gap from a narrow one; on the DESS knee (not isotropic along its slice
-axis) it is further off. So `mrisr.selfsr` uses the header's thickness and the estimate is a check, not a default:
-ESPRESO's adversarial matching remains the published method.
+axis) it is further off. So `mrisr.inference.selfsr` uses the header's thickness and the estimate is a check, not a
+default: ESPRESO's adversarial matching remains the published method.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mrisr.foreground import foreground_mask
-from mrisr.selfsr import slice_geometry, training_volumes
-from mrisr.steps import PROFILES, SliceProfile
+from mrisr.imaging.foreground import foreground_mask
+from mrisr.inference.selfsr import slice_geometry, training_volumes
+from mrisr.physics.steps import PROFILES, SliceProfile
 from mrisr.volume import Volume
 
 WIDTHS = tuple(np.round(np.arange(0.4, 2.01, 0.05), 2))  # candidate thicknesses, in slice spacings: gap to overlap

@@ -1,14 +1,15 @@
-"""The thick-slice study: a scan made thick, super-resolved back by `mrisr.selfsr` and by every classical baseline.
+"""The thick-slice study: a scan made thick, super-resolved back by `mrisr.inference.selfsr` and by every classical
+baseline.
 
 ``factor`` neighbouring slices of a reference are averaged into one (`SliceThickness`, a rect slice profile), after a
 new realisation of the reference's own noise is added (`RicianNoise`, the level in ``meta["noise_sigma"]``: measure
-it on the whole scan, `mrisr.noise.with_noise_sigma`, before cropping). The thick scan alone is super-resolved onto
-the reference's slice grid (SMORE: Zhao et al., "SMORE: a self-supervised anti-aliasing and super-resolution
+it on the whole scan, `mrisr.imaging.noise.with_noise_sigma`, before cropping). The thick scan alone is super-resolved
+onto the reference's slice grid (SMORE: Zhao et al., "SMORE: a self-supervised anti-aliasing and super-resolution
 algorithm for MRI using deep learning", IEEE TMI 2021) and scored against the reference on its foreground.
 
-The classical baselines (`mrisr.baselines.classical`) are fitted on another case (by default the FAIR knee, another
-subject, at SNR `FAIR_SNR`), never on the reference. Gains are per 2D plane that contains the super-resolved axis
-(the (slice, column) planes, one per row), with a circular block bootstrap interval (`bootstrap_interval`), and a
+The classical baselines (`mrisr.evaluation.baselines.classical`) are fitted on another case (by default the FAIR knee,
+another subject, at SNR `FAIR_SNR`), never on the reference. Gains are per 2D plane that contains the super-resolved
+axis (the (slice, column) planes, one per row), with a circular block bootstrap interval (`bootstrap_interval`), and a
 verdict (`verdict`) over the best classical baseline. Notebook 05 and ``benchmarks/selfsr.py`` both run this.
 """
 
@@ -20,14 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mrisr import selfsr
-from mrisr.baselines import classical, fit_baselines
-from mrisr.cases import crop_to_multiple
-from mrisr.consistency import enforce
-from mrisr.degrade import Degradation, RicianNoise, SliceThickness
-from mrisr.evaluate import bootstrap_interval, score_table, slice_scores, verdict
-from mrisr.foreground import foreground_mask
-from mrisr.samples import FAIR_SNR, fair_knee
+from mrisr.data.cases import crop_to_multiple
+from mrisr.data.samples import FAIR_SNR, fair_knee
+from mrisr.evaluation.baselines import classical, fit_baselines
+from mrisr.evaluation.tables import bootstrap_interval, score_table, slice_scores, verdict
+from mrisr.imaging.foreground import foreground_mask
+from mrisr.inference import selfsr
+from mrisr.physics.consistency import enforce
+from mrisr.physics.degrade import Degradation, RicianNoise, SliceThickness
 from mrisr.volume import Volume
 
 REFERENCE = "cubic"  # the gains columns are over cubic interpolation of the thick scan
@@ -57,7 +58,8 @@ def thick_degradation(factor: int, snr: float | None = None) -> Degradation:
 
 def through_plane_images(hr: Volume) -> dict[str, Volume]:
     """The reference's own through-plane images, (slice, row) and (slice, column), laid out as
-    `mrisr.selfsr.training_volumes` lays out the scan's in-plane images: the targets of a supervised oracle."""
+    `mrisr.inference.selfsr.training_volumes` lays out the scan's in-plane images: the targets of a supervised
+    oracle."""
     s, r, c = hr.spacing
     return {"rows": Volume.from_spacing(np.ascontiguousarray(hr.data.transpose(2, 0, 1)), (c, s, r)),
             "columns": Volume.from_spacing(np.ascontiguousarray(hr.data.transpose(1, 0, 2)), (r, s, c))}
@@ -69,10 +71,10 @@ def thick_slice_study(hr: Volume, factor: int, preset: str | dict = "fast", devi
                       snr: float | None = None, peers: dict | None = None, seed: int = 0,
                       log=print) -> ThickSliceStudy:
     """Make ``hr`` (a `Volume` with ``meta["noise_sigma"]``, axis 0 the slices) ``factor`` times thicker and compare
-    `mrisr.selfsr` with every classical baseline on it.
+    `mrisr.inference.selfsr` with every classical baseline on it.
 
     ``fitting_cases``: the references the baselines are fitted on (name -> `Volume`; default the FAIR knee), degraded
-    at ``fitting_snr`` (default `mrisr.samples.FAIR_SNR` for the FAIR knee; ``None`` with your own cases: their own
+    at ``fitting_snr`` (default `mrisr.data.samples.FAIR_SNR` for the FAIR knee; ``None`` with your own cases: their own
     ``noise_sigma``). ``quick_baselines``: one setting per baseline (smoke runs). ``fusion_ablation`` adds each
     orientation alone and their plain mean; ``oracle`` the same network trained on the reference's own through-plane
     images (an upper bound: it sees the answer). ``snr``: noise at this SNR instead of the scan's own level (a scan
@@ -81,7 +83,7 @@ def thick_slice_study(hr: Volume, factor: int, preset: str | dict = "fast", devi
     match). ``seed``: the noise realisation."""
     if snr is None and "noise_sigma" not in hr.meta:
         raise ValueError("thick_slice_study needs the reference's noise level in meta['noise_sigma']: measure it on "
-                         "the whole scan first (mrisr.noise.with_noise_sigma), then crop")
+                         "the whole scan first (mrisr.imaging.noise.with_noise_sigma), then crop")
     hr = crop_to_multiple(hr, (factor, 1, 1))
     spec = thick_degradation(factor, snr)
     thick = spec(hr, seed=seed)
@@ -143,7 +145,7 @@ def _table(methods: dict[str, Volume], hr: Volume, factor: int, geometry, best: 
 
 def verdict_lines(table: pd.DataFrame) -> list[str]:
     """One sentence per self-supervised row of a study's table: its PSNR gain over the best classical baseline,
-    the interval and the verdict (`mrisr.evaluate.verdict`)."""
+    the interval and the verdict (`mrisr.evaluation.tables.verdict`)."""
     return [f"x{r.factor} ({r.thickness_mm:.1f} mm): {r.method} is {r.verdict} against the best classical baseline "
             f"({r.best}): PSNR {r.best_gain:+.3f} dB [95 % CI {r.best_low:+.3f}, {r.best_high:+.3f}] over "
             f"{r.planes} planes; over cubic {r.psnr_db_gain:+.3f} dB, HFEN change {r.hfen_gain:+.4f}"

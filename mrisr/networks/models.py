@@ -1,5 +1,5 @@
 """Super-resolution networks: `EDSR3D` (knee, seed 000), `SRResNet2D` (cardiac, seed 001) and `EDSR2D`
-(self-supervised through-plane super-resolution, `mrisr.selfsr`).
+(self-supervised through-plane super-resolution, `mrisr.inference.selfsr`).
 
 All take and return ``(batch, channels, *spatial)`` tensors of normalised intensity, 1 channel by default; spatial
 axes are ``(D, H, W)`` = (slice, row, column) in 3D and ``(H, W)`` in 2D. All are fully convolutional: trained on
@@ -110,10 +110,10 @@ class _SRNet(nn.Module):
 
     ``fold > 1`` folds spatial axis 0 into channels (`fold_axis0`) before the head and back after the tail: the body
     runs on a grid ``fold`` times coarser along that axis (``fold`` times less compute, a receptive field ``fold``
-    times longer along it). For an input interpolated onto a grid ``fold`` times finer along axis 0 (`mrisr.selfsr`:
-    the scan's slices, cubic-interpolated), the body then works on the scan's own slice grid; the input's axis 0 must
-    be a multiple of ``fold``, and its phase (where the original samples fall among the ``fold`` rows) must be the one
-    it was trained on.
+    times longer along it). For an input interpolated onto a grid ``fold`` times finer along axis 0
+    (`mrisr.inference.selfsr`: the scan's slices, cubic-interpolated), the body then works on the scan's own slice grid;
+    the input's axis 0 must be a multiple of ``fold``, and its phase (where the original samples fall among the ``fold``
+    rows) must be the one it was trained on.
     """
 
     def __init__(self, ndim, in_channels, out_channels, n_feats, n_blocks, res_scale, scale, upsampler, global_skip,
@@ -206,8 +206,8 @@ class EDSR2D(_SRNet):
 
     Same-grid by default (``scale=1``): the input is already interpolated onto the output grid and the network, which
     starts as the identity (zero output conv, global skip), learns the detail interpolation misses. The
-    through-plane network of `mrisr.selfsr`, there with ``fold`` the slice factor (`_SRNet`): image rows folded into
-    channels, so that the body runs on the scan's own slice grid. Parameters at 64 features and 16 blocks:
+    through-plane network of `mrisr.inference.selfsr`, there with ``fold`` the slice factor (`_SRNet`): image rows
+    folded into channels, so that the body runs on the scan's own slice grid. Parameters at 64 features and 16 blocks:
     1,219,841.
     """
 

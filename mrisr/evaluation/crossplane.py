@@ -15,9 +15,9 @@ series' rows. So an estimate made from the sagittal series alone can be scored a
 3. **Intensity scale**: two series have different contrast scalings. Each method's simulated images are mapped to
    the acquired ones by ``a x + b`` fitted (least squares, on the foreground) on one half of the slices and scored
    on the other, both ways: no slice is scored with a scale fitted on itself.
-4. **Scores**: PSNR, SSIM and HFEN per acquired slice (`mrisr.evaluate.slice_scores`) on the foreground of the
+4. **Scores**: PSNR, SSIM and HFEN per acquired slice (`mrisr.evaluation.tables.slice_scores`) on the foreground of the
    acquired images inside the estimate's field of view; gains over cubic interpolation of the scan, with a circular
-   block bootstrap interval over the slices and a verdict (`mrisr.evaluate`).
+   block bootstrap interval over the slices and a verdict (`mrisr.evaluation.tables`).
 
 The rows are nearest, linear and cubic interpolation of the scan itself and any estimates given (selfsr, selfsr +
 DC). ``mrisr selfsr scan out --validate-against OTHER`` prints this table; ``benchmarks/selfsr_crossplane.py`` runs it
@@ -32,9 +32,9 @@ from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
 from mrisr.errors import InputError
-from mrisr.evaluate import bootstrap_interval, slice_scores, verdict
-from mrisr.foreground import foreground_mask
-from mrisr.steps import FWHM_PER_SIGMA, PROFILES
+from mrisr.evaluation.tables import bootstrap_interval, slice_scores, verdict
+from mrisr.imaging.foreground import foreground_mask
+from mrisr.physics.steps import FWHM_PER_SIGMA, PROFILES
 from mrisr.volume import Volume
 
 INTERPOLATIONS = {"nearest": 0, "linear": 1, "cubic": 3}

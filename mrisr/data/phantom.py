@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from mrisr.noise import NOISE_KEY, signal_level
+from mrisr.imaging.noise import NOISE_KEY, signal_level
 from mrisr.volume import Volume
 
 
@@ -161,8 +161,8 @@ def knee_phantom(shape=(48, 128, 128), spacing=(1.0, 0.5, 0.5), seed: int = 0,
     """The phantom as a `Volume` (float32, about [0, 1]); ``shape`` in voxels, ``spacing`` in mm per axis.
 
     ``snr``: ``None`` for a noise-free image, else the thermal noise a scan of it would carry (Rician, one
-    channel; mean tissue signal over the noise sigma, as `mrisr.noise.snr` reads it back from the air). The default
-    48x128x128 grid at 1.0 x 0.5 x 0.5 mm (a 48 x 64 x 64 mm field of view) takes well under a second to build.
+    channel; mean tissue signal over the noise sigma, as `mrisr.imaging.noise.snr` reads it back from the air). The
+    default 48x128x128 grid at 1.0 x 0.5 x 0.5 mm (a 48 x 64 x 64 mm field of view) takes well under a second to build.
     """
     labels = knee_labels(shape, spacing, seed)
     lut = np.zeros(len(Tissue), np.float32)

@@ -18,8 +18,8 @@ FAST_PATH = {
     "predict": {"dtype": "bf16", "channels_last": True, "cudnn_benchmark": False},
     "train": {"mixed_precision": "bf16", "channels_last": True, "cudnn_benchmark": True, "num_workers": 0},
 }
-"""What ``None`` becomes on CUDA: for `mrisr.inference.predict_volume`, the fastest settings within 0.01 dB of fp32;
-for training (`mrisr.config.ExperimentConfig`), the fastest step with the data loader keeping up."""
+"""What ``None`` becomes on CUDA: for `mrisr.inference.tiled.predict_volume`, the fastest settings within 0.01 dB of
+fp32; for training (`mrisr.training.config.ExperimentConfig`), the fastest step with the data loader keeping up."""
 OFF = {"dtype": "fp32", "mixed_precision": "fp32", "channels_last": False, "cudnn_benchmark": False, "num_workers": 0}
 """What ``None`` becomes on the CPU."""
 

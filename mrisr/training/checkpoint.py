@@ -3,7 +3,8 @@ random streams a resumed run must continue (`random_streams`).
 
 A checkpoint is a ``torch.save`` dict ``{format, config, model, info}``, read with ``weights_only=True``; a run
 folder's ``last.pth`` adds ``training`` (optimiser, scaler, callbacks' states, random streams, peak lr), which
-`mrisr.callbacks.ResumeFrom` puts back. Models are rebuilt from checkpoints by `mrisr.train.load_model`.
+`mrisr.training.callbacks.ResumeFrom` puts back. Models are rebuilt from checkpoints by
+`mrisr.training.train.load_model`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The fastai callbacks and metrics of a training run, each on fastai's public events: speed (`FastPath`,
 `DeviceSmoothLoss`), what is logged (`LossTerm`, `GainOverInput`, `epoch_logger`), the weight average (`WeightEMA`),
 new patches every epoch (`ResamplePatches`), checkpoints and resuming (`Checkpoint`, `ResumeFrom`) and
-deterministic kernels (`DeterministicAlgorithms`). `mrisr.train.sr_learner` puts them together."""
+deterministic kernels (`DeterministicAlgorithms`). `mrisr.training.train.sr_learner` puts them together."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from fastai.learner import AvgSmoothLoss, Learner, Recorder
 from fastai.metrics import Metric
 from fastcore.foundation import L
 
-from mrisr.checkpoint import (LAST_CHECKPOINT, random_streams, read_checkpoint, save_checkpoint,
-                              set_random_streams, weights_only_safe)
-from mrisr.data import PatchSampler
-from mrisr.device import channels_last_format, cudnn_autotuning, padded_input_channels
-from mrisr.distributed import barrier, is_writer, unwrap
-from mrisr.metrics import gain_db
+from mrisr.data.pipeline import PatchSampler
+from mrisr.imaging.metrics import gain_db
+from mrisr.training.checkpoint import (LAST_CHECKPOINT, random_streams, read_checkpoint, save_checkpoint,
+                                       set_random_streams, weights_only_safe)
+from mrisr.training.device import channels_last_format, cudnn_autotuning, padded_input_channels
+from mrisr.training.distributed import barrier, is_writer, unwrap
 
 if TYPE_CHECKING:
-    from mrisr.config import ExperimentConfig
+    from mrisr.training.config import ExperimentConfig
 
 class DeviceSmoothLoss(AvgSmoothLoss):
     """fastai's smoothed training loss, kept on the loss's device: fastai's own copies it to the CPU after every
@@ -93,7 +93,8 @@ class LossTerm(Metric):
 
 class GainOverInput(Metric):
     """``gain_db``: mean PSNR of the model's output minus mean PSNR of its own input, on the same patches (dB, data
-    range 1 of the normalised scale; `mrisr.metrics.gain_db`). Positive: the network is better than doing nothing."""
+    range 1 of the normalised scale; `mrisr.imaging.metrics.gain_db`). Positive: the network is better than doing
+    nothing."""
 
     def reset(self):
         self.total, self.count = 0.0, 0
@@ -185,7 +186,7 @@ class Checkpoint(Callback):
         if self.skip or not self.trained:
             return
         value = float(self.recorder.values[-1][list(self.recorder.metric_names[1:]).index(self.monitor)])
-        improved = value < self.best  # the same on every process (`mrisr.distributed.ReduceMetrics`)
+        improved = value < self.best  # the same on every process (`mrisr.training.distributed.ReduceMetrics`)
         self.best = min(value, self.best)
         if not is_writer():
             return
@@ -284,7 +285,7 @@ def epoch_logger(learn: Learner):
 
 class ResamplePatches(Callback):
     """Before each training epoch, move every training patch to a new random place: the sampler's patch places are
-    a function of ``(seed, epoch)`` (`mrisr.data.PatchSampler`)."""
+    a function of ``(seed, epoch)`` (`mrisr.data.pipeline.PatchSampler`)."""
 
     def __init__(self, sampler: PatchSampler):
         self.sampler = sampler

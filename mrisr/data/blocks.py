@@ -12,7 +12,7 @@ from fastai.data.core import show_batch
 from fastai.learner import show_results
 from fastai.torch_core import TensorBase
 
-from mrisr.metrics import gain_db
+from mrisr.imaging.metrics import gain_db
 
 
 def orthogonal_montage(image: torch.Tensor) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The steps of a simulated low-resolution acquisition, one class per physical effect, each acting on the last
-``ndim`` axes of a torch tensor (`mrisr.degrade.Degradation` chains them and applies them to volumes and arrays).
+``ndim`` axes of a torch tensor (`mrisr.physics.degrade.Degradation` chains them and applies them to volumes and
+arrays).
 
 Physics of each step, in k-space terms:
 
@@ -24,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from scipy.signal import windows
 
-from mrisr.filtering import gaussian_filter
-from mrisr.noise import signal_level
+from mrisr.imaging.filtering import gaussian_filter
+from mrisr.imaging.noise import signal_level
 
 
 PHASE_ENCODING = "phase_encoding"
@@ -40,7 +41,7 @@ SINC_FWHM = 1.2067  # FWHM of the point response of a k-space band of width 1/d,
 @dataclass
 class Context:
     """What a step may need besides the tensor: voxel size (mm per spatial axis), phase-encoding axes, random source,
-    the scan's noise level (`mrisr.noise.noise_sigma`, for ``RicianNoise(snr="scan")``), and ``record``, where a
+    the scan's noise level (`mrisr.imaging.noise.noise_sigma`, for ``RicianNoise(snr="scan")``), and ``record``, where a
     step writes what it chose (the noise level drawn)."""
 
     spacing: tuple[float, ...] | None
@@ -422,7 +423,7 @@ class SliceProfile(Step):
         return (1.0, 0.0) if axis != 0 else (float(self.stride), (self.stride - 1) / 2)
 
 
-SCAN = "scan"  # RicianNoise's snr: the scan's own noise level (`mrisr.noise.noise_sigma`)
+SCAN = "scan"  # RicianNoise's snr: the scan's own noise level (`mrisr.imaging.noise.noise_sigma`)
 
 
 @dataclass
@@ -432,8 +433,8 @@ class RicianNoise(Step):
 
     Noise of standard deviation ``sigma`` is added to the real and imaginary channels of the (real) image and the
     magnitude is taken, so the noise is Rician (Rayleigh in air). ``snr``: ``"scan"`` (the default) for the input's
-    own noise level (``sigma`` = `mrisr.noise.noise_sigma` of the whole scan, measured in its air before the first
-    step: what a second acquisition of the same scan would carry), or a number, the ratio of each image's mean
+    own noise level (``sigma`` = `mrisr.imaging.noise.noise_sigma` of the whole scan, measured in its air before the
+    first step: what a second acquisition of the same scan would carry), or a number, the ratio of each image's mean
     tissue signal (voxels above its `tissue_threshold`, on the input of this step) to ``sigma``. The ``sigma`` and
     SNR used are recorded (`Context.record`; a degraded `Volume`'s ``meta["noise"]``).
 

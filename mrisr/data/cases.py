@@ -5,7 +5,8 @@ spatially disjoint slabs that stand in for subjects when there is only one scan.
   more remain); one scan gives up its last quarter along its longest axis as the test subject.
 * `split_slabs`: a training part and a hold-out slab of one volume, behind a margin in mm, each cut to a multiple of
   voxels for degradations that downsample (`slab_multiple`).
-* `load_subjects`: a config's training and validation cases, loaded, cut and degraded (`mrisr.data.prepare_subject`).
+* `load_subjects`: a config's training and validation cases, loaded, cut and degraded
+  (`mrisr.data.pipeline.prepare_subject`).
 * `case_name`: a case's name, its file name without the format suffix; ``valid_cases`` and ``test_cases`` use it.
 """
 
@@ -15,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mrisr.data import Subject, prepare_subject
-from mrisr.degrade import Degradation
+from mrisr.data.pipeline import Subject, prepare_subject
 from mrisr.errors import check_number
 from mrisr.io import load_volume, save_volume
+from mrisr.physics.degrade import Degradation
 from mrisr.volume import Volume
 
 def load_subjects(config) -> list[Subject]:

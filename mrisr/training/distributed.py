@@ -37,7 +37,7 @@ from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.learner import Recorder
 from fastai.torch_core import num_distrib, rank_distrib
 
-from mrisr.data import Subject
+from mrisr.data.pipeline import Subject
 
 
 def world_size() -> int:
@@ -101,8 +101,8 @@ class DataParallel(DistributedTrainer):
 
 class ReduceMetrics(Callback):
     """After each validation, the validation loss and every metric that averages a ``total`` over a ``count``
-    (fastai's ``AvgMetric`` and ``AvgLoss``, `mrisr.callbacks.LossTerm`, `mrisr.callbacks.GainOverInput`) are
-    summed over all processes, before the Recorder logs them."""
+    (fastai's ``AvgMetric`` and ``AvgLoss``, `mrisr.training.callbacks.LossTerm`,
+    `mrisr.training.callbacks.GainOverInput`) are summed over all processes, before the Recorder logs them."""
 
     order = Recorder.order - 1
 

@@ -2,7 +2,7 @@
 
 A score is computed over the image axes of the experiment (``ndim=3`` for the knee; ``ndim=2`` for slice-wise 2D
 super-resolution, every slice and frame pooled into one number per volume), on the subject's foreground
-(`mrisr.foreground.foreground_mask`) and on the whole volume.
+(`mrisr.imaging.foreground.foreground_mask`) and on the whole volume.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mrisr import metrics
-from mrisr.baselines import DC_SUFFIX, SAME_GRID, baselines, classical
-from mrisr.consistency import consistency_error, enforce
-from mrisr.degrade import Degradation
-from mrisr.distributed import gather
-from mrisr.foreground import foreground_mask
-from mrisr.inference import predict_volume
+from mrisr.evaluation.baselines import DC_SUFFIX, SAME_GRID, baselines, classical
+from mrisr.imaging import metrics
+from mrisr.imaging.foreground import foreground_mask
+from mrisr.inference.tiled import predict_volume
 from mrisr.io.atomic import atomic_path
-from mrisr.losses import as_slices
+from mrisr.networks.losses import as_slices
+from mrisr.physics.consistency import consistency_error, enforce
+from mrisr.physics.degrade import Degradation
+from mrisr.training.distributed import gather
 from mrisr.volume import Volume, intensity_scale
 
 COLUMNS = ["psnr_db", "ssim", "nrmse", "hfen"]
@@ -79,27 +79,28 @@ def compare(models: dict[str, object], cases: dict[str, Volume], degradation: De
     """Degrade each high-resolution case, super-resolve it with every model, and score models and baselines.
 
     Args:
-        models: label -> network (`mrisr.models`), run by `mrisr.inference.predict_volume`.
+        models: label -> network (`mrisr.networks.models`), run by `mrisr.inference.tiled.predict_volume`.
         cases: subject name -> high-resolution `Volume` (the reference).
         degradation: what made the low-resolution input (the same for every case; ``seed`` per case is fixed).
         keep: keep the volumes (``True``, or a list of subject names) for figures and animations.
-        consistency: also score every method made consistent with the input (`mrisr.consistency.enforce`, aware of
+        consistency: also score every method made consistent with the input (`mrisr.physics.consistency.enforce`, aware
+        of
             the input's recorded noise), as ``"<method>+DC"`` rows of the method's kind: a baseline made consistent
             is a baseline too (for reduced-grid degradations, interpolation followed by back-projection, Irani and
             Peleg 1991).
-        baseline_settings: `mrisr.baselines.fit_baselines` of validation cases: the baselines are then every
-            classical method (`mrisr.baselines.classical`: interpolation, interpolation + DC with the fitted
+        baseline_settings: `mrisr.evaluation.baselines.fit_baselines` of validation cases: the baselines are then every
+            classical method (`mrisr.evaluation.baselines.classical`: interpolation, interpolation + DC with the fitted
             settings, TV-POCS, Wiener where the degradation ends in a blur); ``None``: interpolation only.
         **predict_options: passed to `predict_volume` (device, dtype, tile_size, ...).
 
-    Several processes (a ``torchrun`` launch): each passes its share of the cases (`mrisr.distributed.share`) and
-    every process gets the table of all of them, in subject order; ``volumes`` holds this process's cases only.
+    Several processes (a ``torchrun`` launch): each passes its share of the cases (`mrisr.training.distributed.share`)
+    and every process gets the table of all of them, in subject order; ``volumes`` holds this process's cases only.
 
     Returns:
         ``(table, volumes)``: one row per (subject, method, region) with ``kind`` ``"baseline"`` or ``"model"``, the
         `COLUMNS` scores and `CONSISTENCY` (``||A(output) - input|| / ||input||``, the same for both regions);
         ``volumes[subject]`` maps ``"LR input"``, every method (but the ``"degraded input"`` baseline, which is the
-        LR input) and ``"HR"`` to its `Volume`: ready for `mrisr.render.animate`.
+        LR input) and ``"HR"`` to its `Volume`: ready for `mrisr.evaluation.render.animate`.
     """
     tables, volumes = [], {}
     for name, hr in cases.items():
@@ -405,9 +406,9 @@ def style(summary: pd.DataFrame):
 
 def feature_distance(pred: Volume, target: Volume, perceptual, ndim: int = 3, device="cpu",
                      chunk: int = 16) -> float:
-    """VGG16 feature distance (a `mrisr.losses.PerceptualLoss`) of ``pred`` from ``target``: every slice along each
-    of the ``ndim`` last axes (one axis: in-plane images only when ``ndim=2``), both divided by the target's intensity
-    scale (`mrisr.volume.intensity_scale`), ``chunk`` slices at a time; the mean over slices and axes."""
+    """VGG16 feature distance (a `mrisr.networks.losses.PerceptualLoss`) of ``pred`` from ``target``: every slice along
+    each of the ``ndim`` last axes (one axis: in-plane images only when ``ndim=2``), both divided by the target's
+    intensity scale (`mrisr.volume.intensity_scale`), ``chunk`` slices at a time; the mean over slices and axes."""
     return feature_distances({"pred": pred}, target, perceptual, ndim, device, chunk)["pred"]
 
 

@@ -4,10 +4,10 @@ Every function compares ``pred`` with ``target`` over their last ``ndim`` axes (
 HFEN) and returns one score per leading index: a float for a single numpy image, an array or a tensor (same device)
 for a batch. ``ndim`` defaults to all axes of the input. ``pooled=True`` returns one score for the whole batch
 instead (every voxel of every image counted once: the score of a volume scored slice by slice in 2D). A mask with extra
-leading axes scores several regions from one computation (one score per region). ``data_range`` (max minus min of the intensity scale that
-the images live on) is always explicit: guessing it from the data makes scores incomparable. ``mask`` (boolean,
-broadcastable to the images) restricts a score to a region, typically `foreground_mask`. Scores are computed in
-float32 (float64 for float64 tensors); they agree with float64 references to about 1e-5.
+leading axes scores several regions from one computation (one score per region). ``data_range`` (max minus min of the
+intensity scale that the images live on) is always explicit: guessing it from the data makes scores incomparable.
+``mask`` (boolean, broadcastable to the images) restricts a score to a region, typically `foreground_mask`. Scores are
+computed in float32 (float64 for float64 tensors); they agree with float64 references to about 1e-5.
 
 PSNR and SSIM match ``skimage.metrics`` with ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``
 (Wang et al. 2004); NRMSE is skimage's ``normalized_root_mse`` (Euclidean normalisation).
@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mrisr.filtering import gaussian_filter, gaussian_laplace
-from mrisr.foreground import foreground_mask
+from mrisr.imaging.filtering import gaussian_filter, gaussian_laplace
+from mrisr.imaging.foreground import foreground_mask
 
 __all__ = ["psnr", "ssim", "nrmse", "hfen", "gain_db", "foreground_mask", "fastai_metrics"]
 
@@ -134,7 +134,8 @@ def hfen(pred, target, mask=None, ndim: int | None = None, pooled: bool = False,
 def gain_db(pred: torch.Tensor, inputs: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """PSNR of ``pred`` minus PSNR of the network's own input, per sample (dB): what the network adds to doing
     nothing. Tensors are ``(batch, 1, *spatial)``; an input on a coarser grid (``scale > 1``) is first brought to the
-    target's grid by linear interpolation (``align_corners=False``, the cell-centred grid of `mrisr.degrade`)."""
+    target's grid by linear interpolation (``align_corners=False``, the cell-centred grid of
+    `mrisr.physics.degrade`)."""
     pred, inputs, target = pred.float(), inputs.float(), target.float()
     ndim = target.ndim - 2
     if inputs.shape[2:] != target.shape[2:]:

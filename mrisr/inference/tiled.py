@@ -13,7 +13,7 @@ an H100 (docs/benchmarks.md), handles ``scale > 1`` and runs out-of-memory retri
 Geometry. A 3D network acts on the volume's three axes (slice, row, column); a 2D network on every (row, column)
 image of every slice and frame. With ``scale > 1`` the output grid has ``scale`` times as many voxels along the axes
 the network acts on; voxel ``j`` of the output lies at input index ``(j + 0.5) / scale - 0.5`` (the cell-centred
-convention of `mrisr.degrade.Downsample`), and the returned `Volume`'s affine says so.
+convention of `mrisr.physics.degrade.Downsample`), and the returned `Volume`'s affine says so.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import mrisr.volume
-from mrisr.consistency import enforce
-from mrisr.degrade import load_degradation
-from mrisr.device import (channels_last_format, cudnn_autotuning, default_device, is_out_of_memory,
-                          padded_input_channels, speed_settings)
 from mrisr.errors import InputError, check_number
+from mrisr.physics.consistency import enforce
+from mrisr.physics.degrade import load_degradation
+from mrisr.training.device import (channels_last_format, cudnn_autotuning, default_device, is_out_of_memory,
+                                   padded_input_channels, speed_settings)
 from mrisr.volume import Volume
+import mrisr.volume
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -203,7 +203,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, tile_size: int
     """Super-resolve a whole scan with ``model``, tile by tile; the result is on the CPU, in the input's intensities.
 
     Args:
-        model: a network taking ``(batch, 1, *spatial)`` normalised images (`mrisr.models`); 2D networks run on
+        model: a network taking ``(batch, 1, *spatial)`` normalised images (`mrisr.networks.models`); 2D networks run on
             every (row, column) image, 3D networks on every volume (frame).
         volume: a `Volume` (3D, or 4D time series) or a float array whose last 2 or 3 axes are spatial.
         tile_size: tile size in input voxels per spatial axis, halo included (int or one per axis); ``None`` picks
@@ -213,23 +213,24 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, tile_size: int
         batch_size: tiles per forward pass; ``None`` fills the memory budget.
         device: where the network runs (default: CUDA when available). The model is moved there.
         dtype: ``"bf16"`` or ``"fp16"`` to run under autocast (CUDA only; ignored on the CPU), ``"fp32"`` for full
-            precision; ``None``: `mrisr.device.FAST_PATH`'s choice on CUDA (measured with ``mrisr bench``), fp32
-            elsewhere.
+            precision; ``None``: `mrisr.training.device.FAST_PATH`'s choice on CUDA (measured with ``mrisr bench``),
+            fp32 elsewhere.
         blend: ``"gaussian"`` or ``"constant"`` weighting of overlapping cores.
         halo: context voxels cut off each side of a tile's output; default: the network's receptive-field radius,
             which makes the result equal to one pass over the whole (reflect-padded) volume.
         intensity_scale: raw intensity that maps to 1.0 for the network; default: the input's 99.5th percentile,
-            as in training (`mrisr.data.intensity_scale`).
+            as in training (`mrisr.data.pipeline.intensity_scale`).
         memory_gb: activation memory budget in GiB; default `memory_budget` (60 % of free GPU memory). On running
             out of memory the run retries with half the batch, then smaller tiles, and warns.
         channels_last: run in the channels-last memory format (``channels_last_3d`` for 3D networks; a 3D network's
-            one-channel first conv then also runs padded to 8 channels, `mrisr.device.padded_input_channels`);
-            ``None``: `mrisr.device.FAST_PATH`'s choice on CUDA, off elsewhere.
+            one-channel first conv then also runs padded to 8 channels, `mrisr.training.device.padded_input_channels`);
+            ``None``: `mrisr.training.device.FAST_PATH`'s choice on CUDA, off elsewhere.
         cudnn_benchmark: let cuDNN time its algorithms for the tile shape (``torch.backends.cudnn.benchmark``, restored
-            afterwards); ``None``: `mrisr.device.FAST_PATH`'s choice on CUDA, off elsewhere.
-        consistency: the `mrisr.degrade.Degradation` (or preset name, or spec file) that made ``volume``: the output
-            is then made consistent with ``volume`` under it (`mrisr.consistency.enforce`: the measured k-space band
-            put back, or iterative back-projection), on ``device`` when it is a GPU. ``volume`` must then be a `Volume`.
+            afterwards); ``None``: `mrisr.training.device.FAST_PATH`'s choice on CUDA, off elsewhere.
+        consistency: the `mrisr.physics.degrade.Degradation` (or preset name, or spec file) that made ``volume``: the
+            output is then made consistent with ``volume`` under it (`mrisr.physics.consistency.enforce`: the measured
+            k-space band put back, or iterative back-projection), on ``device`` when it is a GPU. ``volume`` must then
+            be a `Volume`.
         progress: show a progress bar over batches.
 
     On CUDA the volume is padded, blended and normalised on the GPU when it fits in a quarter of the free memory.
@@ -242,7 +243,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, tile_size: int
         consistency = load_degradation(consistency)
         if not isinstance(volume, Volume):
             raise ValueError("consistency= needs a Volume (its spacing and phase-encoding axes say how it was "
-                             "degraded); for arrays call mrisr.consistency.enforce with spacing= and "
+                             "degraded); for arrays call mrisr.physics.consistency.enforce with spacing= and "
                              "phase_encoding_axes=")
     ndim, scale, radius = model_geometry(model)
     if halo is None:

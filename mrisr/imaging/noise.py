@@ -13,7 +13,7 @@ then be given. On the 8-channel DESS sample the air fits about 5 effective chann
 Where the scanner interpolated the image (zero-filled k-space, as on the DESS sample: neighbouring voxels of its air
 correlate by 0.9), the air's noise is not white; ``sigma`` is then its per-voxel level, with less power at the
 highest frequencies and more in the measured band than white noise of that level. `snr` is the mean foreground
-signal over ``sigma``: the figure `mrisr.steps.RicianNoise` takes."""
+signal over ``sigma``: the figure `mrisr.physics.steps.RicianNoise` takes."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import torch
 from scipy import ndimage, stats
 
 from mrisr.errors import InputError
-from mrisr.foreground import foreground_mask, tissue_threshold
+from mrisr.imaging.foreground import foreground_mask, tissue_threshold
 from mrisr.volume import Volume
 
 MIN_BACKGROUND = 500  # voxels of air needed for a reading (its median then within about 5 %)
@@ -110,7 +110,7 @@ def noise_sigma(scan: Volume | np.ndarray, margin_mm: float = 3.0) -> float:
     interval first. Raises an `InputError` naming the scan when fewer than 500 voxels of air are left (an image
     cropped to the subject), when its air is mostly 0 (blanked), when no chi distribution fits its shape within 15 %
     (air holding signal or artefacts), or when the noise is below half an integer step: there is then no noise to
-    read, and the SNR must be given to `mrisr.steps.RicianNoise` instead.
+    read, and the SNR must be given to `mrisr.physics.steps.RicianNoise` instead.
     """
     model = air_model(scan, margin_mm)
     source = scan.meta.get("source_path") if isinstance(scan, Volume) else None
@@ -150,7 +150,7 @@ def signal_level(x: torch.Tensor, ndim: int) -> torch.Tensor:
 
 def snr(scan: Volume | np.ndarray, margin_mm: float = 3.0) -> float:
     """Signal-to-noise ratio of ``scan``: its mean tissue signal (`signal_level` of the whole scan) over
-    `noise_sigma`; the definition `mrisr.steps.RicianNoise` uses."""
+    `noise_sigma`; the definition `mrisr.physics.steps.RicianNoise` uses."""
     volume = _as_volume(scan)
     data = torch.from_numpy(np.ascontiguousarray(volume.data, np.float32)).reshape(-1)
     return float(signal_level(data, 1)) / noise_sigma(scan, margin_mm)

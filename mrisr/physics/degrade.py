@@ -1,4 +1,4 @@
-"""Simulated low-resolution acquisitions: a serialisable `Degradation` spec chaining the steps of `mrisr.steps`
+"""Simulated low-resolution acquisitions: a serialisable `Degradation` spec chaining the steps of `mrisr.physics.steps`
 (importable from here too), and presets.
 
 A `Degradation` is an ordered list of steps applied to the last ``ndim`` axes (the image axes) of a `Volume`, a numpy
@@ -6,7 +6,7 @@ array or a torch tensor (CPU or GPU, any leading batch axes). Spatial axes are n
 of the array; for a 3D degradation axis 0 is the slice axis of `mrisr.volume`. A 2D degradation applied to a
 `Volume` works slice by slice on (row, column).
 
-Physics of each step, in k-space terms (`mrisr.steps`):
+Physics of each step, in k-space terms (`mrisr.physics.steps`):
 
 * `KSpaceTruncation`: an acquisition that samples only the central part of k-space (fewer phase-encoding lines,
   hence shorter): resolution drops and sharp edges ring (Gibbs). A window trades the ringing for blur.
@@ -31,10 +31,10 @@ import numpy as np
 import torch
 
 from mrisr.errors import InputError
-from mrisr.noise import NOISE_KEY, noise_sigma, scan_noise_sigma
-from mrisr.steps import (FWHM_PER_SIGMA, MEASUREMENT_STEPS, PHASE_ENCODING, SCAN, SINC_FWHM, STEPS, Context,
-                         Downsample, GaussianBlur, KSpaceTruncation, Quantise, RicianNoise, SliceProfile,
-                         SliceThickness, Step, Upsample, per_axis, resize_axis)
+from mrisr.imaging.noise import NOISE_KEY, noise_sigma, scan_noise_sigma
+from mrisr.physics.steps import (FWHM_PER_SIGMA, MEASUREMENT_STEPS, PHASE_ENCODING, SCAN, SINC_FWHM, STEPS, Context,
+                                 Downsample, GaussianBlur, KSpaceTruncation, Quantise, RicianNoise, SliceProfile,
+                                 SliceThickness, Step, Upsample, per_axis, resize_axis)
 from mrisr.volume import Volume
 
 __all__ = ["Degradation", "PRESETS", "preset", "load_degradation", "Context", "Step", "KSpaceTruncation",
@@ -97,18 +97,18 @@ class Degradation:
 
     def forward_model(self) -> Degradation:
         """The deterministic part of the acquisition model: this degradation without its noise and quantisation
-        steps (the ``A`` of data consistency, `mrisr.consistency`)."""
+        steps (the ``A`` of data consistency, `mrisr.physics.consistency`)."""
         return Degradation([s for s in self.steps if not isinstance(s, MEASUREMENT_STEPS)], self.ndim, self.name)
 
     def at_snr(self, snr: float) -> Degradation:
         """This degradation with its noise at a stated ``snr`` in place of the scan's own level (for a scan whose
-        air cannot show its noise, `mrisr.noise.noise_sigma`)."""
+        air cannot show its noise, `mrisr.imaging.noise.noise_sigma`)."""
         steps = [RicianNoise(snr) if isinstance(s, RicianNoise) and s.snr == SCAN else s for s in self.steps]
         return Degradation(steps, self.ndim, self.name)
 
     def needs_scan_noise(self) -> bool:
         """Whether a step adds noise at the scan's own level (``RicianNoise(snr="scan")``), which must be measured
-        on the whole scan (`mrisr.noise.noise_sigma`) before the steps run."""
+        on the whole scan (`mrisr.imaging.noise.noise_sigma`) before the steps run."""
         return any(isinstance(s, RicianNoise) and s.snr == SCAN for s in self.steps)
 
     def axis_roles(self, spacing: Sequence[float] | None = None,
@@ -163,7 +163,7 @@ class Degradation:
                      record: dict | None = None):
         """Degrade a tensor ``(..., *spatial)``; returns it and the per-axis index maps ``[(a, b), ...]`` (output
         index ``i`` along a spatial axis lies at input index ``a * i + b``). ``noise_level``: the scan's noise
-        standard deviation for ``RicianNoise(snr="scan")`` (default: `mrisr.noise.noise_sigma` of ``x`` taken as
+        standard deviation for ``RicianNoise(snr="scan")`` (default: `mrisr.imaging.noise.noise_sigma` of ``x`` taken as
         one scan); ``record``: a dict the steps write what they drew into (the noise level)."""
         if x.ndim < self.ndim:
             raise ValueError(f"this Degradation acts on the last {self.ndim} axes ({_axis_names(self.ndim)}), but got "
@@ -284,7 +284,7 @@ def cardiac_x4(noise: bool = True, snr: float | str = CARDIAC_SNR, quantise: boo
     image-library definition), then blurred with a Gaussian of sigma 1.0 low-resolution pixel, for a softer input
     than bicubic alone. The noise has a stated SNR of 20 (tissue signal over sigma, on the high-resolution slice):
     public cine data come cropped around the heart and rescaled to 8 bits, with too little air, or air clipped to
-    zero, to read their own noise from (`mrisr.noise.noise_sigma` refuses them); ``snr="scan"`` reads it where
+    zero, to read their own noise from (`mrisr.imaging.noise.noise_sigma` refuses them); ``snr="scan"`` reads it where
     the air allows.
     """
     steps = [Downsample(factor=4, method="bicubic"), GaussianBlur(sigma=1.0, units="voxel")]

@@ -10,20 +10,20 @@ training pairs, with no other scan:
 
 1. **Slice profile** (`slice_geometry`): slice spacing ``s`` and thickness ``d`` (mm) from the `Volume`
    (``meta["slice_thickness_mm"]``, else the spacing: contiguous slices) or given, ``d < s`` a gap and ``d > s`` an
-   overlap; a rect profile ``d`` wide or a Gaussian of FWHM ``d`` (`mrisr.degrade.SliceProfile`). The network works
-   on slices ``t = s / k`` apart (``k`` an integer; default: the in-plane spacing, rounded so that it divides
+   overlap; a rect profile ``d`` wide or a Gaussian of FWHM ``d`` (`mrisr.physics.degrade.SliceProfile`). The network
+   works on slices ``t = s / k`` apart (``k`` an integer; default: the in-plane spacing, rounded so that it divides
    ``s``); a requested output spacing that does not divide ``s`` is reached by resampling that grid.
 2. **Training pairs** (`training_volumes`, `training_degradation`): each in-plane image is resampled along one
    in-plane axis onto the output grid ``t`` (anti-aliased bicubic: the target, a slice about ``t`` thick). That axis
-   is then weighted by the profile ``d / t`` samples wide every ``k`` samples (`mrisr.degrade.SliceProfile`: the
+   is then weighted by the profile ``d / t`` samples wide every ``k`` samples (`mrisr.physics.degrade.SliceProfile`: the
    blur of the profile and the aliasing of sampling every ``s`` mm) and brought back onto the ``t`` grid by cubic
-   interpolation (`mrisr.degrade.Upsample`), exactly as the scan's slice axis is at inference. Both in-plane axes
-   take the degraded role in turn. SMORE trains two networks on such pairs, one that removes the aliasing (its
+   interpolation (`mrisr.physics.degrade.Upsample`), exactly as the scan's slice axis is at inference. Both in-plane
+   axes take the degraded role in turn. SMORE trains two networks on such pairs, one that removes the aliasing (its
    "SAA": input sampled and interpolated, target only blurred) and one that removes the blur ("SSR"), and applies
    them in turn; here one network is trained on the composed pairs (input sampled and interpolated, target sharp)
    and so learns both steps, anti-aliasing included, in one training and one pass.
-3. **Network** (`train_network`): an `mrisr.models.EDSR2D` on the grid (global skip: it starts as the cubic
-   interpolation), trained through the project's fastai pipeline (`mrisr.train.sr_learner`: patches on tissue,
+3. **Network** (`train_network`): an `mrisr.networks.models.EDSR2D` on the grid (global skip: it starts as the cubic
+   interpolation), trained through the project's fastai pipeline (`mrisr.training.train.sr_learner`: patches on tissue,
    drawn towards where input and target differ, flips, L1 loss, one-cycle schedule, best epoch on held-out slices).
 4. **Through-plane** (`through_plane`): the scan is cubic-interpolated onto the ``t`` grid along its slice axis and
    every (slice, row) image (one per column) and every (slice, column) image (one per row) goes through the
@@ -32,9 +32,9 @@ training pairs, with no other scan:
    ``|F_k|^p / sum_j |F_j|^p`` (Delbracio and Sapiro, IEEE TIP 2015, as SMORE fuses its orientations): where one
    orientation restored a frequency and the other did not, the restored one dominates.
 
-The output has the scan's in-plane grid and slices ``t`` apart, its affine from `mrisr.degrade.Upsample` (slice
+The output has the scan's in-plane grid and slices ``t`` apart, its affine from `mrisr.physics.degrade.Upsample` (slice
 centres of the scan stay voxel centres). `forward_model` is the thick-slice acquisition of the output grid, for data
-consistency (`mrisr.consistency.enforce`).
+consistency (`mrisr.physics.consistency.enforce`).
 """
 
 from __future__ import annotations
@@ -48,15 +48,15 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from mrisr.cases import split_slabs
-from mrisr.consistency import enforce
-from mrisr.data import prepare_subject
-from mrisr.degrade import Degradation, SliceProfile, Upsample, resize_axis
-from mrisr.steps import PROFILES
-from mrisr.device import default_device
+from mrisr.data.cases import split_slabs
+from mrisr.data.pipeline import prepare_subject
 from mrisr.errors import InputError
-from mrisr.config import ExperimentConfig
-from mrisr.train import fit, sr_learner
+from mrisr.physics.consistency import enforce
+from mrisr.physics.degrade import Degradation, SliceProfile, Upsample, resize_axis
+from mrisr.physics.steps import PROFILES
+from mrisr.training.config import ExperimentConfig
+from mrisr.training.device import default_device
+from mrisr.training.train import fit, sr_learner
 from mrisr.volume import Volume, intensity_scale
 
 MIN_SLICES = 8  # fewer slices leave too little to train on and to hold out
@@ -66,9 +66,10 @@ FBA_POWER = 8.0
 
 SETTINGS = {
     # Small enough for a 2-core CPU: a 96 x 192 x 192 brain crop in under 2 minutes. The network runs on the scan's
-    # own slice grid (``on_slice_grid``: the k rows of each slice folded into channels, `mrisr.models.fold_axis0`),
-    # k times cheaper than on the output grid, so it trains 3x longer than before in less time (docs/benchmarks.md:
-    # on the brain crop at x4, +0.28 dB over cubic at 8 epochs, +0.55 at 24, +0.71 at 72).
+    # own slice grid (``on_slice_grid``: the k rows of each slice folded into channels,
+    # `mrisr.networks.models.fold_axis0`), k times cheaper than on the output grid, so it trains 3x longer than before
+    # in less time (docs/benchmarks.md: on the brain crop at x4, +0.28 dB over cubic at 8 epochs, +0.55 at 24, +0.71 at
+    # 72).
     "fast": dict(n_feats=32, n_blocks=4, patch_slices=8, patch_width=48, batch_size=16, patches_per_subject=192,
                  valid_patches_per_subject=32, epochs=24, lr_max=1e-3, on_slice_grid=True),
     # Up to 15 minutes of a 2-core CPU: the fast network trained 5x longer (longer training paid more than a wider,
@@ -93,7 +94,7 @@ class SliceGeometry:
         grid_spacing: ``g = s / k`` (``k`` an integer), mm between the slices the network makes.
         target_spacing: mm between the output slices; the network's grid is resampled onto it where it differs
             from ``g`` (``g`` is the finest ``s / k`` not coarser than it).
-        profile: ``"rect"`` or ``"gaussian"`` (`mrisr.degrade.SliceProfile`).
+        profile: ``"rect"`` or ``"gaussian"`` (`mrisr.physics.degrade.SliceProfile`).
     """
 
     slice_spacing: float
@@ -125,7 +126,7 @@ def slice_geometry(volume: Volume, target_spacing: float | None = None, slice_th
     ``target_spacing`` (mm): the output slice spacing; default the finest in-plane spacing, rounded so that it
     divides the slice spacing (one grid, no resampling). ``slice_thickness`` (mm): default
     ``meta["slice_thickness_mm"]`` (DICOM's SliceThickness), else the spacing. ``profile``: the slice profile's
-    shape, ``"rect"`` or ``"gaussian"`` (`mrisr.degrade.SliceProfile`).
+    shape, ``"rect"`` or ``"gaussian"`` (`mrisr.physics.degrade.SliceProfile`).
     """
     source = volume.meta.get("source_path") or "the scan"
     if volume.data.ndim != 3:
@@ -174,7 +175,7 @@ def training_degradation(geometry: SliceGeometry) -> Degradation:
 
 def forward_model(geometry: SliceGeometry) -> Degradation:
     """The thick-slice acquisition of a volume on the network's grid (3D, slice axis 0): what made the scan from it,
-    for `mrisr.consistency.enforce`."""
+    for `mrisr.physics.consistency.enforce`."""
     return Degradation([geometry.slice_profile()], ndim=3, name="selfsr_acquisition")
 
 
@@ -332,7 +333,7 @@ def super_resolve(volume: Volume, target_spacing: float | None = None, preset: s
             the slice spacing). Thinner than the spacing is a gap, thicker an overlap.
         profile: the slice profile, ``"rect"`` or ``"gaussian"`` (FWHM ``slice_thickness``).
         consistency: make the output consistent with the scan under `forward_model` (back-projection on the
-            network's grid, `mrisr.consistency.enforce`, before any resampling): its slices give the scan back.
+            network's grid, `mrisr.physics.consistency.enforce`, before any resampling): its slices give the scan back.
         seed: training seed; the same seed gives the same output on the same device.
         run_dir: keep the training run (``best.pth``, ``config.json``) there; default a temporary folder.
 

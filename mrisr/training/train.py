@@ -1,5 +1,5 @@
-"""Training: `sr_learner` turns an `ExperimentConfig` (`mrisr.config`) into a fastai ``Learner``; `fit` runs its
-one-cycle schedule; `load_model` rebuilds a trained network from a checkpoint.
+"""Training: `sr_learner` turns an `ExperimentConfig` (`mrisr.training.config`) into a fastai ``Learner``; `fit` runs
+its one-cycle schedule; `load_model` rebuilds a trained network from a checkpoint.
 
 The straight path (what the notebooks and ``mrisr train`` do)::
 
@@ -21,19 +21,19 @@ from fastai.callback.progress import ProgressCallback
 from fastai.learner import Learner
 from fastcore.imports import in_notebook
 
-from mrisr.callbacks import (Checkpoint, DeterministicAlgorithms, FastPath, GainOverInput, LossTerm, ResamplePatches,
-                             ResumeFrom, WeightEMA, epoch_logger)
-from mrisr.cases import load_subjects, validation_names
-from mrisr.checkpoint import LAST_CHECKPOINT, read_checkpoint
-from mrisr.config import ExperimentConfig, build_model
-from mrisr.data import Subject, sr_dataloaders
-from mrisr.device import default_device, speed_settings
-from mrisr.distributed import (DataParallel, ReduceMetrics, is_writer, join, process_device, shared_subjects,
-                               world_size)
+from mrisr.data.cases import load_subjects, validation_names
+from mrisr.data.pipeline import Subject, sr_dataloaders
 from mrisr.errors import InputError
+from mrisr.imaging.metrics import fastai_metrics
 from mrisr.io.atomic import atomic_path
-from mrisr.losses import PerceptualLoss, SRLoss
-from mrisr.metrics import fastai_metrics
+from mrisr.networks.losses import PerceptualLoss, SRLoss
+from mrisr.training.callbacks import (Checkpoint, DeterministicAlgorithms, FastPath, GainOverInput, LossTerm,
+                                      ResamplePatches, ResumeFrom, WeightEMA, epoch_logger)
+from mrisr.training.checkpoint import LAST_CHECKPOINT, read_checkpoint
+from mrisr.training.config import ExperimentConfig, build_model
+from mrisr.training.device import default_device, speed_settings
+from mrisr.training.distributed import (DataParallel, ReduceMetrics, is_writer, join, process_device, shared_subjects,
+                                        world_size)
 
 def fit(learn: Learner, config: ExperimentConfig) -> float:
     """Train ``learn`` with the one-cycle schedule (``config.epochs``, peak ``config.lr_max`` reached after
@@ -45,7 +45,7 @@ def fit(learn: Learner, config: ExperimentConfig) -> float:
         lr = resume.peak_lr
     else:
         lr = config.lr_max if config.lr_max is not None else float(learn.lr_find(show_plot=False).valley)
-        lr *= world_size()  # linear scaling with the effective batch (`mrisr.distributed`)
+        lr *= world_size()  # linear scaling with the effective batch (`mrisr.training.distributed`)
     if world_size() > 1 and is_writer():
         print(f"{world_size()} processes: effective batch {config.batch_size} x {world_size()} = "
               f"{config.batch_size * world_size()}; peak learning rate {lr:.3g} (scaled linearly, reached after "

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mrisr.baselines import resample
 from mrisr.errors import check_number
-from mrisr.foreground import foreground_mask
+from mrisr.evaluation.baselines import resample
+from mrisr.imaging.foreground import foreground_mask
+from mrisr.imaging.spectrum import residual_spectrum
 from mrisr.io.atomic import atomic_path
-from mrisr.spectrum import residual_spectrum
 from mrisr.volume import Volume
 
 GAP = 2  # pixels between tiles
@@ -402,8 +402,8 @@ def checkerboard_figure(volumes: dict[str, Volume | np.ndarray], reference: str 
                         slice_index: int = 0, box: tuple[int, int, int] | None = None, panel_size: float = 2.4):
     """Checkerboard artefacts made visible: per panel, a zoomed crop (``box`` = row, column, size in reference
     pixels; default the central quarter) on one window, and below it the log power spectrum of the residual against
-    the reference (`mrisr.spectrum.residual_spectrum`) over all frames and slices, where a periodic pattern shows
-    as isolated bright dots on a grid. Returns the figure."""
+    the reference (`mrisr.imaging.spectrum.residual_spectrum`) over all frames and slices, where a periodic pattern
+    shows as isolated bright dots on a grid. Returns the figure."""
     import matplotlib.pyplot as plt
 
     stacks, _, reference = on_common_grid(volumes, reference, frame=None)  # every frame, on the reference grid

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mrisr.cases import disjoint_slabs, sub_volume
+from mrisr.data.cases import disjoint_slabs, sub_volume
 from mrisr.errors import InputError
+from mrisr.imaging.noise import NOISE_KEY, with_noise_sigma
 from mrisr.io import load_volume, save_volume
-from mrisr.noise import NOISE_KEY, with_noise_sigma
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def sample_dir() -> Path:
@@ -44,9 +44,9 @@ def knee_slabs(out_dir: str | Path, n: int = 4, columns: int | None = 192, margi
     """The DESS knee (80 x 512 x 512 at 1.5 x 0.3125 x 0.3125 mm) cropped to its central ``columns`` (None: all 512)
     and cut into ``n`` slabs along the rows (top to bottom), ``margin_mm`` apart, written once as
     ``knee_slab_K.nii.gz`` in ``out_dir``. Returned top to bottom, but slab ``held_out`` (1-based) last, where
-    `mrisr.cases.split_cases` takes the test subject: of four slabs the third holds the joint (cartilage, menisci).
-    Each slab records the noise level measured on the whole knee (`mrisr.noise.with_noise_sigma`): a slab's own air
-    is too little, and partly shadowed tissue, to read it from."""
+    `mrisr.data.cases.split_cases` takes the test subject: of four slabs the third holds the joint (cartilage, menisci).
+    Each slab records the noise level measured on the whole knee (`mrisr.imaging.noise.with_noise_sigma`): a slab's own
+    air is too little, and partly shadowed tissue, to read it from."""
     out_dir = Path(out_dir)
     paths = [out_dir / f"knee_slab_{k + 1}.nii.gz" for k in range(n)]
     if held_out is not None and not 1 <= held_out <= n:
@@ -61,7 +61,8 @@ def knee_slabs(out_dir: str | Path, n: int = 4, columns: int | None = 192, margi
 
 
 # The FAIR knee's 8-bit export clipped its air (a fifth of it is 0, the rest does not fit any noise distribution), so
-# `mrisr.noise.noise_sigma` cannot read its noise: the noisy presets add noise to it at the SNR measured on the DESS.
+# `mrisr.imaging.noise.noise_sigma` cannot read its noise: the noisy presets add noise to it at the SNR measured on the
+# DESS.
 FAIR_SNR = 30.0
 
 
@@ -89,7 +90,7 @@ def cardiac_subjects(out_dir: str | Path) -> list[Path]:
     """The cardiac samples as cases for a split by subject, written once in ``out_dir``: the ACDC cine slice
     (`cardiac_cine`), then ``<name>_sax.nii.gz`` for ACDC, M&Ms and M&Ms-2: each subject's short-axis stack at
     end-diastole and end-systole as two frames ``(2, slices, 192, 192)`` at 1 x 1 mm in-plane, 10 mm slices.
-    In this order `mrisr.cases.split_cases` (one to test, one to validate) trains on the two ACDC scans, validates
+    In this order `mrisr.data.cases.split_cases` (one to test, one to validate) trains on the two ACDC scans, validates
     on M&Ms and tests on M&Ms-2: three challenges, three scanners, and no subject on both sides of the split
     (whether the cine slice and the ACDC stack are one patient does not matter: both train)."""
     out_dir = Path(out_dir)

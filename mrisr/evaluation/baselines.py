@@ -4,7 +4,7 @@
   two volumes' affines (so the voxel alignment set by the degradation is respected exactly) with a B-spline of order
   0 (nearest), 1 (linear) or 3 (cubic, ``scipy.ndimage``). When the degradation kept the grid (k-space zero-filling,
   blur), the degraded input is already on the high-resolution grid and is itself the baseline.
-* **Interpolation + data consistency** (`mrisr.consistency.enforce`: k-space projection or iterative
+* **Interpolation + data consistency** (`mrisr.physics.consistency.enforce`: k-space projection or iterative
   back-projection, Irani and Peleg 1991), its stopping rule and iterations chosen on validation data.
 * **TV-POCS** (`tv_reconstruction`): total-variation-regularised reconstruction from the measurement, alternating a
   back-projection step towards the measured data with TV denoising (Chambolle, JMIV 2004): proximal gradient
@@ -30,10 +30,10 @@ from scipy import ndimage
 
 from skimage.restoration import denoise_tv_chambolle, wiener
 
-from mrisr import metrics
-from mrisr.consistency import back_projection, enforce, operator_norm_squared
-from mrisr.degrade import Degradation, GaussianBlur, KSpaceTruncation
-from mrisr.foreground import foreground_mask
+from mrisr.imaging import metrics
+from mrisr.imaging.foreground import foreground_mask
+from mrisr.physics.consistency import back_projection, enforce, operator_norm_squared
+from mrisr.physics.degrade import Degradation, GaussianBlur, KSpaceTruncation
 from mrisr.volume import Volume, intensity_scale
 
 SPLINE_ORDERS = {"nearest": 0, "linear": 1, "cubic": 3}
@@ -167,7 +167,7 @@ def classical(lr: Volume, grid: Volume, degradation: Degradation, settings: dict
 
 
 def _psnr(volume: Volume, hr: Volume, mask: np.ndarray) -> float:
-    """Foreground PSNR (dB) as `mrisr.evaluate.score_table` computes it: the reference's range, pooled."""
+    """Foreground PSNR (dB) as `mrisr.evaluation.tables.score_table` computes it: the reference's range, pooled."""
     return float(metrics.psnr(volume.data, hr.data, float(hr.data.max() - hr.data.min()),
                               np.broadcast_to(mask, hr.data.shape), 3, pooled=True))
 
@@ -175,7 +175,7 @@ def _psnr(volume: Volume, hr: Volume, mask: np.ndarray) -> float:
 def _best(make: Callable[[Volume, Volume, dict], Volume], candidates, inputs: dict, log,
           ordered: bool = False) -> dict:
     """The candidate whose output has the best mean foreground PSNR over the validation ``inputs`` (name ->
-    ``(reference, degraded input, foreground mask)``; PSNR as `mrisr.evaluate.score_table` computes it). For an
+    ``(reference, degraded input, foreground mask)``; PSNR as `mrisr.evaluation.tables.score_table` computes it). For an
     ``ordered`` grid (one setting, rising), a best at either end is a warning: the grid may be too narrow."""
     scores = []
     for candidate in candidates:

@@ -1,0 +1,1 @@
+"""The super-resolution networks and their training losses."""

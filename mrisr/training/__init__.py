@@ -1,0 +1,2 @@
+"""One experiment's config, its fastai learner and callbacks, checkpoints, several processes, and the device it runs
+on."""
