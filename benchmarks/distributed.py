@@ -52,9 +52,9 @@ def worker(out: Path, device: str, n_feats: int, batch: int, patches: int) -> No
     subjects = [prepare_subject(knee_phantom((32, 64, 64), seed=s), None, f"phantom{s}") for s in range(3)]
     with tempfile.TemporaryDirectory() as run_dir:
         config = ExperimentConfig(name="distributed", n_feats=n_feats, n_blocks=2, patch_size=16, batch_size=batch,
-                                  patches_per_subject=patches, valid_patches_per_subject=batch * 2,
-                                  valid_cases=["phantom2"], epochs=2, lr_max=1e-4, run_dir=run_dir)
-        learn = sr_learner(config, subjects, device=device, progress=False)
+                                  patches_per_epoch=2 * patches, valid_patches_per_subject=batch * 2,
+                                  epochs=2, lr_max=1e-4, run_dir=run_dir)
+        learn = sr_learner(config, subjects, device=device, progress=False, valid_names=["phantom2"])
         learn.logger = lambda *_: None
         timer = TrainTimer()
         learn.fit(2, 1e-4, cbs=[timer])

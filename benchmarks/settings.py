@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -75,6 +76,14 @@ class BenchSizes:
     accuracy_shape: tuple[int, ...] = (80, 256, 256)
     accuracy_steps: int = 200
     accuracy_batch: int = 8
+
+    def updated(self, settings: dict) -> BenchSizes:
+        """These sizes with ``settings`` (field -> value, from ``--set``) replaced; lists become tuples."""
+        known = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise ValueError(f"unknown benchmark sizes {unknown}; known: {', '.join(known)}")
+        return dataclasses.replace(self, **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
 
 
 SIZES = {

@@ -22,9 +22,9 @@ allocator), then the median over repeats, each a run of several steps bracketed 
 ``time.perf_counter``), so the host may run ahead of the device as in real training.
 
     python -m benchmarks.speed --volume ../shared/data/knee_dess_sample --markdown docs/benchmarks.md   # GPU
-    python -m benchmarks.speed --preset cpu --volume ../shared/data/knee_dess_sample                     # CPU
+    python -m benchmarks.speed --size cpu --volume ../shared/data/knee_dess_sample                     # CPU
 
-(``mrisr bench`` runs this module.) It prints the tables, writes JSON (``--json``, default
+It prints the tables, writes JSON (``--json``, default
 ``runs/bench/bench-<time>.json``) and appends the tables to ``--markdown``.
 """
 
@@ -49,6 +49,7 @@ from benchmarks.speed_train import matmul_rate, pipeline_section, train_section
 from mrisr.errors import check_outputs
 from mrisr.io.atomic import atomic_path
 from mrisr.networks.models import EDSR3D, count_parameters
+from mrisr.overrides import add_set_option
 from mrisr.training.device import default_device
 from mrisr.volume import Volume
 
@@ -56,36 +57,37 @@ from mrisr.volume import Volume
 SECTIONS = ("train", "pipeline", "inference", "accuracy")
 
 
-def environment(device: torch.device, sizes: BenchSizes, preset_name: str) -> dict:
+def environment(device: torch.device, sizes: BenchSizes, size: str) -> dict:
     cuda = device.type == "cuda"
     return {"device": device_name(device),
             "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
             "cudnn": torch.backends.cudnn.version() if cuda else None,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "preset": preset_name, "sizes": dataclasses.asdict(sizes),
+            "size": size, "sizes": dataclasses.asdict(sizes),
             "model": f"EDSR3D {sizes.n_feats}x{sizes.n_blocks} "
                      f"({count_parameters(EDSR3D(n_feats=sizes.n_feats, n_blocks=sizes.n_blocks)):,} parameters)"}
 
 
-def run(preset_name: str = "auto", device: str | torch.device | None = None, volume: Volume | None = None,
-        sections: Sequence[str] = SECTIONS, on_section: Callable[[dict], None] | None = None) -> dict:
-    """Measure everything in ``sections`` on ``device`` (default: CUDA when available) with the ``preset_name``
+def run(size: str = "auto", device: str | torch.device | None = None, volume: Volume | None = None,
+        sections: Sequence[str] = SECTIONS, on_section: Callable[[dict], None] | None = None,
+        settings: dict | None = None) -> dict:
+    """Measure everything in ``sections`` on ``device`` (default: CUDA when available) with the ``size``
     sizes (``"auto"``: ``"gpu"`` on CUDA, ``"cpu"`` elsewhere; ``"tiny"`` for tests). ``volume`` is the real scan the
     accuracy section degrades and predicts (default: a phantom). ``on_section(result so far)`` is called after
-    each section (to save partial results of a long run)."""
+    each section (to save partial results of a long run). ``settings`` replace fields of the sizes (``--set``)."""
     device = default_device(device)
-    if preset_name == "auto":
-        preset_name = "gpu" if device.type == "cuda" else "cpu"
-    if preset_name not in SIZES:
-        raise ValueError(f"preset must be 'auto' or one of {list(SIZES)}, got {preset_name!r}")
+    if size == "auto":
+        size = "gpu" if device.type == "cuda" else "cpu"
+    if size not in SIZES:
+        raise ValueError(f"size must be 'auto' or one of {list(SIZES)}, got {size!r}")
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         raise ValueError(f"unknown sections {unknown}; choose from {list(SECTIONS)}")
-    sizes = SIZES[preset_name]
+    sizes = SIZES[size].updated(settings or {})
     variants = [v for v in (GPU_VARIANTS if sizes.variants == "gpu" else CPU_VARIANTS) if sizes.compile or not
                 v.compile]
-    result: dict = {"environment": environment(device, sizes, preset_name)}
-    log(f"{result['environment']['device']}, torch {torch.__version__}, preset {preset_name}")
+    result: dict = {"environment": environment(device, sizes, size)}
+    log(f"{result['environment']['device']}, torch {torch.__version__}, size {size}")
     # n^3 products; bf16 on a CPU without bf16 units takes seconds per product, so it is timed at n <= 1024 there
     sides = {"bf16": sizes.matmul_n if device.type == "cuda" else min(sizes.matmul_n, 1024), "fp32": sizes.matmul_n}
     dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -123,12 +125,12 @@ def run(preset_name: str = "auto", device: str | torch.device | None = None, vol
     return result
 
 
-def report(result: dict, command: str = "mrisr bench") -> str:
+def report(result: dict, command: str = "python -m benchmarks.speed") -> str:
     """The run as Markdown: a heading with device, versions and date, then one table per section."""
     env = result["environment"]
     versions = f"torch {env['torch']}" + (f", CUDA {env['cuda']}, cuDNN {env['cudnn']}" if env["cuda"] else "")
     out = [f"### Speed benchmark: {env['device']}, {env['date']}", "",
-           f"`{command}` (preset `{env['preset']}`); {versions}; {env['model']}."]
+           f"`{command}` (size `{env['size']}`); {versions}; {env['model']}."]
     if result.get("skipped"):
         out.append("Not measured: " + "; ".join(result["skipped"]) + ".")
     if "peak" in result:
@@ -179,11 +181,11 @@ def report(result: dict, command: str = "mrisr bench") -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mrisr bench", description="Times the seed-size EDSR3D: training steps "
-                                     "(fp32, tf32, bf16, channels-last, cuDNN autotuning, torch.compile; batch and "
-                                     "patch sweeps; MFU against the measured matrix-product peak), the real fastai "
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed",
+                                     description="Times the seed-size EDSR3D: training steps (fp32, tf32, bf16, "
+                                     "channels-last, cuDNN autotuning, torch.compile; batch and patch sweeps; MFU against the measured matrix-product peak), the real fastai "
                                      "loop, whole-volume inference, and each variant's accuracy against fp32.")
-    parser.add_argument("--preset", default="auto", choices=["auto", *SIZES],
+    parser.add_argument("--size", default="auto", choices=["auto", *SIZES],
                         help="sizes (default: gpu on CUDA, cpu otherwise; tiny is a smoke test)")
     parser.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS,
@@ -191,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--volume", help="a real scan for the accuracy section (default: a phantom)")
     parser.add_argument("--json", help="JSON output file, '-' for stdout (default runs/bench/bench-<time>.json)")
     parser.add_argument("--markdown", help="append the tables to this Markdown file, e.g. docs/benchmarks.md")
+    add_set_option(parser, "a field of the sizes (benchmarks.settings.BenchSizes, e.g. batch=8)")
     args = parser.parse_args(argv)
     from mrisr.io import load_volume
 
@@ -203,10 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             with atomic_path(path, ".json") as tmp:
                 tmp.write_text(json.dumps(result, indent=2))
 
-    result = run(args.preset, device=args.device, volume=volume, sections=args.sections, on_section=save)
+    result = run(args.size, device=args.device, volume=volume, sections=args.sections, on_section=save,
+                 settings=dict(args.set))
     save(result)
     print(json.dumps(result, indent=2) if path is None else f"JSON: {path}")
-    markdown = report(result, " ".join(["mrisr bench", *(argv if argv is not None else sys.argv[1:])]))
+    markdown = report(result, " ".join(["python -m benchmarks.speed", *(argv if argv is not None else sys.argv[1:])]))
     if args.markdown:
         print(f"Markdown appended to {append_markdown(Path(args.markdown), markdown)}")
     print(markdown)

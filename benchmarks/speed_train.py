@@ -194,10 +194,11 @@ def pipeline_section(sizes: BenchSizes, device: torch.device, settings: Sequence
             batch = extra.get("batch_size", sizes.batch)
             config = ExperimentConfig(**{"name": "bench", "n_feats": sizes.n_feats, "n_blocks": sizes.n_blocks,
                                          "patch_size": sizes.patch, "batch_size": batch,
-                                         "patches_per_subject": math.ceil(per_subject * batch / sizes.batch),
-                                         "valid_patches_per_subject": batch, "valid_cases": [subjects[-1].name],
+                                         "patches_per_epoch": (len(subjects) - 1)  # all but one train
+                                         * math.ceil(per_subject * batch / sizes.batch),
+                                         "valid_patches_per_subject": batch,
                                          "epochs": 2, "run_dir": run_dir, **extra})
-            learn = sr_learner(config, subjects, device=device, progress=False)
+            learn = sr_learner(config, subjects, device=device, progress=False, valid_names=[subjects[-1].name])
             learn.logger = lambda *_: None
             learn.fast_path.device_smooth_loss = device_smooth_loss
             timer = TrainPhaseTimer()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mrisr.errors import InputError, UsageError, check_outputs
 from mrisr.io.download import DEFAULT_KNEE_URL, DownloadError, download_knees, parse_cases
+from mrisr.overrides import add_set_option
 from mrisr.physics.degrade import PRESETS
 from mrisr.quiet import quiet_dependencies
 
@@ -106,8 +107,6 @@ def _read_config(path: str):
 def cmd_train(args) -> int:
     """Train the experiment a config file describes; the best model lands in ``<run_dir>/best.pth``, the last epoch's
     state in ``last.pth``, from which ``--resume`` continues."""
-    import dataclasses
-
     from mrisr.training.checkpoint import LAST_CHECKPOINT
     from mrisr.training.distributed import is_writer
     from mrisr.training.train import fit, sr_learner
@@ -115,21 +114,20 @@ def cmd_train(args) -> int:
     if _relaunch(args):
         return _launch(args.nproc, _without_option(args.argv, "--nproc"))
     config = _read_config(args.config)
-    overrides = {k: v for k, v in {"epochs": args.epochs, "run_dir": args.run_dir}.items() if v is not None}
     try:
-        config = dataclasses.replace(config, **overrides)  # checked like the file's own values
+        config = config.updated(dict(args.set))  # checked like the file's own values
     except ValueError as err:
         raise UsageError(args.config, str(err)) from None
     run_dir = Path(config.run_dir)
     check_outputs([run_dir / "config.json", run_dir / "best.pth", run_dir / LAST_CHECKPOINT],
-                  [args.config, *config.cases])
+                  [args.config, *config.train_paths, *config.valid_paths, *config.test_paths])
     best, last = run_dir / "best.pth", run_dir / LAST_CHECKPOINT
     if best.exists() and not args.overwrite and not args.resume:
         raise UsageError(best, "holds the model of an earlier run; pass --resume to continue it, --overwrite to "
-                               "replace it, or give another --run-dir")
+                               "replace it, or give another --set run_dir=FOLDER")
     if best.exists() and args.resume and not last.exists():
         raise UsageError(last, "not found, so the run that wrote best.pth beside it cannot be resumed; pass "
-                               "--overwrite to start again, or give another --run-dir")
+                               "--overwrite to start again, or give another --set run_dir=FOLDER")
     learn = sr_learner(config, device=args.device, resume=args.resume)
     lr = fit(learn, config)
     if is_writer():
@@ -212,17 +210,19 @@ def cmd_selfsr(args) -> int:
     """Super-resolve one anisotropic scan along its slice axis from the scan alone (SMORE), write NIfTI."""
     from mrisr.inference.selfsr import super_resolve
     from mrisr.io import load_volume, save_volume
+    from mrisr.training.recipes import recipe
 
     _nifti_output(args.output)
     check_outputs([args.output], [args.scan])
+    network = recipe("selfsr", args.size, **dict(args.set))
     volume = load_volume(args.scan, **_load_options(args))
-    result = super_resolve(volume, args.target_spacing, args.preset, args.device, progress=not args.quiet,
+    result = super_resolve(volume, args.target_spacing, network, args.device, progress=not args.quiet,
                            slice_thickness=args.slice_thickness, profile=args.profile, consistency=args.consistency,
                            seed=args.seed)
     save_volume(result, args.output)
     seconds = result.meta["selfsr"]["train_s"] + result.meta["selfsr"]["apply_s"]
     print(f"{args.output}: {result.data.shape} at {' x '.join(f'{s:.4g}' for s in result.spacing)} mm "
-          f"(self-supervised, {args.preset} preset, {seconds:.0f} s)")
+          f"(self-supervised, {args.size} size{' + ' + str(dict(args.set)) if args.set else ''}, {seconds:.0f} s)")
     if args.validate_against:
         from mrisr.evaluation.crossplane import to_text, validate_against
 
@@ -254,7 +254,7 @@ def cmd_evaluate(args) -> int:
     if len(specs) > 1:
         raise ValueError("the checkpoints were trained for different degradations; evaluate them separately")
     config = loaded[0][1]
-    cases = args.cases or [p for p in config.cases if case_name(p) in config.test_cases]
+    cases = args.cases or config.test_paths
     if not cases:
         raise ValueError(f"no cases given and {args.checkpoint[0]} names no test cases; list the scans to evaluate")
     if args.out:
@@ -310,22 +310,9 @@ def cmd_demo(args) -> int:
     """Train, predict and evaluate on the built-in phantom (or ``--data``), write the table and an animation."""
     from mrisr.demo import run_demo
 
-    mode = "fast" if args.fast else None
     check_outputs([args.gif, Path(args.run_dir) / "config.json"], args.data or [])
-    run_demo(args.data, run_dir=args.run_dir, gif=args.gif, mode=mode, device=args.device)
+    run_demo(args.data, run_dir=args.run_dir, gif=args.gif, size="fast" if args.fast else None, device=args.device)
     return 0
-
-
-def cmd_bench(args) -> int:
-    """``benchmarks/speed.py`` of this source checkout (benchmarks are not part of the installed package)."""
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "benchmarks" / "speed.py").is_file():
-        raise UsageError(root / "benchmarks", "not found: mrisr bench runs the benchmarks of a source checkout (git "
-                                              "clone the repository and install it with pip install -e)")
-    sys.path.insert(0, str(root))
-    from benchmarks.speed import main as bench_main
-
-    return bench_main(args.options)
 
 
 def _add_load_options(parser: argparse.ArgumentParser) -> None:
@@ -371,8 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train the experiment described by a config JSON")
     train.add_argument("config", help="ExperimentConfig JSON (see mrisr.training.config.ExperimentConfig)")
-    train.add_argument("--epochs", type=int, help="override the config's epochs")
-    train.add_argument("--run-dir", help="override the config's run folder")
+    add_set_option(train, "a config field, checked as the file's own (run_dir=FOLDER: another run folder)")
     train.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     train.add_argument("--nproc", type=int, default=1, help="processes training together on this machine (data "
                                                              "parallel, one per GPU; gloo on the CPU); default 1")
@@ -391,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "the exact halo, as predict_volume)")
         p.add_argument("--batch-size", type=int, help="tiles per forward pass (default: fill memory)")
         p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"],
-                       help="precision on CUDA (default: the fast path `mrisr bench` chose, "
+                       help="precision on CUDA (default: the fast path benchmarks/speed.py chose, "
                             "mrisr.training.device.FAST_PATH)")
 
     predict = sub.add_parser("predict", help="super-resolve a scan with a trained model, write NIfTI")
@@ -421,9 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "the slice spacing); thinner than the spacing is a gap")
     selfsr.add_argument("--profile", default="rect", choices=["rect", "gaussian"],
                         help="slice profile: rect (thickness wide) or gaussian (FWHM the thickness); default rect")
-    selfsr.add_argument("--preset", default="fast", choices=["fast", "thorough", "full"],
+    selfsr.add_argument("--size", default="fast", choices=["fast", "thorough", "full", "smoke"],
                         help="fast: about 2 minutes for a 96 x 192 x 192 crop on a 2-core CPU; thorough: up to 15; "
-                             "full: a GPU (default fast; mrisr.inference.selfsr.SETTINGS)")
+                             "full: a GPU (default fast; RECIPES['selfsr'] in mrisr.training.recipes)")
+    add_set_option(selfsr, "a field of the size's recipe (an ExperimentConfig)")
     selfsr.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     selfsr.add_argument("--consistency", action="store_true",
                         help="make the output consistent with the scan (its slices averaged give the scan back)")
@@ -480,11 +467,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="tiny phantoms and model, one epoch (a smoke test)")
     demo.set_defaults(func=cmd_demo)
 
-    bench = sub.add_parser("bench", help="measure training and inference speed, variant by variant "
-                                         "(benchmarks/speed.py; mrisr bench -h lists its options)", add_help=False,
-                           prefix_chars="+")  # every option is benchmarks/speed.py's
-    bench.add_argument("options", nargs="*", help="options of benchmarks/speed.py")
-    bench.set_defaults(func=cmd_bench)
     return parser
 
 

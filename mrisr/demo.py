@@ -14,30 +14,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-
-from mrisr.data.cases import case_name, patches_per_subject, split_cases
+from mrisr.data.cases import case_name, split_cases
 from mrisr.data.phantom import knee_phantom
 from mrisr.evaluation.render import animate
 from mrisr.evaluation.tables import HR_LABEL, LR_LABEL, compare, save_tables, summarize, verdict_lines
 from mrisr.io import load_volume, save_volume
 from mrisr.physics.degrade import preset
-from mrisr.training.config import ExperimentConfig
 from mrisr.training.device import default_device
+from mrisr.training.recipes import recipe
 from mrisr.training.train import fit, sr_learner
 
 DEGRADATION = "knee_fast_acquisition"
 PHANTOM_SNR = 30.0  # the thermal noise of the phantom "scans" (the DESS sample's measured SNR is about 30)
 
-# Per mode: phantom subjects (count, shape), network, training patches per epoch (shared among the training
-# subjects), schedule. "cpu" fits in 5 minutes on 2 cores.
-SETTINGS = {
-    "fast": dict(subjects=3, shape=(48, 64, 64), n_feats=8, n_blocks=1, patch_size=12, patches_per_epoch=16,
-                 valid_patches_per_subject=4, batch_size=4, epochs=1, lr_max=1e-3),
-    "cpu": dict(subjects=7, shape=(48, 128, 128), n_feats=16, n_blocks=4, patch_size=24, patches_per_epoch=192,
-                valid_patches_per_subject=8, batch_size=8, epochs=8, lr_max=1e-3),
-    "cuda": dict(subjects=10, shape=(64, 192, 192), n_feats=64, n_blocks=9, patch_size=32, patches_per_epoch=2048,
-                 valid_patches_per_subject=32, batch_size=16, epochs=20, lr_max=2e-4),
-}
+# Per size of ``RECIPES["demo"]``: phantom subjects (count, shape in voxels). "cpu" fits in 5 minutes on 2 cores.
+PHANTOMS = {"fast": (3, (48, 64, 64)), "cpu": (7, (48, 128, 128)), "cuda": (10, (64, 192, 192))}
 
 
 def phantom_cases(folder: Path, n: int, shape) -> list[Path]:
@@ -53,37 +44,36 @@ def phantom_cases(folder: Path, n: int, shape) -> list[Path]:
 
 
 def run_demo(data: list[str | Path] | None = None, run_dir: str | Path = "runs/demo",
-             gif: str | Path = "volume_animations/demo.gif", mode: str | None = None, device: str | None = None,
+             gif: str | Path = "volume_animations/demo.gif", size: str | None = None, device: str | None = None,
              phantom_dir: str | Path = "data/phantoms", seed: int = 0, log=print) -> dict:
-    """Train, predict and evaluate on phantoms (``data=None``) or the volumes in ``data``; ``mode`` is a key of
-    `SETTINGS` (default ``"cuda"`` on a GPU, else ``"cpu"``). Returns the table, summary, verdict and paths."""
+    """Train, predict and evaluate on phantoms (``data=None``) or the volumes in ``data``; ``size`` is a size of
+    ``RECIPES["demo"]`` (`mrisr.training.recipes`; default ``"cuda"`` on a GPU, else ``"cpu"``). Returns the table,
+    summary, verdict and paths."""
     start = time.perf_counter()
     device = default_device(device)
-    mode = mode or ("cuda" if device.type == "cuda" else "cpu")
-    if mode not in SETTINGS:
-        raise ValueError(f"mode must be one of {list(SETTINGS)}, got {mode!r}")
-    settings = dict(SETTINGS[mode])
+    size = size or ("cuda" if device.type == "cuda" else "cpu")
+    if size not in PHANTOMS:
+        raise ValueError(f"size must be one of {list(PHANTOMS)}, got {size!r}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    n_subjects, shape = settings.pop("subjects"), settings.pop("shape")
+    n_subjects, shape = PHANTOMS[size]
     if data:
         paths = [Path(p) for p in data]
         source = f"{len(paths)} volume(s) of yours"
     else:
         paths = phantom_cases(Path(phantom_dir), n_subjects, shape)
         source = f"{n_subjects} phantom subjects of {shape[0]}x{shape[1]}x{shape[2]} voxels"
-    cases, valid, test, axis = split_cases(paths, run_dir, preset(DEGRADATION))
-    n_train = max(1, len(cases) - len(valid) - len(test))
-    settings["patches_per_subject"] = patches_per_subject(settings.pop("patches_per_epoch"), n_train)
-    config = ExperimentConfig(name="demo", cases=[str(p) for p in cases], valid_cases=valid, test_cases=test,
-                              holdout_axis=axis, degradation=DEGRADATION, seed=seed, run_dir=str(run_dir), **settings)
-    log(f"mrisr demo ({mode} mode on {device}): {source}; train on {len(cases) - len(valid) - len(test)}, "
+    split = split_cases(paths, run_dir, preset(DEGRADATION))
+    _, valid, test = split.names
+    config = recipe("demo", size, name="demo", **split.config_fields(), degradation=DEGRADATION, seed=seed,
+                    run_dir=str(run_dir))
+    log(f"mrisr demo ({size} size on {device}): {source}; train on {len(split.train)}, "
         f"validate on {valid or 'a hold-out slab'}, test on {test}")
     learn = sr_learner(config, device=device)
     fit(learn, config)
     trained = time.perf_counter() - start
 
-    test_volumes = {case_name(p): load_volume(p) for p in cases if case_name(p) in test}
+    test_volumes = {case_name(p): load_volume(p) for p in split.test}
     degradation = config.get_degradation()
     table, volumes = compare({"EDSR3D": learn.model}, test_volumes, degradation, seed=seed, keep=test[:1],
                              device=device)

@@ -17,80 +17,70 @@ Three modes, one parameter (``mode``) in every notebook:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from mrisr.data.cases import Split
 from mrisr.data.samples import KNEE_SPLIT, cardiac_subjects, knee_slabs
 from mrisr.errors import InputError
 from mrisr.io.cine import find_cine_cases
+from mrisr.training.config import ExperimentConfig
 from mrisr.training.device import default_device
+from mrisr.training.recipes import RECIPES
 
 MODES = ("smoke", "samples", "full")
 
-# The knee network of 02 (EDSR3D, MSE and MSE + perceptual). "samples" is the seed's network (64 x 9) on the DESS
-# slabs; "samples-cpu" a 16 x 2 network of the size benchmarks/real_knee.py uses on 2 cores. ``lr_max``: the peak
-# learning rate (2e-4 is the recipe's for the seed-size network, docs/training.md; small networks want 1e-3), or
-# "find" for lr_find's valley (`mrisr.training.train.fit`).
-# ``slabs``: `mrisr.data.samples.knee_slabs` options (None: the downloaded knees); ``n_test``, ``n_valid``: the split
-# (None: `mrisr.data.cases.split_cases`' default, a quarter of the knees test and one validates: 5 and 1 of the 20);
-# ``quick_baselines``: one setting per classical baseline instead of fitting them (`fit_baselines`' quick; smoke).
+# Per experiment and mode, what the mode runs: ``recipe``, the size in `mrisr.training.recipes.RECIPES` (the network
+# and schedule); the data and split; ``quick_baselines``: one setting per classical baseline instead of fitting them
+# (`fit_baselines`' quick; smoke). "samples-cpu" is what samples mode runs on a CPU.
+# knee3d (02, 03): ``slabs``, `mrisr.data.samples.knee_slabs` options (None: the downloaded knees); ``n_test``,
+# ``n_valid``: the split (None: `mrisr.data.cases.split_cases`' default, a quarter of the knees test and one
+# validates: 5 and 1 of the 20).
+_SLABS = dict(columns=None, held_out=KNEE_SPLIT["test"])
 KNEE3D = {
-    "full": dict(n_feats=64, n_blocks=9, patch_size=32, batch_size=16, patches_per_subject=256,
-                 valid_patches_per_subject=32, epochs=30, lr_max=2e-4, slabs=None,
-                 n_test=None, n_valid=None, quick_baselines=False),
-    "samples": dict(n_feats=64, n_blocks=9, patch_size=32, batch_size=32, patches_per_subject=1024,
-                    valid_patches_per_subject=128, epochs=16, lr_max=2e-4,
-                    slabs=dict(columns=None, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1,
-                    quick_baselines=False),
-    "samples-cpu": dict(n_feats=16, n_blocks=2, patch_size=24, batch_size=8, patches_per_subject=160,
-                        valid_patches_per_subject=32, epochs=6, lr_max=1e-3,
-                        slabs=dict(columns=None, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1,
-                        quick_baselines=False),
-    "smoke": dict(n_feats=8, n_blocks=1, patch_size=16, batch_size=4, patches_per_subject=8,
-                  valid_patches_per_subject=4, epochs=1, lr_max=2e-4,
-                  slabs=dict(columns=192, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1, quick_baselines=True),
+    "full": dict(recipe="full", slabs=None, n_test=None, n_valid=None, quick_baselines=False),
+    "samples": dict(recipe="samples", slabs=_SLABS, n_test=1, n_valid=1, quick_baselines=False),
+    "samples-cpu": dict(recipe="samples-cpu", slabs=_SLABS, n_test=1, n_valid=1, quick_baselines=False),
+    "smoke": dict(recipe="smoke", slabs=dict(columns=192, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1,
+                  quick_baselines=True),
 }
 
-# The four cardiac networks of 04 (SRResNet2D, x4: 4 residual + 2 upscaling blocks), each trained with ``seeds``
-# seeds (the gains' intervals cover the spread between them).
+# cardiac2d (04): each of the four networks trained with ``seeds`` seeds (the gains' intervals cover the spread).
 CARDIAC2D = {
-    "full": dict(n_feats=64, patch_size=96, batch_size=16, patches_per_epoch=2048, valid_patches_per_subject=64,
-                 epochs=40, lr_max=1e-3, seeds=3, quick_baselines=False),
-    "samples": dict(n_feats=64, patch_size=96, batch_size=16, patches_per_epoch=2048, valid_patches_per_subject=64,
-                    epochs=20, lr_max=1e-3, seeds=3, quick_baselines=False),
-    "samples-cpu": dict(n_feats=32, patch_size=64, batch_size=8, patches_per_epoch=192, valid_patches_per_subject=32,
-                        epochs=4, lr_max=1e-3, seeds=3, quick_baselines=False),
-    "smoke": dict(n_feats=8, patch_size=32, batch_size=4, patches_per_epoch=16, valid_patches_per_subject=4,
-                  epochs=1, lr_max=1e-3, seeds=1, quick_baselines=True),
+    "full": dict(recipe="full", seeds=3, quick_baselines=False),
+    "samples": dict(recipe="samples", seeds=3, quick_baselines=False),
+    "samples-cpu": dict(recipe="samples-cpu", seeds=3, quick_baselines=False),
+    "smoke": dict(recipe="smoke", seeds=1, quick_baselines=True),
 }
 
-# Self-supervised super-resolution of the DESS in 05: a `mrisr.inference.selfsr` preset, the block of the knee it runs
-# on ((start, size) per axis; None: the whole knee) and ``quick_baselines`` (as above; the classical baselines are
-# fitted on the FAIR knee, `mrisr.evaluation.thick_slices`).
+# selfsr (05): ``block``, the block of the DESS it runs on ((start, size) per axis; None: the whole knee); the
+# classical baselines are fitted on the FAIR knee (`mrisr.evaluation.thick_slices`).
 SELFSR = {
-    "full": dict(preset="full", block=None, quick_baselines=False),
-    "samples": dict(preset="full", block=None, quick_baselines=False),
-    "samples-cpu": dict(preset="fast", block=[(8, 64), (96, 320), (96, 320)], quick_baselines=False),
-    "smoke": dict(preset=dict(n_feats=8, n_blocks=1, epochs=1, patches_per_subject=32, valid_patches_per_subject=8,
-                              batch_size=8), block=[(20, 36), (200, 96), (200, 96)], quick_baselines=True),
+    "full": dict(recipe="full", block=None, quick_baselines=False),
+    "samples": dict(recipe="full", block=None, quick_baselines=False),
+    "samples-cpu": dict(recipe="fast", block=[(8, 64), (96, 320), (96, 320)], quick_baselines=False),
+    "smoke": dict(recipe="smoke", block=[(20, 36), (200, 96), (200, 96)], quick_baselines=True),
 }
 
-# The quickstart (00): `mrisr.demo.run_demo`'s mode (None: by device), and whether it runs on the DESS knee.
+# quickstart (00): `mrisr.demo.run_demo`'s recipe (None: by device), and whether it runs on the DESS knee.
 QUICKSTART = {
-    "full": dict(demo_mode=None, dess=False),
-    "samples": dict(demo_mode=None, dess=True),
-    "samples-cpu": dict(demo_mode="cpu", dess=True),
-    "smoke": dict(demo_mode="fast", dess=False),
+    "full": dict(recipe=None, dess=False),
+    "samples": dict(recipe=None, dess=True),
+    "samples-cpu": dict(recipe="cpu", dess=True),
+    "smoke": dict(recipe="fast", dess=False),
 }
 
 EXPERIMENTS = {"knee3d": KNEE3D, "cardiac2d": CARDIAC2D, "selfsr": SELFSR, "quickstart": QUICKSTART}
+RECIPE_NAMES = {"knee3d": "knee3d", "cardiac2d": "cardiac2d", "selfsr": "selfsr", "quickstart": "demo"}
+"""Each experiment's table in `RECIPES`."""
 
 DATA_SETTINGS = {"knee3d": ("slabs", "n_test", "n_valid"), "cardiac2d": (), "selfsr": ("block",),
                  "quickstart": ("dess",)}
-"""The settings of each experiment that choose its data and split; the rest (network, schedule, baselines' grid) are
+"""The settings of each experiment that choose its data and split; the rest (recipe, seeds, baselines' grid) are
 its size, which ``experiment(size=...)`` takes from another column."""
 
 _DESS_SLABS = ("the real DESS knee (../shared/data), 4 slabs of 80 x 104 x 512 voxels along the rows, 10 mm apart: "
@@ -125,8 +115,10 @@ class Run:
     device: torch.device
     settings: dict
     data: str
+    recipe: ExperimentConfig | None = None  # the network and schedule (`RECIPES`); None: the demo's, by device
     reduced: bool = False  # samples on a CPU: smaller network and schedule than the seed's
     size: str | None = None  # another column's network and schedule on this mode's data (a rehearsal)
+    recipe_size: str | None = None  # the recipe's size in `RECIPES` (None: the demo's, by device)
     started: float = field(default_factory=time.time)
 
     def __str__(self) -> str:
@@ -137,10 +129,12 @@ class Run:
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.started))
         return f"This run: mode {self.mode}{size}; device {name}; data: {self.data}; started {when}"
 
-    def split_text(self, train: list[str], valid: list[str], test: list[str]) -> str:
-        """The sentence (Markdown) that says how this run split its data, from the case names it used: the prose of
-        a notebook states the design, and this line the counts and names, so that no sentence disagrees with the
+    def split_text(self, split: Split) -> str:
+        """The sentence (Markdown) that says how this run split its data, from the `Split` it used: the prose of a
+        notebook states the design, and this line the counts and names, so that no sentence disagrees with the
         outputs under it."""
+        train, valid, test = split.names
+
         def named(names):
             return f"{len(names)} ({', '.join(f'`{n}`' for n in names)})" if names else "none"
         return (f"**This run's split** (mode {self.mode}, by subject or by a disjoint slab): trains on {named(train)}, "
@@ -154,8 +148,9 @@ def experiment(name: str, mode: str, device=None, data: str = "", size: str | No
     """The `Run` of experiment ``name`` (a key of `EXPERIMENTS`) in ``mode`` on ``device`` (None: the GPU when
     there is one): ``samples`` on a CPU takes the ``samples-cpu`` settings. ``size``: another column of the table
     (``"smoke"``, ``"samples-cpu"``, ...) for every setting but the data's (`DATA_SETTINGS`): the mode's code path
-    and data at that network and schedule, e.g. full mode rehearsed at the smoke size. ``overrides`` that are not
-    None replace settings (a notebook's explicit parameters)."""
+    and data at that recipe, e.g. full mode rehearsed at the smoke size. ``overrides`` that are not None replace
+    settings or, where they name an `ExperimentConfig` field, the recipe's (a notebook's explicit parameters;
+    ``lr_max="find"``: `lr_find`'s valley)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if name not in EXPERIMENTS:
@@ -169,11 +164,22 @@ def experiment(name: str, mode: str, device=None, data: str = "", size: str | No
             raise ValueError(f"size must be one of {', '.join(EXPERIMENTS[name])}, got {size!r}")
         reduced = False
         settings |= {k: v for k, v in EXPERIMENTS[name][size].items() if k not in DATA_SETTINGS[name]}
-    unknown = set(overrides) - set(settings)
+    overrides = {k: None if (k, v) == ("lr_max", "find") else v for k, v in overrides.items()
+                 if v is not None}
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    unknown = set(overrides) - set(settings) - fields
     if unknown:
-        raise ValueError(f"{name} has no setting {', '.join(sorted(unknown))}; settings: {', '.join(settings)}")
-    settings.update({key: value for key, value in overrides.items() if value is not None})
-    return Run(name, mode, device, settings, data or DATA[name].get(key, DATA[name][mode]), reduced, size)
+        raise ValueError(f"{name} has no setting {', '.join(sorted(unknown))}; settings: {', '.join(settings)} and "
+                         "the ExperimentConfig fields")
+    chosen = settings.pop("recipe")
+    on_recipe = {k: v for k, v in overrides.items() if k not in settings}
+    if chosen is None and on_recipe:
+        raise ValueError(f"{name} in {mode} mode picks its recipe by device: set size to change "
+                         f"{', '.join(sorted(on_recipe))}")
+    settings.update({k: v for k, v in overrides.items() if k in settings})
+    recipe = None if chosen is None else RECIPES[RECIPE_NAMES[name]][chosen].updated(on_recipe)
+    return Run(name, mode, device, settings, data or DATA[name].get(key, DATA[name][mode]), recipe, reduced, size,
+               chosen)
 
 
 def knee_cases(run: Run, knee_dir: str | Path, work_dir: str | Path) -> list[Path]:

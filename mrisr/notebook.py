@@ -114,11 +114,17 @@ def run_notebooks(mode: str, names=NOTEBOOKS, root: str | Path | None = None, **
         weights = sample_dir() / "vgg16" / "vgg16_features_block1-3.pth"
         params |= {"vgg_weights": os.path.relpath(weights, root), "vgg_normalization": "caffe"}
     params |= parameters
-    stamps = []
-    for name in names:
-        path = root / "notebooks" / f"{name}.ipynb"
+    paths = [root / "notebooks" / f"{name}.ipynb" for name in names]
+    for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such notebook; notebooks: {', '.join(NOTEBOOKS)}")
+    known = {name for path in paths for name in papermill.inspect_notebook(str(path))}
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        raise ValueError(f"no notebook of {', '.join(names)} has a parameter {', '.join(unknown)}; theirs: "
+                         f"{', '.join(sorted(known))}")
+    stamps = []
+    for name, path in zip(names, paths):
         papermill.execute_notebook(str(path), str(path), parameters=params, cwd=str(path.parent),
                                    kernel_name="python3", progress_bar=False)
         stamps.append(stamp(path))
@@ -126,19 +132,11 @@ def run_notebooks(mode: str, names=NOTEBOOKS, root: str | Path | None = None, **
     return stamps
 
 
-def _value(text: str):
-    import json
-
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m mrisr.notebook run MODE [NOTEBOOK ...]`` (default: all, in order) or ``... stamp NOTEBOOK...``."""
     import argparse
 
+    from mrisr.overrides import add_set_option
     from mrisr.quiet import quiet_dependencies
 
     quiet_dependencies()
@@ -147,15 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="execute notebooks in place in a mode, and stamp them")
     run.add_argument("mode", choices=list(MODE_PARAMETERS))
     run.add_argument("notebooks", nargs="*", default=list(NOTEBOOKS), help="names without .ipynb (default: all)")
-    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                     help="a notebook parameter, as papermill's -p (VALUE read as JSON where it parses: 3, null)")
+    add_set_option(run, "a notebook parameter (set size=smoke: another column's network and schedule)")
     run.add_argument("--root", help="the project folder whose notebooks/ run (default: this checkout); the notebooks "
                      "are executed in place there")
     stamp_cmd = sub.add_parser("stamp", help="write what an executed notebook ran on into its title cell")
     stamp_cmd.add_argument("paths", nargs="+")
     args = parser.parse_args(argv)
     if args.command == "run":
-        run_notebooks(args.mode, args.notebooks, args.root, **{name: _value(text) for name, text in args.parameter})
+        run_notebooks(args.mode, args.notebooks, args.root, **dict(args.set))
     else:
         for path in args.paths:
             print(f"{path}: {stamp(path)}")

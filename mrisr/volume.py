@@ -93,6 +93,16 @@ class Volume:
             raise ValueError(f"new data shape {np.shape(data)} does not match the volume's grid {self.shape}")
         return Volume(data, self.affine.copy(), {**self.meta, **meta})
 
+    def resampled_affine(self, grid: dict[int, tuple[float, float]]) -> np.ndarray:
+        """The affine of another grid over the same scanner space: ``grid = {axis: (a, b)}`` puts that grid's voxel
+        ``j`` along volume ``axis`` (0, 1 or 2) at this grid's voxel index ``a * j + b`` (``a``: this grid's voxels
+        per new voxel, ``1 / scale`` for an upsampling; ``b``: where the new voxel 0 sits). Other axes are kept."""
+        affine = self.affine.copy()
+        for axis, (a, b) in grid.items():
+            affine[:3, 3] += b * self.affine[:3, axis]
+            affine[:3, axis] = a * self.affine[:3, axis]
+        return affine
+
     def describe(self) -> dict[str, Any]:
         """What `mrisr info` prints: format, shape, spacing, affine, intensity range, metadata."""
         finite = self.data[np.isfinite(self.data)]

@@ -29,7 +29,7 @@ CONFIGS = {  # config file name -> what it holds wrong
     "lr_text.json": {"lr_max": "fast"},
     "negative_features.json": {"n_feats": -3},
     "zero_batch.json": {"batch_size": 0},
-    "zero_patches.json": {"patches_per_subject": 0},
+    "zero_patches.json": {"patches_per_epoch": 0},
     "patch_shape.json": {"patch_size": [32, 32, 32, 32]},
     "unknown_key.json": {"colour": "red"},
 }
@@ -90,12 +90,12 @@ ROWS = [  # (command line, exit code, what the message must name)
     ("animate scan.nii.gz/a.gif scan.nii.gz", 1, "scan.nii.gz/a.gif"),
     ("evaluate scan.nii.gz --checkpoint ck.pth --out scan.nii.gz/table", 1, "scan.nii.gz/table"),
     ("evaluate scan.nii.gz --checkpoint mismatch.pth", 1, "mismatch.pth"),
-    ("bench --preset tiny --volume scan.nii.gz --json scan.nii.gz", 2, "scan.nii.gz"),
     ("train runs/config.json", 2, "config.json"),  # its run folder would get a new config.json over it
     ("train retrain.json", 2, "trained/best.pth"),  # an earlier run's model is not replaced without --overwrite
     ("train retrain.json --resume", 2, "trained/last.pth"),  # best.pth without a last.pth: nothing to resume from
     ("train resume_other.json --resume", 1, "resumable/last.pth"),  # its last.pth was written with other settings
-    ("train retrain.json --epochs 0", 2, "retrain.json"),
+    ("train retrain.json --set epochs=0", 2, "retrain.json"),
+    ("train retrain.json --set epoch=3", 2, "unknown config keys"),
     ("predict scan.nii.gz out.nii.gz --checkpoint missing.pth", 1, "missing.pth"),
     ("download knees --cases 0-3 --dest dl", 1, "cases"),
     ("download knees --cases 1 --dest dl --url http://127.0.0.1:9/knee.h5", 1, "{uuid}"),
@@ -173,6 +173,9 @@ def test_a_command_line_argparse_rejects_exits_2(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["info"])  # its path is missing
     assert exited.value.code == 2 and "path" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "run.json", "--set", "epochs"])  # an override without its value
+    assert exited.value.code == 2 and "--set: takes KEY=VALUE, got 'epochs'" in capsys.readouterr().err
 
 
 def test_skip_unreadable_loads_the_rest_with_a_warning(workspace):

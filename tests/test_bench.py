@@ -1,4 +1,4 @@
-"""The speed harness (`benchmarks.speed`, ``mrisr bench``): it runs end to end and emits valid JSON and Markdown; its
+"""The speed harness (`benchmarks.speed`): it runs end to end and emits valid JSON and Markdown; its
 FLOP count and timer do what they say; the accuracy section works on the real knee. No timed assertions."""
 
 from __future__ import annotations
@@ -8,13 +8,15 @@ import json
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from benchmarks.common import time_steps
 from benchmarks.settings import CPU_VARIANTS, NAIVE, SIZES, Variant, backend
+from benchmarks.speed import main as speed_main
 from benchmarks.speed_inference import accuracy_section
 from benchmarks.speed_train import step_flops
-from mrisr.cli import main
+from mrisr.errors import UsageError
 from mrisr.networks.models import EDSR3D
 
 
@@ -32,7 +34,7 @@ def _numbers(value):
 def test_bench_command_writes_json_and_appends_markdown(tmp_path, capsys):
     markdown = tmp_path / "benchmarks.md"
     markdown.write_text("# Benchmarks\n\nearlier figures\n")
-    assert main(["bench", "--preset", "tiny", "--device", "cpu", "--json", str(tmp_path / "b.json"),
+    assert speed_main(["--size", "tiny", "--device", "cpu", "--json", str(tmp_path / "b.json"),
                  "--markdown", str(markdown)]) == 0
     result = json.loads((tmp_path / "b.json").read_text())
     assert set(result) - {"skipped"} == {"environment", "peak", "train", "pipeline", "inference", "accuracy"}
@@ -89,3 +91,18 @@ def test_accuracy_section_on_the_real_knee(dess_block):
     assert naive["relative_error"] == 0 and naive["psnr_change_db"] == 0
     assert channels_last["relative_error"] < 1e-5 and abs(channels_last["psnr_change_db"]) < 1e-3
     assert np.isfinite([r["psnr_db"] for r in result["variants"]]).all()
+
+
+def test_the_benchmark_never_writes_over_its_input(tmp_path):
+    scan = tmp_path / "scan.nii.gz"
+    scan.write_bytes(b"a scan")
+    with pytest.raises(UsageError, match="scan.nii.gz"):
+        speed_main(["--size", "tiny", "--volume", str(scan), "--json", str(scan)])
+    assert scan.read_bytes() == b"a scan"
+
+
+def test_sizes_take_overrides_and_name_unknown_ones():
+    tiny = SIZES["tiny"].updated({"batch": 3, "tiles": [8]})
+    assert tiny.batch == 3 and tiny.tiles == (8,) and tiny.n_feats == SIZES["tiny"].n_feats
+    with pytest.raises(ValueError, match=r"unknown benchmark sizes \['batchsize'\]"):
+        SIZES["tiny"].updated({"batchsize": 3})

@@ -41,14 +41,17 @@ def test_plain_folder_of_cines_and_bad_folders(cardiac, tmp_path):
 
 def test_one_cine_slice_splits_into_disjoint_train_and_test(cardiac, tmp_path):
     source = save_volume(cardiac, tmp_path / "heart.nii.gz")
-    cases, valid, test, axis = split_cases([source], tmp_path / "run", preset("cardiac_x4_noise_free"))
-    train, held = load_volume(cases[0]), load_volume(cases[1])
-    assert axis == 2 and valid == [] and test == ["heart_test"]
+    split = split_cases([source], tmp_path / "run", preset("cardiac_x4_noise_free"))
+    (train,), (held,) = (load_volume(p) for p in split.train), (load_volume(p) for p in split.test)
+    assert split.slab_axis == 2 and split.valid == () and split.names[2] == ["heart_test"]
     assert train.shape[2] % 4 == 0 and held.shape[2] % 4 == 0
     assert train.shape[2] + held.shape[2] + 10 <= 256  # 10 mm margin at 1 mm columns
     np.testing.assert_array_equal(held.data, cardiac.data[..., -held.shape[2]:])
-    cases4, valid4, test4, _ = split_cases([source] * 8, tmp_path, n_test=3)
-    assert len(test4) == 3 and len(valid4) == 1
+    hearts = [tmp_path / f"heart{k}.nii.gz" for k in range(8)]
+    for heart in hearts:
+        heart.symlink_to(source)
+    split = split_cases(hearts, tmp_path, n_test=3)
+    assert split.names == (["heart0", "heart1", "heart2", "heart3"], ["heart4"], ["heart5", "heart6", "heart7"])
 
 
 def test_checkerboard_index_sees_periodic_patterns_only():

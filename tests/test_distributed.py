@@ -15,7 +15,7 @@ import torch
 
 from mrisr.training.train import load_model
 
-CONFIG = {"cases": ["knee.nii.gz"], "n_feats": 4, "n_blocks": 1, "patch_size": 16, "patches_per_subject": 16,
+CONFIG = {"train_paths": ["knee.nii.gz"], "n_feats": 4, "n_blocks": 1, "patch_size": 16, "patches_per_epoch": 16,
           "valid_patches_per_subject": 8, "batch_size": 2, "epochs": 2, "holdout_slab": 0.3, "holdout_margin_mm": 3.0,
           "holdout_axis": 1, "lr_max": 1e-3, "degradation": "knee_fast_acquisition_blur_noise_free"}
 

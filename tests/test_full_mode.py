@@ -1,6 +1,6 @@
 """Full mode rehearsed end to end, as a user with internet runs it: notebooks 01, 02 and 03 in order through
 ``python -m mrisr.notebook run full``, against a local mridata mirror (`mrisr.testing.mridata_mirror`: real DESS images
-in the Stanford knees' raw ISMRMRD format) served on 127.0.0.1, at the smoke size (``-p size smoke``: sizes only, the
+in the Stanford knees' raw ISMRMRD format) served on 127.0.0.1, at the smoke size (``--set size=smoke``: sizes only, the
 full mode's code path and data)."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from conftest import REPO
 from mrisr.io.download import knee_cases
 from mrisr.notebook import main
 from mrisr.testing import FileServer, mridata_mirror
+from mrisr.training.config import ExperimentConfig
 
 CASES = 4  # a quarter of them test, one validates, two train: the split of the 20, at its smallest
 NOTEBOOKS = ("01_knee_data", "02_knee3d_train", "03_knee3d_compare")
@@ -34,9 +35,9 @@ def test_full_mode_downloads_converts_trains_and_compares_against_a_local_mirror
         for name in NOTEBOOKS:
             shutil.copy(REPO / "notebooks" / f"{name}.ipynb", project / "notebooks")
         vgg = sample_data / "vgg16" / "vgg16_features_block1-3.pth"  # no internet here for torchvision's weights
-        assert main(["run", "full", *NOTEBOOKS, "--root", str(project), "-p", "size", "smoke",
-                     "-p", "download", "true", "-p", "cases", f"1-{CASES}", "-p", "device", "cpu",
-                     "-p", "vgg_weights", str(vgg), "-p", "vgg_normalization", "caffe", "-p", "gif_step", "4"]) == 0
+        assert main(["run", "full", *NOTEBOOKS, "--root", str(project), "--set", "size=smoke",
+                     "--set", "download=true", "--set", f"cases=1-{CASES}", "--set", "device=cpu",
+                     "--set", f"vgg_weights={vgg}", "--set", "vgg_normalization=caffe", "--set", "gif_step=4"]) == 0
     finally:
         server.close()
     resumed = [r for r, path in zip(server.ranges, server.requested) if path == first and r]
@@ -50,7 +51,8 @@ def test_full_mode_downloads_converts_trains_and_compares_against_a_local_mirror
         "01_knee_data"]
     assert "knee_fast_acquisition_blur" in text["01_knee_data"] and "cubic" in text["01_knee_data"]  # presets, table
     config = json.loads((project / "runs" / "knee_mse" / "config.json").read_text())
-    test, valid = config["test_cases"], config["valid_cases"]
+    split = ExperimentConfig.from_dict(config).split
+    test, valid = split.names[2], split.names[1]
     assert test == names[-1:] and valid == names[-2:-1]  # a split by patient: the last quarter tests, one validates
     assert f"validates on 1 (`{valid[0]}`) and tests on 1 (`{test[0]}`)" in text["02_knee3d_train"]
     for run in ("knee_mse", "knee_perceptual"):

@@ -2,33 +2,55 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from mrisr import Volume, load_volume
+from mrisr.data.cases import Split
 from mrisr.errors import InputError
 from mrisr.evaluation.tables import HR_LABEL, LR_LABEL, gains_over
-from mrisr.modes import EXPERIMENTS, MODES, cardiac_cases, experiment, knee_cases
+from mrisr.modes import EXPERIMENTS, MODES, RECIPE_NAMES, cardiac_cases, experiment, knee_cases
+from mrisr.training.config import ExperimentConfig
+from mrisr.training.recipes import RECIPES, recipe
 
 
 def test_samples_on_a_cpu_is_reduced_and_says_so():
     run = experiment("knee3d", "samples", "cpu")
-    assert run.reduced and run.settings["n_feats"] < EXPERIMENTS["knee3d"]["samples"]["n_feats"]
+    assert run.reduced and run.recipe.n_feats < RECIPES["knee3d"]["samples"].n_feats
     assert "REDUCED" in str(run) and str(run).startswith("This run: mode samples") and "device CPU" in str(run)
     for name in EXPERIMENTS:  # smoke and full are the same on any device; only samples has a CPU variant
         for mode in MODES:
-            assert experiment(name, mode, "cpu").settings == EXPERIMENTS[name]["samples-cpu" if mode == "samples"
-                                                                               else mode]
+            column = EXPERIMENTS[name]["samples-cpu" if mode == "samples" else mode]
+            run = experiment(name, mode, "cpu")
+            assert run.settings == {k: v for k, v in column.items() if k != "recipe"}
+            recipes = RECIPES[RECIPE_NAMES[name]]
+            assert run.recipe_size == column["recipe"] and run.recipe == recipes.get(column["recipe"])
     if torch.cuda.is_available():
-        assert experiment("knee3d", "samples", "cuda").settings["n_feats"] == 64
+        assert experiment("knee3d", "samples", "cuda").recipe.n_feats == 64
+
+
+def test_every_recipe_is_a_checked_config_and_sizes_name_them():
+    for experiment_name, sizes in RECIPES.items():
+        for size, config in sizes.items():
+            assert isinstance(config, ExperimentConfig) and recipe(experiment_name, size) == config
+    with pytest.raises(ValueError, match="size must be one of full, samples, samples-cpu, smoke for knee3d"):
+        recipe("knee3d", "huge")
+    with pytest.raises(ValueError, match="unknown config keys"):
+        recipe("knee3d", "smoke", epoch=3)
 
 
 def test_overrides_replace_only_what_is_given_and_unknown_names_fail():
-    run = experiment("cardiac2d", "smoke", "cpu", epochs=3, lr_max=None)
-    assert run.settings["epochs"] == 3 and run.settings["lr_max"] == EXPERIMENTS["cardiac2d"]["smoke"]["lr_max"]
-    with pytest.raises(ValueError, match="no setting n_blocks"):
-        experiment("cardiac2d", "smoke", "cpu", n_blocks=2)
+    run = experiment("cardiac2d", "smoke", "cpu", epochs=3, lr_max=None, seeds=2)
+    assert run.recipe.epochs == 3 and run.recipe.lr_max == RECIPES["cardiac2d"]["smoke"].lr_max
+    assert run.settings["seeds"] == 2 and run.recipe.n_feats == RECIPES["cardiac2d"]["smoke"].n_feats
+    assert experiment("knee3d", "smoke", "cpu", lr_max="find").recipe.lr_max is None  # lr_find's valley
+    with pytest.raises(ValueError, match="no setting colour"):
+        experiment("cardiac2d", "smoke", "cpu", colour=2)
+    with pytest.raises(ValueError, match="n_blocks must be an integer"):
+        experiment("cardiac2d", "smoke", "cpu", n_blocks=0)
     with pytest.raises(ValueError, match="mode must be one of smoke, samples, full"):
         experiment("knee3d", "fast", "cpu")
 
@@ -36,7 +58,7 @@ def test_overrides_replace_only_what_is_given_and_unknown_names_fail():
 def test_a_size_takes_another_columns_network_and_keeps_the_modes_data():
     run = experiment("knee3d", "full", "cpu", size="smoke")
     smoke, full = EXPERIMENTS["knee3d"]["smoke"], EXPERIMENTS["knee3d"]["full"]
-    assert run.settings["n_feats"] == smoke["n_feats"] and run.settings["epochs"] == smoke["epochs"]
+    assert run.recipe == RECIPES["knee3d"]["smoke"] and run.settings["quick_baselines"] == smoke["quick_baselines"]
     assert run.settings["slabs"] is full["slabs"] is None and run.settings["n_test"] == full["n_test"]
     assert str(run).startswith("This run: mode full, at the smoke size") and not run.reduced
     with pytest.raises(ValueError, match="size must be one of"):
@@ -45,7 +67,8 @@ def test_a_size_takes_another_columns_network_and_keeps_the_modes_data():
 
 def test_the_split_sentence_names_what_the_run_used():
     run = experiment("knee3d", "smoke", "cpu")
-    assert run.split_text(["a", "b"], ["c"], []) == (
+    split = Split((Path("a.nii.gz"), Path("b.nii")), (Path("c"),), ())
+    assert run.split_text(split) == (
         "**This run's split** (mode smoke, by subject or by a disjoint slab): trains on 2 (`a`, `b`), validates on 1 "
         "(`c`) and tests on none, which training never sees.")
 

@@ -32,8 +32,8 @@ def monkeypatch_module():
 
 
 def _config(slabs, tmp_path, **changes) -> ExperimentConfig:
-    values = dict(name="recipe", cases=[str(p) for p in slabs[:3]], valid_cases=["knee_slab_3"], n_feats=8,
-                  n_blocks=1, patch_size=16, patches_per_subject=16, valid_patches_per_subject=8, batch_size=8,
+    values = dict(name="recipe", train_paths=[str(p) for p in slabs[:2]], valid_paths=[str(slabs[2])], n_feats=8,
+                  n_blocks=1, patch_size=16, patches_per_epoch=32, valid_patches_per_subject=8, batch_size=8,
                   epochs=1, augment=False, run_dir=str(tmp_path))
     return ExperimentConfig(**{**values, **changes})
 

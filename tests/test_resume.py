@@ -14,8 +14,8 @@ import torch
 
 from mrisr.cli import main
 
-CONFIG = {"name": "resume", "cases": ["knee.nii.gz"], "n_feats": 4, "n_blocks": 1, "patch_size": 16,
-          "patches_per_subject": 16, "valid_patches_per_subject": 4, "batch_size": 4, "epochs": 3,
+CONFIG = {"name": "resume", "train_paths": ["knee.nii.gz"], "n_feats": 4, "n_blocks": 1, "patch_size": 16,
+          "patches_per_epoch": 16, "valid_patches_per_subject": 4, "batch_size": 4, "epochs": 3,
           "holdout_slab": 0.3, "holdout_margin_mm": 3.0, "holdout_axis": 1, "lr_max": 1e-3,
           "degradation": "knee_fast_acquisition_blur_noise_free", "run_dir": "killed"}
 
@@ -54,7 +54,7 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, d
     assert _train_and_kill(["run.json", "--resume"], tmp_path, last.exists)
     assert torch.load(last, weights_only=True)["training"]["epochs_done"] < CONFIG["epochs"]
     assert main(["train", "run.json", "--resume"]) == 0
-    assert main(["train", "run.json", "--run-dir", "whole"]) == 0
+    assert main(["train", "run.json", "--set", "run_dir=whole"]) == 0
 
     for name in ("last.pth", "best.pth"):
         resumed, whole = (torch.load(tmp_path / run / name, weights_only=True) for run in ("killed", "whole"))

@@ -16,7 +16,7 @@ from mrisr.inference import selfsr
 from mrisr.physics.degrade import Degradation, SliceThickness
 
 
-TINY = dict(n_feats=8, n_blocks=1, epochs=1, patches_per_subject=32, valid_patches_per_subject=8, batch_size=8)
+TINY = "smoke"  # RECIPES["selfsr"]["smoke"]: 8 features, 1 block, 1 epoch
 
 
 def _crop(volume: Volume, start, size) -> Volume:
@@ -39,7 +39,7 @@ def thick(dess_crop) -> Volume:
 
 @pytest.fixture(scope="module")
 def cli_run(thick, tmp_path_factory):
-    """`mrisr selfsr thick.nii.gz out.nii.gz --target-spacing 1.5 --preset fast` on the CPU, once (in this process:
+    """`mrisr selfsr thick.nii.gz out.nii.gz --target-spacing 1.5 --size fast` on the CPU, once (in this process:
     the command's code without another interpreter's start-up)."""
     import contextlib
     import io
@@ -52,7 +52,7 @@ def cli_run(thick, tmp_path_factory):
     before = scan.read_bytes()
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = main(["selfsr", str(scan), str(folder / "out.nii.gz"), "--target-spacing", "1.5", "--preset", "fast",
+        code = main(["selfsr", str(scan), str(folder / "out.nii.gz"), "--target-spacing", "1.5", "--size", "fast",
                      "--device", "cpu"])
     assert code == 0, stdout.getvalue()
     assert scan.read_bytes() == before  # the input is left alone
@@ -68,7 +68,7 @@ def test_thick_slices_record_their_thickness(dess_crop, thick):
     assert selfsr.slice_geometry(thick).target_spacing == pytest.approx(4.5 / 14, rel=1e-4)  # ~ 0.3125 in-plane
 
 
-def test_fast_preset_beats_cubic_on_psnr_and_hfen_and_keeps_the_geometry(cli_run, dess_crop, thick):
+def test_fast_size_beats_cubic_on_psnr_and_hfen_and_keeps_the_geometry(cli_run, dess_crop, thick):
     stdout, out = cli_run
     assert "selfsr: through-plane" in stdout and "epoch" in stdout  # progress is shown
     assert "out.nii.gz" in stdout and "1.5 x 0.3125 x 0.3125 mm" in stdout

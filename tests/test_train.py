@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 import pytest
 import torch
@@ -20,9 +22,9 @@ matplotlib.use("Agg")
 def knee_run(dess_dir, tmp_path_factory):
     """A tiny EDSR3D trained for 6 short epochs on the DESS knee, validated on a disjoint slab of it."""
     torch.manual_seed(0)
-    config = ExperimentConfig(name="tiny-knee", cases=[str(dess_dir)],
+    config = ExperimentConfig(name="tiny-knee", train_paths=[str(dess_dir)],
                               degradation="knee_fast_acquisition_blur_noise_free",
-                              n_feats=16, n_blocks=2, patch_size=[16, 32, 32], patches_per_subject=64,
+                              n_feats=16, n_blocks=2, patch_size=[16, 32, 32], patches_per_epoch=64,
                               valid_patches_per_subject=16, batch_size=8, epochs=6, lr_max=1e-3,
                               holdout_margin_mm=6.0, run_dir=str(tmp_path_factory.mktemp("run")))
     learn = sr_learner(config, progress=False)
@@ -76,10 +78,10 @@ def test_lr_find_and_show_results(knee_run):
 def test_cardiac_2d_learner_with_perceptual_loss_logs_both_terms(sample_data, tmp_path):
     config = ExperimentConfig(name="tiny-heart", model="srresnet2d", upsampler="nearest", scale=4, n_feats=8,
                               loss="mse", n_blocks=1,
-                              cases=[str(sample_data / "cardiac_acdc_cine_slice" / "demo_data.mat")],
+                              train_paths=[str(sample_data / "cardiac_acdc_cine_slice" / "demo_data.mat")],
                               load_options={"axes": "RCT"}, degradation="cardiac_x4_noise_free", holdout_slab=0.3,
                               holdout_axis=2,
-                              holdout_margin_mm=8, patch_size=32, patches_per_subject=8, valid_patches_per_subject=4,
+                              holdout_margin_mm=8, patch_size=32, patches_per_epoch=8, valid_patches_per_subject=4,
                               batch_size=4, epochs=1, perceptual_weight=0.01,
                               vgg_weights=str(sample_data / "vgg16" / "vgg16_features_block1-3.pth"),
                               vgg_normalization="caffe", run_dir=str(tmp_path))
@@ -94,7 +96,7 @@ def test_cardiac_2d_learner_with_perceptual_loss_logs_both_terms(sample_data, tm
 
 
 def test_config_json_round_trip_and_errors(tmp_path):
-    config = ExperimentConfig(name="x", cases=["a.nii.gz"], degradation={"name": "mine", "ndim": 3, "steps": [
+    config = ExperimentConfig(name="x", train_paths=["a.nii.gz"], degradation={"name": "mine", "ndim": 3, "steps": [
         {"step": "GaussianBlur", "sigma": 1.0}]}, patch_size=[16, 32, 32], mixed_precision=None)
     assert ExperimentConfig.from_json(config.to_json()) == config
     assert config.get_degradation().steps[0].sigma == 1.0
@@ -135,11 +137,11 @@ def test_two_cpu_runs_with_one_seed_are_bit_identical(dess_block, tmp_path):
                 prepare_subject(held_out, preset("knee_fast_acquisition_blur_noise_free"), "valid")]
     weights = []
     for run in range(2):
-        config = ExperimentConfig(name="seeded", n_feats=4, n_blocks=1, patch_size=16, patches_per_subject=16,
-                                  valid_patches_per_subject=4, batch_size=4, epochs=2, valid_cases=["valid"],
+        config = ExperimentConfig(name="seeded", n_feats=4, n_blocks=1, patch_size=16, patches_per_epoch=16,
+                                  valid_patches_per_subject=4, batch_size=4, epochs=2,
                                   degradation="knee_fast_acquisition_blur_noise_free",
                                   run_dir=str(tmp_path / f"run{run}"), num_workers=1)
-        learn = sr_learner(config, subjects=subjects, device="cpu", progress=False)
+        learn = sr_learner(config, subjects=subjects, device="cpu", progress=False, valid_names=["valid"])
         learn.fit(2, 1e-3)
         weights.append({k: v.clone() for k, v in learn.model.state_dict().items()})
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -160,15 +162,15 @@ def test_deterministic_algorithms_hold_for_the_fit_only(dess_block, tmp_path):
     train, held_out = split_slabs(dess_block, holdout=0.3, margin_mm=3.0, axis=1)
     subjects = [prepare_subject(part, preset("knee_fast_acquisition_blur_noise_free"), name)
                 for part, name in ((train, "train"), (held_out, "valid"))]
-    config = ExperimentConfig(n_feats=4, n_blocks=1, patch_size=16, patches_per_subject=4, valid_patches_per_subject=4,
-                              batch_size=4, epochs=1, valid_cases=["valid"],
+    config = ExperimentConfig(n_feats=4, n_blocks=1, patch_size=16, patches_per_epoch=4, valid_patches_per_subject=4,
+                              batch_size=4, epochs=1,
                               degradation="knee_fast_acquisition_blur_noise_free",
                               deterministic=True, run_dir=str(tmp_path))
     before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
               torch.backends.cudnn.benchmark)
     torch.backends.cudnn.benchmark = True  # a user's own setting, restored after the fit
     try:
-        learn = sr_learner(config, subjects=subjects, device="cpu", progress=False)
+        learn = sr_learner(config, subjects=subjects, device="cpu", progress=False, valid_names=["valid"])
         probe = Probe()
         learn.fit(1, 1e-3, cbs=[probe])
         after = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
@@ -180,3 +182,12 @@ def test_deterministic_algorithms_hold_for_the_fit_only(dess_block, tmp_path):
     saved = {name: (tmp_path / name).read_bytes() for name in ("best.pth", "last.pth")}
     learn.validate()  # ends with after_epoch too, but it is no training epoch: the checkpoints stay as they are
     assert {name: (tmp_path / name).read_bytes() for name in saved} == saved
+
+
+def test_a_config_written_with_case_names_loads_as_paths():
+    """Checkpoints from before the split held paths (``cases`` paths, ``valid_cases`` / ``test_cases`` names)."""
+    old = {"name": "old", "cases": ["k/a.nii.gz", "k/b.nii.gz", "k/c.nii.gz", "k/d.nii.gz"], "valid_cases": ["c"],
+           "test_cases": ["d"]}
+    split = ExperimentConfig.from_dict(old).split
+    assert split.train == (Path("k/a.nii.gz"), Path("k/b.nii.gz"))
+    assert split.valid == (Path("k/c.nii.gz"),) and split.test == (Path("k/d.nii.gz"),)

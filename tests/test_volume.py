@@ -46,3 +46,15 @@ def test_with_data_checks_grid():
     volume = Volume.from_spacing(np.zeros((3, 4, 5)))
     with pytest.raises(ValueError, match="does not match"):
         volume.with_data(np.zeros((3, 4, 6)))
+
+
+def test_a_resampled_affine_puts_each_new_voxel_where_the_old_index_says():
+    rng = np.random.default_rng(0)
+    affine = np.eye(4)
+    affine[:3, :3] = rng.normal(size=(3, 3)) + 2 * np.eye(3)
+    affine[:3, 3] = [10.0, -4.0, 7.0]
+    volume = Volume(np.zeros((4, 5, 6), np.float32), affine)
+    new = volume.resampled_affine({1: (0.5, -0.25), 2: (1, 3)})
+    for j in [(0, 0, 0), (1, 2, 3), (3, 7, 1)]:
+        old = (j[0], 0.5 * j[1] - 0.25, j[2] + 3)  # axis 0 kept
+        np.testing.assert_allclose(new @ [*j, 1], volume.affine @ [*old, 1], atol=1e-12)

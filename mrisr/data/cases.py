@@ -1,17 +1,19 @@
 """What a dataset is: its cases (scan files), how they split into training, validation and test subjects, and the
 spatially disjoint slabs that stand in for subjects when there is only one scan.
 
-* `split_cases`: a subject-level split of scan paths (about a quarter test, one validation subject when three or
-  more remain); one scan gives up its last quarter along its longest axis as the test subject.
+* `Split`: which scan paths train, validate and test; `split_cases` makes one by subject (about a quarter test, one
+  validation subject when three or more remain); one scan gives up its last quarter along its longest axis as the
+  test subject.
 * `split_slabs`: a training part and a hold-out slab of one volume, behind a margin in mm, each cut to a multiple of
   voxels for degradations that downsample (`slab_multiple`).
 * `load_subjects`: a config's training and validation cases, loaded, cut and degraded
   (`mrisr.data.pipeline.prepare_subject`).
-* `case_name`: a case's name, its file name without the format suffix; ``valid_cases`` and ``test_cases`` use it.
+* `case_name`: a case's name, its file name without the format suffix: the subject's name in tables and logs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,23 +24,44 @@ from mrisr.io import load_volume, save_volume
 from mrisr.physics.degrade import Degradation
 from mrisr.volume import Volume
 
+@dataclass(frozen=True)
+class Split:
+    """A split of scan paths by subject: ``train`` and ``valid`` are loaded for training and model selection, ``test``
+    never is. With no ``valid`` path, a slab of the last training case validates (`load_subjects`), cut along volume
+    axis ``slab_axis`` (0, 1 or 2)."""
+
+    train: tuple[Path, ...]
+    valid: tuple[Path, ...]
+    test: tuple[Path, ...]
+    slab_axis: int = 0
+
+    @property
+    def names(self) -> tuple[list[str], list[str], list[str]]:
+        """The case names (`case_name`) of ``(train, valid, test)``."""
+        return tuple([case_name(p) for p in paths] for paths in (self.train, self.valid, self.test))
+
+    def config_fields(self) -> dict:
+        """The `ExperimentConfig` fields that hold this split: ``ExperimentConfig(**split.config_fields(), ...)``."""
+        return {"train_paths": [str(p) for p in self.train], "valid_paths": [str(p) for p in self.valid],
+                "test_paths": [str(p) for p in self.test], "holdout_axis": self.slab_axis}
+
+
 def load_subjects(config) -> list[Subject]:
     """Load, degrade and normalise the config's training and validation cases (test cases are left alone), each
     cut to the degradation's size multiple (`crop_to_multiple`).
 
-    Without ``valid_cases``, the last training case is split into a training part and a spatially disjoint hold-out
+    Without ``valid_paths``, the last training case is split into a training part and a spatially disjoint hold-out
     slab named ``<case>:holdout`` that validates.
     """
     spec = config.get_degradation()
-    paths = [Path(p) for p in config.cases]
-    chosen = [p for p in paths if case_name(p) not in config.test_cases]
-    if not chosen:
-        raise ValueError("no training cases: every case is a test case (or cases is empty)")
+    split = config.split
+    if not split.train:
+        raise ValueError("no training cases: train_paths is empty")
     subjects = []
     multiple = [slab_multiple(spec, axis) for axis in range(3)]
-    for path in chosen:
+    for path in split.train + split.valid:
         volume = crop_to_multiple(load_volume(path, **config.load_options), multiple)
-        if path == chosen[-1] and not config.valid_cases:
+        if path == split.train[-1] and not split.valid:
             train, holdout = split_slabs(volume, config.holdout_slab, config.holdout_margin_mm, config.holdout_axis,
                                          slab_multiple(spec, config.holdout_axis))
             parts = [(train, case_name(path)), (holdout, f"{case_name(path)}:holdout")]
@@ -64,9 +87,8 @@ def case_name(path: str | Path) -> str:
 
 
 def split_cases(paths: list[Path], run_dir: Path, degradation: Degradation | None = None,
-                load_options: dict | None = None,
-                n_test: int | None = None, n_valid: int | None = None) -> tuple[list[Path], list[str], list[str], int]:
-    """A subject-level split: ``(cases, validation names, test names, slab axis)``.
+                load_options: dict | None = None, n_test: int | None = None, n_valid: int | None = None) -> Split:
+    """A subject-level `Split` of scan ``paths``, in their order.
 
     The last ``n_test`` subjects test (default: about a quarter, at least one), the ``n_valid`` before them validate
     (default: one when three or more remain, else none), the rest train.
@@ -80,16 +102,17 @@ def split_cases(paths: list[Path], run_dir: Path, degradation: Degradation | Non
         multiple = slab_multiple(degradation, axis) if degradation is not None else 1
         train, test = split_slabs(first, holdout=0.25, margin_mm=10.0, axis=axis, multiple=multiple)
         name = case_name(paths[0])
-        cases = [save_volume(part, run_dir / f"{name}_{role}.nii.gz") for part, role in ((train, "train"),
-                                                                                          (test, "test"))]
-        return cases, [], [case_name(cases[1])], axis
+        train, test = (save_volume(part, run_dir / f"{name}_{role}.nii.gz") for part, role in ((train, "train"),
+                                                                                                 (test, "test")))
+        return Split((train,), (), (test,), axis)
     n_test = n_test or max(1, round(len(paths) / 4))
     n_valid = n_valid if n_valid is not None else int(len(paths) - n_test >= 3)
-    if len(paths) - n_test - n_valid < 1:
+    n_train = len(paths) - n_test - n_valid
+    if n_train < 1:
         raise ValueError(f"{len(paths)} subjects cannot give {n_test} to test and {n_valid} to validate and keep one "
                          "to train")
-    names = [case_name(p) for p in paths]
-    return list(paths), names[len(paths) - n_test - n_valid:len(paths) - n_test], names[-n_test:], axis
+    paths = tuple(Path(p) for p in paths)
+    return Split(paths[:n_train], paths[n_train:n_train + n_valid], paths[n_train + n_valid:], axis)
 
 
 def patches_per_subject(patches_per_epoch: int, n_train: int) -> int:
@@ -98,7 +121,8 @@ def patches_per_subject(patches_per_epoch: int, n_train: int) -> int:
 
 
 def validation_names(config, subjects: list[Subject]) -> list[str]:
-    return list(config.valid_cases) or [s.name for s in subjects if s.name.endswith(":holdout")]
+    """The names of the ``subjects`` that validate: the config's validation cases, else the hold-out slabs."""
+    return config.split.names[1] or [s.name for s in subjects if s.name.endswith(":holdout")]
 
 
 def split_slabs(volume: Volume, holdout: float = 0.25, margin_mm: float = 10.0, axis: int = 0,
@@ -158,9 +182,8 @@ def sub_volume(volume: Volume, axis: int, start: int, stop: int) -> Volume:
     """Voxels ``start:stop`` along volume ``axis`` (0, 1 or 2; frames kept), the affine shifted to match."""
     index = [slice(None)] * volume.data.ndim
     index[volume.data.ndim - 3 + axis] = slice(start, stop)
-    affine = volume.affine.copy()
-    affine[:3, 3] += start * volume.affine[:3, axis]
-    return Volume(volume.data[tuple(index)], affine, {**volume.meta, "slab": [start, stop, axis]})
+    return Volume(volume.data[tuple(index)], volume.resampled_affine({axis: (1, start)}),
+                  {**volume.meta, "slab": [start, stop, axis]})
 
 
 # -- patches ------------------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def sample_dir() -> Path:
     return folder
 
 
-# The one knee split of the samples (notebooks 01-03, benchmarks/real_knee.py, the README): slab numbers of
+# The one knee split of the samples (notebooks 01-03, experiments/real_knee.py, the README): slab numbers of
 # `knee_slabs` (n = 4, top to bottom). Slab 3 holds the joint (cartilage, menisci, the anatomy super-resolution is for)
 # and tests; slab 4, below it, validates (recipe choices, baseline settings); slabs 1-2, above, train.
 KNEE_SPLIT = {"train": (1, 2), "valid": 4, "test": 3}

@@ -20,7 +20,7 @@ series' rows. So an estimate made from the sagittal series alone can be scored a
    block bootstrap interval over the slices and a verdict (`mrisr.evaluation.tables`).
 
 The rows are nearest, linear and cubic interpolation of the scan itself and any estimates given (selfsr, selfsr +
-DC). ``mrisr selfsr scan out --validate-against OTHER`` prints this table; ``benchmarks/selfsr_crossplane.py`` runs it
+DC). ``mrisr selfsr scan out --validate-against OTHER`` prints this table; ``experiments/selfsr_crossplane.py`` runs it
 on the clinical knee both ways.
 """
 

@@ -10,7 +10,7 @@ algorithm for MRI using deep learning", IEEE TMI 2021) and scored against the re
 The classical baselines (`mrisr.evaluation.baselines.classical`) are fitted on another case (by default the FAIR knee,
 another subject, at SNR `FAIR_SNR`), never on the reference. Gains are per 2D plane that contains the super-resolved
 axis (the (slice, column) planes, one per row), with a circular block bootstrap interval (`bootstrap_interval`), and a
-verdict (`verdict`) over the best classical baseline. Notebook 05 and ``benchmarks/selfsr.py`` both run this.
+verdict (`verdict`) over the best classical baseline. Notebook 05 and ``experiments/selfsr.py`` both run this.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from mrisr.imaging.foreground import foreground_mask
 from mrisr.inference import selfsr
 from mrisr.physics.consistency import enforce
 from mrisr.physics.degrade import Degradation, RicianNoise, SliceThickness
+from mrisr.training.config import ExperimentConfig
 from mrisr.volume import Volume
 
 REFERENCE = "cubic"  # the gains columns are over cubic interpolation of the thick scan
@@ -65,13 +66,14 @@ def through_plane_images(hr: Volume) -> dict[str, Volume]:
             "columns": Volume.from_spacing(np.ascontiguousarray(hr.data.transpose(1, 0, 2)), (r, s, c))}
 
 
-def thick_slice_study(hr: Volume, factor: int, preset: str | dict = "fast", device=None,
+def thick_slice_study(hr: Volume, factor: int, size: str | ExperimentConfig = "fast", device=None,
                       fitting_cases: dict[str, Volume] | None = None, fitting_snr: float | None = None,
                       quick_baselines: bool = False, fusion_ablation: bool = False, oracle: bool = False,
                       snr: float | None = None, peers: dict | None = None, seed: int = 0,
                       log=print) -> ThickSliceStudy:
     """Make ``hr`` (a `Volume` with ``meta["noise_sigma"]``, axis 0 the slices) ``factor`` times thicker and compare
-    `mrisr.inference.selfsr` with every classical baseline on it.
+    `mrisr.inference.selfsr` with every classical baseline on it. ``size``: selfsr's network and schedule (a size of
+    ``RECIPES["selfsr"]``, or a recipe).
 
     ``fitting_cases``: the references the baselines are fitted on (name -> `Volume`; default the FAIR knee), degraded
     at ``fitting_snr`` (default `mrisr.data.samples.FAIR_SNR` for the FAIR knee; ``None`` with your own cases: their own
@@ -94,7 +96,7 @@ def thick_slice_study(hr: Volume, factor: int, preset: str | dict = "fast", devi
                            fitting_spec, quick=quick_baselines)
     geometry = selfsr.slice_geometry(thick, target_spacing=hr.spacing[0])
     start = time.perf_counter()
-    model = selfsr.train_network(thick, geometry, preset, device, progress=False)
+    model = selfsr.train_network(thick, geometry, size, device, progress=False)
     trained = time.perf_counter() - start
     grid, estimates = selfsr.through_plane_estimates(model, thick, geometry, progress=False)
     methods = classical(thick, hr, spec, fitted)
@@ -107,7 +109,7 @@ def thick_slice_study(hr: Volume, factor: int, preset: str | dict = "fast", devi
         methods["  mean of both (no FBA)"] = grid.with_data(estimates.mean(0).cpu().numpy())
     if oracle:
         begin = time.perf_counter()
-        truth = selfsr.train_network(thick, geometry, preset, device, progress=False, images=through_plane_images(hr))
+        truth = selfsr.train_network(thick, geometry, size, device, progress=False, images=through_plane_images(hr))
         _, oracle_estimates = selfsr.through_plane_estimates(truth, thick, geometry, progress=False)
         methods["supervised oracle"] = grid.with_data(
             selfsr.fourier_burst_accumulation(oracle_estimates).cpu().numpy())

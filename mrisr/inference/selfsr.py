@@ -56,6 +56,7 @@ from mrisr.physics.degrade import Degradation, SliceProfile, Upsample, resize_ax
 from mrisr.physics.steps import PROFILES
 from mrisr.training.config import ExperimentConfig
 from mrisr.training.device import default_device
+from mrisr.training.recipes import recipe
 from mrisr.training.train import fit, sr_learner
 from mrisr.volume import Volume, intensity_scale
 
@@ -63,24 +64,6 @@ MIN_SLICES = 8  # fewer slices leave too little to train on and to hold out
 ISOTROPIC_TOLERANCE = 1.1  # a slice spacing within 10 % of the in-plane spacing is isotropic: nothing to do
 ORIENTATIONS = {"slice x row": 2, "slice x column": 1}  # image name -> the volume axis that numbers the images
 FBA_POWER = 8.0
-
-SETTINGS = {
-    # Small enough for a 2-core CPU: a 96 x 192 x 192 brain crop in under 2 minutes. The network runs on the scan's
-    # own slice grid (``on_slice_grid``: the k rows of each slice folded into channels,
-    # `mrisr.networks.models.fold_axis0`), k times cheaper than on the output grid, so it trains 3x longer than before
-    # in less time (docs/benchmarks.md: on the brain crop at x4, +0.28 dB over cubic at 8 epochs, +0.55 at 24, +0.71 at
-    # 72).
-    "fast": dict(n_feats=32, n_blocks=4, patch_slices=8, patch_width=48, batch_size=16, patches_per_subject=192,
-                 valid_patches_per_subject=32, epochs=24, lr_max=1e-3, on_slice_grid=True),
-    # Up to 15 minutes of a 2-core CPU: the fast network trained 5x longer (longer training paid more than a wider,
-    # deeper network at equal time: 64 x 8 for 24 epochs, +0.69 dB, took longer than 32 x 4 for 72, +0.71).
-    "thorough": dict(n_feats=32, n_blocks=4, patch_slices=8, patch_width=48, batch_size=16, patches_per_subject=192,
-                     valid_patches_per_subject=32, epochs=120, lr_max=1e-3, on_slice_grid=True),
-    # A GPU: EDSR-baseline width and depth (Lim et al. 2017), larger patches, longer training (not yet run on one).
-    "full": dict(n_feats=64, n_blocks=16, patch_slices=12, patch_width=96, batch_size=32, patches_per_subject=1024,
-                 valid_patches_per_subject=64, epochs=40, lr_max=5e-4, on_slice_grid=True),
-}
-
 
 @dataclass(frozen=True)
 class SliceGeometry:
@@ -189,9 +172,7 @@ def to_target_grid(volume: Volume, geometry: SliceGeometry) -> Volume:
     n = int(np.floor((volume.shape[0] - 1) / ratio + 1e-9)) + 1
     coords = np.meshgrid(np.arange(n) * ratio, *[np.arange(m) for m in volume.shape[1:]], indexing="ij")
     data = ndimage.map_coordinates(volume.data, coords, order=3, mode="nearest").astype(np.float32)
-    affine = volume.affine.copy()
-    affine[:3, 0] *= ratio
-    return Volume(data, affine, volume.meta)
+    return Volume(data, volume.resampled_affine({0: (ratio, 0)}), volume.meta)
 
 
 def upsample_slices(volume: Volume, geometry: SliceGeometry) -> Volume:
@@ -221,28 +202,22 @@ def training_volumes(volume: Volume, geometry: SliceGeometry) -> dict[str, Volum
     return out
 
 
-def _settings(preset: str | dict) -> dict:
-    if isinstance(preset, dict):
-        unknown = sorted(set(preset) - set(SETTINGS["fast"]))
-        if unknown:
-            raise ValueError(f"unknown selfsr settings {unknown}; known: {', '.join(SETTINGS['fast'])}")
-        return {**SETTINGS["fast"], **preset}
-    if preset not in SETTINGS:
-        raise ValueError(f"preset must be one of {list(SETTINGS)}, got {preset!r}")
-    return dict(SETTINGS[preset])
+def _recipe(size: str | ExperimentConfig) -> ExperimentConfig:
+    return size if isinstance(size, ExperimentConfig) else recipe("selfsr", size)
 
 
-def train_network(volume: Volume, geometry: SliceGeometry, preset: str | dict = "fast", device=None,
+def train_network(volume: Volume, geometry: SliceGeometry, size: str | ExperimentConfig = "fast", device=None,
                   progress: bool = True, seed: int = 0, run_dir: str | Path | None = None,
                   images: dict[str, Volume] | None = None) -> torch.nn.Module:
     """Train the through-plane `EDSR2D` on ``volume``'s own in-plane images (module docstring, steps 2-3).
 
     The last fifth of the images of each orientation (behind a gap of one) validates; the best epoch's weights are
-    returned, in eval mode, on ``device``. ``preset``: a key of `SETTINGS` or a dict overriding `SETTINGS`
-    ``["fast"]``. ``images``: other 2D targets laid out as `training_volumes` lays them out (default: that of
-    ``volume``), e.g. true through-plane images, for a supervised comparison.
+    returned, in eval mode, on ``device``. ``size``: a size of ``RECIPES["selfsr"]``
+    (`mrisr.training.recipes`), or a recipe of your own (its ``patch_size`` in the thick scan's slices and columns).
+    ``images``: other 2D targets laid out as `training_volumes` lays them out (default: that of ``volume``), e.g. true
+    through-plane images, for a supervised comparison.
     """
-    settings = _settings(preset)
+    network = _recipe(size)
     degradation = training_degradation(geometry)
     subjects, valid = [], []
     images = training_volumes(volume, geometry) if images is None else images
@@ -252,17 +227,13 @@ def train_network(volume: Volume, geometry: SliceGeometry, preset: str | dict = 
                      prepare_subject(held_out, degradation, f"{name}:holdout", seed)]
         valid.append(f"{name}:holdout")
     height = min(s.hr.shape[1] for s in subjects) // geometry.factor * geometry.factor
-    patch = [min(settings["patch_slices"] * geometry.factor, height),
-             min(settings["patch_width"], min(s.hr.shape[2] for s in subjects))]
+    slices, width = network.patch_size  # on the slice grid: each slice is geometry.factor rows of the output
+    patch = [min(slices * geometry.factor, height), min(width, min(s.hr.shape[2] for s in subjects))]
     with tempfile.TemporaryDirectory(prefix="mrisr-selfsr-") as scratch:
-        config = ExperimentConfig(
-            name="selfsr", degradation=degradation.to_dict(), model="edsr2d", n_feats=settings["n_feats"],
-            n_blocks=settings["n_blocks"], patch_size=patch, patches_per_subject=settings["patches_per_subject"],
-            valid_patches_per_subject=settings["valid_patches_per_subject"], batch_size=settings["batch_size"],
-            epochs=settings["epochs"], lr_max=settings["lr_max"], loss="l1", seed=seed,
-            fold=geometry.factor if settings["on_slice_grid"] else 1,
-            valid_cases=valid, run_dir=str(run_dir or scratch))
-        learn = sr_learner(config, subjects=subjects, device=device, progress=None if progress else False)
+        config = network.updated(dict(name="selfsr", degradation=degradation.to_dict(), patch_size=patch, seed=seed,
+                                      fold=geometry.factor, run_dir=str(run_dir or scratch)))
+        learn = sr_learner(config, subjects=subjects, device=device, progress=None if progress else False,
+                           valid_names=valid)
         if not progress:
             learn.logger = lambda values: None
         fit(learn, config)
@@ -315,7 +286,8 @@ def fourier_burst_accumulation(estimates: torch.Tensor, power: float = FBA_POWER
     return torch.fft.irfftn((weights * spectra).sum(0), s=estimates.shape[1:], dim=tuple(d - 1 for d in dims))
 
 
-def super_resolve(volume: Volume, target_spacing: float | None = None, preset: str | dict = "fast", device=None,
+def super_resolve(volume: Volume, target_spacing: float | None = None, size: str | ExperimentConfig = "fast",
+                  device=None,
                   progress: bool = True, *, slice_thickness: float | None = None, profile: str = "rect",
                   consistency: bool = False, seed: int = 0, run_dir: str | Path | None = None) -> Volume:
     """Super-resolve ``volume`` along its slice axis (axis 0) from the scan alone (SMORE; module docstring).
@@ -325,8 +297,9 @@ def super_resolve(volume: Volume, target_spacing: float | None = None, preset: s
         target_spacing: output slice spacing in mm (default: about the in-plane spacing, dividing the slice
             spacing: isotropic). One that does not divide the slice spacing is reached by resampling the network's
             grid (the finest ``s / k`` not coarser than it) with cubic interpolation (`to_target_grid`).
-        preset: ``"fast"`` (a CPU, about 2 minutes for a 96 x 192 x 192 crop), ``"thorough"`` (a CPU, up to 15) or
-            ``"full"`` (a GPU), or a dict overriding ``SETTINGS["fast"]``.
+        size: the network and schedule, a size of ``RECIPES["selfsr"]`` (`mrisr.training.recipes`): ``"fast"`` (a
+            CPU, about 2 minutes for a 96 x 192 x 192 crop), ``"thorough"`` (a CPU, up to 15), ``"full"`` (a GPU),
+            ``"smoke"``; or a recipe of your own (`train_network`).
         device: where to train and run (default: CUDA when available).
         progress: print what happens (training epochs: fastai's bars in a terminal or notebook).
         slice_thickness: mm, when the scan's header does not say (default: its ``meta["slice_thickness_mm"]``, else
@@ -339,7 +312,7 @@ def super_resolve(volume: Volume, target_spacing: float | None = None, preset: s
 
     Returns:
         A `Volume` with slices ``target_spacing`` apart (``(S * k, R, C)`` where it divides the slice spacing) and
-        the matching affine; ``meta["selfsr"]`` records the geometry, preset and timings,
+        the matching affine; ``meta["selfsr"]`` records the geometry, recipe and timings,
         ``meta["slice_thickness_mm"]`` is the output spacing.
     """
     geometry = slice_geometry(volume, target_spacing, slice_thickness, profile)
@@ -349,17 +322,17 @@ def super_resolve(volume: Volume, target_spacing: float | None = None, preset: s
         f", resampled from {geometry.grid_spacing:.4g} mm"
     say(f"selfsr: {volume.shape} at {' x '.join(f'{v:.4g}' for v in volume.spacing)} mm, slices "
         f"{geometry.slice_thickness:.4g} mm thick ({geometry.profile}); output slices {geometry.target_spacing:.4g} "
-        f"mm apart (x{geometry.factor}{resampled}), {preset if isinstance(preset, str) else 'custom'} preset on "
+        f"mm apart (x{geometry.factor}{resampled}), {size if isinstance(size, str) else 'custom'} size on "
         f"{device}", flush=True)
     start = time.perf_counter()
-    model = train_network(volume, geometry, preset, device, progress, seed, run_dir)
+    model = train_network(volume, geometry, size, device, progress, seed, run_dir)
     trained = time.perf_counter()
     grid, estimates = through_plane_estimates(model, volume, geometry, progress)
     fused = fourier_burst_accumulation(estimates).cpu().numpy()
     info = {"slice_spacing_mm": geometry.slice_spacing, "slice_thickness_mm": geometry.slice_thickness,
             "profile": geometry.profile, "grid_spacing_mm": geometry.grid_spacing,
             "target_spacing_mm": geometry.target_spacing, "factor": geometry.factor,
-            "preset": preset if isinstance(preset, str) else dict(preset), "seed": seed,
+            "size": size if isinstance(size, str) else "custom", "recipe": _recipe(size).to_dict(), "seed": seed,
             "orientations": list(ORIENTATIONS), "fusion": f"fourier burst accumulation, p = {FBA_POWER:g}",
             "train_s": round(trained - start, 1), "apply_s": round(time.perf_counter() - trained, 1)}
     out = Volume(fused, grid.affine, {**volume.meta, "selfsr": info, "slice_thickness_mm": geometry.target_spacing})

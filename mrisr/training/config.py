@@ -7,10 +7,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from mrisr.data.cases import Split, case_name
 from mrisr.networks.losses import PIXEL_LOSSES
 from mrisr.networks.models import EDSR2D, EDSR3D, SRResNet2D
 from mrisr.physics.degrade import Degradation, preset
@@ -18,76 +20,58 @@ from mrisr.physics.degrade import Degradation, preset
 
 @dataclass
 class ExperimentConfig:
-    """Everything that defines a training run; JSON round trip with `to_json` / `from_json`.
+    """Everything that defines a training run, checked on creation; JSON round trip with `to_json` / `from_json`.
+    docs/training.md has the ablation that chose the recipe defaults."""
 
-    Data: ``cases`` are scan paths (anything `mrisr.io.load_volume` reads); ``valid_cases`` / ``test_cases`` name
-    cases (file stems) held out at subject level; without ``valid_cases``, a slab of the last training case
-    (``holdout_slab`` fraction, behind ``holdout_margin_mm``, along volume axis ``holdout_axis``) validates.
-    ``load_options`` are passed to the loader.
-    Degradation: a preset name or a `Degradation` spec dict; ``degrade_on_the_fly`` applies it per batch on the
-    device instead of once per volume. Model: ``"edsr3d"``, ``"srresnet2d"`` or ``"edsr2d"`` with its sizes;
-    ``fold`` (edsr2d only) folds image axis 0 into channels (`mrisr.networks.models.fold_axis0`), and patches then start
-    at multiples of it along that axis.
-    Loss: the pixel loss ``loss`` plus ``perceptual_weight`` times the VGG16 loss (``vgg_weights`` /
-    ``vgg_normalization`` as `PerceptualLoss`); the seeds' experiments are ``loss="mse"``.
-    Schedule: patch size in HR voxels, patches per subject per epoch, batch size, epochs, one-cycle peak lr
-    (``lr_max``; ``None``: `lr_find`'s valley) with ``warmup`` the fraction of steps spent rising to it.
-    Recipe (docs/training.md has the ablation that chose the defaults): ``loss`` ``"mse"``, ``"l1"`` or
-    ``"charbonnier"`` (the pixel term; the perceptual term adds to it); ``res_scale`` (EDSR's residual scaling);
-    ``residual_sampling`` (patches drawn towards where LR and HR differ, `mrisr.data.pipeline.PatchSampler`); ``ema``
-    (decay of an exponential moving average of the weights, used for validation and saved; ``None``: off).
-    Speed (CUDA only; ``None`` means ``mrisr.training.device.FAST_PATH["train"]``'s choice, measured with
-    ``mrisr bench``; off on the CPU): ``mixed_precision`` ``"bf16"``, ``"fp16"`` or ``"fp32"``; ``channels_last`` memory
-    format (a 3D network's first conv then also runs padded to 8 input channels,
-    `mrisr.training.device.padded_input_channels`); ``cudnn_benchmark``
-    (cuDNN picks its fastest algorithms by timing them); ``compile`` (``torch.compile`` of the model);
-    ``num_workers`` processes cutting patches (0: in the training process).
-    Reproducibility: ``seed`` makes a CPU run bit-identical; ``deterministic`` adds deterministic kernels on CUDA
-    (`DeterministicAlgorithms`, slower; docs/training.md says what it does and does not cover).
-    """
-
-    name: str = "experiment"
-    cases: list[str] = field(default_factory=list)
-    valid_cases: list[str] = field(default_factory=list)
-    test_cases: list[str] = field(default_factory=list)
-    holdout_slab: float = 0.25
-    holdout_margin_mm: float = 10.0
-    holdout_axis: int = 0
-    load_options: dict = field(default_factory=dict)
-    degradation: str | dict = "knee_fast_acquisition"
-    degrade_on_the_fly: bool = False
-    model: str = "edsr3d"
-    n_feats: int = 64
-    n_blocks: int = 9
-    scale: int = 1
-    upsampler: str = "pixelshuffle"
-    fold: int = 1
-    perceptual_weight: float = 0.0
-    perceptual_layers: list[str] = field(default_factory=lambda: ["conv1_1", "conv1_2", "conv2_1"])
-    perceptual_slices_per_axis: int | None = None
-    vgg_weights: str | None = None
-    vgg_normalization: str | None = None
-    patch_size: int | list[int] | None = 32
-    patches_per_subject: int = 64
-    valid_patches_per_subject: int = 16
-    batch_size: int = 8
-    epochs: int = 10
-    lr_max: float | None = 2e-4
-    warmup: float = 0.25
-    weight_decay: float = 0.0
-    loss: str = "l1"
-    res_scale: float = 1.0
-    residual_sampling: bool = True
-    ema: float | None = None
-    augment: bool = True
-    mixed_precision: str | None = None
-    channels_last: bool | None = None
-    cudnn_benchmark: bool | None = None
-    compile: bool = False
-    num_workers: int | None = None
-    deterministic: bool = False
-    seed: int = 0
-    run_dir: str = "runs/experiment"
+    name: str = "experiment"  # the run's label in logs and tables
+    # -- data: scan paths (anything `mrisr.io.load_volume` reads), split by subject (`split`, `mrisr.data.cases.Split`)
+    train_paths: list[str] = field(default_factory=list)  # scans that train
+    valid_paths: list[str] = field(default_factory=list)  # scans that validate; none: a slab of the last training scan
+    test_paths: list[str] = field(default_factory=list)  # scans held out for testing: never loaded by training
+    holdout_slab: float = 0.25  # fraction of the last training scan's voxels that validates when valid_paths is empty
+    holdout_margin_mm: float = 10.0  # tissue dropped between that slab and the training part (mm)
+    holdout_axis: int = 0  # volume axis (0, 1 or 2) the slab is cut along
+    load_options: dict = field(default_factory=dict)  # passed to the loader (`mrisr.io.load_volume`)
+    # -- degradation: what makes the low-resolution input (`mrisr.physics.degrade`)
+    degradation: str | dict = "knee_fast_acquisition"  # a preset name or a `Degradation` spec dict
+    degrade_on_the_fly: bool = False  # degrade each batch on the device, instead of each volume once
+    # -- model (`mrisr.networks.models`)
+    model: str = "edsr3d"  # "edsr3d", "srresnet2d" or "edsr2d"
+    n_feats: int = 64  # channels of every residual block
+    n_blocks: int = 9  # residual blocks
+    scale: int = 1  # upsampling factor of the network (1: same grid in and out)
+    upsampler: str = "pixelshuffle"  # "pixelshuffle", "transposed" or "nearest" (resize + conv), when scale > 1
+    fold: int = 1  # edsr2d only: image axis 0 folded into channels (`fold_axis0`); patches start at its multiples
+    res_scale: float = 1.0  # EDSR's residual scaling
+    # -- loss (`mrisr.networks.losses`): loss + perceptual_weight x the VGG16 feature loss
+    loss: str = "l1"  # the pixel term: "mse" (the seeds' choice), "l1" or "charbonnier"
+    perceptual_weight: float = 0.0  # weight of the VGG16 perceptual term (0: off)
+    perceptual_layers: list[str] = field(default_factory=lambda: ["conv1_1", "conv1_2", "conv2_1"])  # VGG16 layers
+    perceptual_slices_per_axis: int | None = None  # 3D: random 2D slices per axis it scores (None: all)
+    vgg_weights: str | None = None  # VGG16 weights file (None: $MRISR_VGG16_WEIGHTS, else torchvision's ImageNet)
+    vgg_normalization: str | None = None  # "caffe" or "imagenet": the input those weights expect
+    # -- schedule
+    patch_size: int | list[int] | None = 32  # training patch side in HR voxels (one per axis, or None: whole image)
+    patches_per_epoch: int = 64  # training patches per epoch, drawn evenly from the training subjects (rounded up)
+    valid_patches_per_subject: int = 16  # validation patches per validation subject (fixed for the run)
+    residual_sampling: bool = True  # draw patches towards where LR and HR differ (`PatchSampler`)
+    augment: bool = True  # random flips, and permutations of axes with equal voxel size and LR factor
+    batch_size: int = 8  # patches per step (per process)
+    epochs: int = 10  # one-cycle epochs
+    lr_max: float | None = 2e-4  # one-cycle peak learning rate (None: `lr_find`'s valley)
+    warmup: float = 0.25  # fraction of the steps spent rising to lr_max
+    weight_decay: float = 0.0  # AdamW weight decay
+    ema: float | None = None  # decay of a moving average of the weights, validated and saved (None: off)
+    # -- speed (CUDA only; None: `mrisr.training.device.FAST_PATH["train"]`, measured by benchmarks/speed; off on CPU)
+    mixed_precision: str | None = None  # "bf16", "fp16" or "fp32"
+    channels_last: bool | None = None  # channels-last memory format (a 3D first conv then pads to 8 channels)
+    cudnn_benchmark: bool | None = None  # cuDNN times its algorithms and keeps the fastest
+    compile: bool = False  # torch.compile the model
+    num_workers: int | None = None  # processes cutting patches (0: in the training process)
+    # -- reproducibility (docs/training.md says what it does and does not cover)
+    deterministic: bool = False  # deterministic CUDA kernels (`DeterministicAlgorithms`; slower)
+    seed: int = 0  # seeds Python, numpy, torch and the patch sampler: a CPU run is bit-identical
+    run_dir: str = "runs/experiment"  # where config.json, best.pth and last.pth go
 
     def __post_init__(self):
         self._check_fields()
@@ -120,7 +104,7 @@ class ExperimentConfig:
         def number(v):
             return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
 
-        for name in ("n_feats", "n_blocks", "scale", "fold", "patches_per_subject", "valid_patches_per_subject",
+        for name in ("n_feats", "n_blocks", "scale", "fold", "patches_per_epoch", "valid_patches_per_subject",
                      "batch_size", "epochs"):
             need(integer(getattr(self, name)) and getattr(self, name) >= 1, name, "an integer >= 1")
         need(integer(self.seed), "seed", "an integer")
@@ -138,7 +122,7 @@ class ExperimentConfig:
             need(getattr(self, name) is None or isinstance(getattr(self, name), bool), name, "true, false or null")
         for name in ("name", "upsampler", "run_dir"):
             need(isinstance(getattr(self, name), str) and getattr(self, name) != "", name, "a non-empty string")
-        for name in ("cases", "valid_cases", "test_cases", "perceptual_layers"):
+        for name in ("train_paths", "valid_paths", "test_paths", "perceptual_layers"):
             value = getattr(self, name)
             need(isinstance(value, list) and all(isinstance(v, str) for v in value), name, "a list of strings")
         need(isinstance(self.load_options, dict), "load_options", "an object")
@@ -156,8 +140,15 @@ class ExperimentConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
+    @property
+    def split(self) -> Split:
+        """The cases as a `Split` of paths."""
+        return Split(*(tuple(Path(p) for p in paths) for paths in (self.train_paths, self.valid_paths,
+                                                                    self.test_paths)), self.holdout_axis)
+
     @classmethod
     def from_dict(cls, values: dict) -> ExperimentConfig:
+        values = _from_older_fields(values)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -168,9 +159,30 @@ class ExperimentConfig:
     def from_json(cls, text: str) -> ExperimentConfig:
         return cls.from_dict(json.loads(text))
 
+    def updated(self, settings: dict) -> ExperimentConfig:
+        """This config with ``settings`` (field -> value) replaced, checked as a new one (unknown fields named)."""
+        return self.from_dict({**self.to_dict(), **settings})
+
     def get_degradation(self) -> Degradation:
         return preset(self.degradation) if isinstance(self.degradation, str) else Degradation.from_dict(
             self.degradation)
+
+
+def _from_older_fields(values: dict) -> dict:
+    """A config written before the split held paths (``cases`` paths, ``valid_cases`` / ``test_cases`` names) and
+    before patches were counted per epoch (``patches_per_subject``), in today's fields, so that older checkpoints
+    still load."""
+    values = dict(values)
+    if "patches_per_subject" in values:
+        n_train = len(values.get("cases", [])) - len(values.get("valid_cases", [])) - len(values.get("test_cases", []))
+        values["patches_per_epoch"] = values.pop("patches_per_subject") * max(1, n_train)
+    if "cases" not in values:
+        return values
+    paths, valid, test = values.pop("cases"), values.pop("valid_cases", []), values.pop("test_cases", [])
+    names = {p: case_name(p) for p in paths}
+    return {**values, "train_paths": [p for p in paths if names[p] not in valid + test],
+            "valid_paths": [p for p in paths if names[p] in valid],
+            "test_paths": [p for p in paths if names[p] in test]}
 
 
 MODELS = {"edsr3d": EDSR3D, "srresnet2d": SRResNet2D, "edsr2d": EDSR2D}

@@ -1,6 +1,6 @@
 """Which device a run uses, and how fast it runs there.
 
-The default device (`default_device`); the speed settings measured with ``mrisr bench`` (`FAST_PATH`,
+The default device (`default_device`); the speed settings measured with ``python -m benchmarks.speed`` (`FAST_PATH`,
 docs/benchmarks.md); cuDNN autotuning; the channels-last memory format; zero-padded input channels for the first
 convolution; and out-of-memory detection. A speed setting of ``None`` means one thing everywhere: the measured
 choice on CUDA, off on the CPU (`speed_settings`).

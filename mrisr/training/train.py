@@ -21,7 +21,7 @@ from fastai.callback.progress import ProgressCallback
 from fastai.learner import Learner
 from fastcore.imports import in_notebook
 
-from mrisr.data.cases import load_subjects, validation_names
+from mrisr.data.cases import load_subjects, patches_per_subject, validation_names
 from mrisr.data.pipeline import Subject, sr_dataloaders
 from mrisr.errors import InputError
 from mrisr.imaging.metrics import fastai_metrics
@@ -94,13 +94,14 @@ def resume_state(config: ExperimentConfig, device=None) -> dict | None:
 
 
 def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, device=None,
-               progress: bool | None = None, resume: bool = False) -> Learner:
+               progress: bool | None = None, resume: bool = False, valid_names: list[str] | None = None) -> Learner:
     """A fastai ``Learner`` for ``config``: data (``subjects`` or the config's cases), model, `SRLoss`, metrics
     (each loss term, PSNR, SSIM, HFEN on the normalised scale, data range 1), checkpoints ``<run_dir>/best.pth``
     and ``last.pth`` (`Checkpoint`), the config written to ``<run_dir>/config.json``, mixed precision on CUDA as
     configured. ``progress=None`` shows fastai's bars in a terminal or notebook, else one line per epoch.
     ``resume=True`` continues from ``<run_dir>/last.pth`` (`ResumeFrom`; from the start when there is none yet):
-    `fit` then trains the epochs left and reaches the weights an uninterrupted run would have."""
+    `fit` then trains the epochs left and reaches the weights an uninterrupted run would have. ``valid_names``: which
+    of ``subjects`` validate (default: the config's validation cases, else the ``<case>:holdout`` slabs)."""
     from fastai.torch_core import set_seed
 
     set_seed(config.seed)  # Python's random (the DataLoader's shuffle), numpy and torch; cuDNN's flags left alone
@@ -116,8 +117,11 @@ def sr_learner(config: ExperimentConfig, subjects: list[Subject] | None = None, 
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
     subjects = subjects if subjects is not None else shared_subjects(lambda: load_subjects(config))
     on_the_fly = config.get_degradation() if config.degrade_on_the_fly else None
-    dls, sampler = sr_dataloaders(subjects, validation_names(config, subjects), config.patch_size,
-                                  config.patches_per_subject, config.valid_patches_per_subject, config.batch_size,
+    valid_names = valid_names if valid_names is not None else validation_names(config, subjects)
+    n_train = max(1, len(subjects) - len(set(valid_names)))
+    dls, sampler = sr_dataloaders(subjects, valid_names, config.patch_size,
+                                  patches_per_subject(config.patches_per_epoch, n_train),
+                                  config.valid_patches_per_subject, config.batch_size,
                                   config.augment, on_the_fly, seed=config.seed, device=device,
                                   num_workers=fast["num_workers"], residual_sampling=config.residual_sampling,
                                   align=(config.fold,) + (1,) * (subjects[0].ndim - 1))

@@ -1,6 +1,7 @@
 """Self-supervised super-resolution checked against a real second acquisition: the clinical knee's two series.
 
-    .venv/bin/python -m benchmarks.selfsr_crossplane [--preset fast] [--device cpu] [--markdown docs/benchmarks.md]
+    .venv/bin/python -m experiments.selfsr_crossplane [--size fast] [--set KEY=VALUE] [--device cpu]
+                                                     [--markdown docs/benchmarks.md]
 
 The 1.5 T knee exam in ``../shared/data/knee_clinical_2d`` has a sagittal series (3.3 mm slices 4.29 mm apart) and a
 coronal one (3.0 mm, 3.9 mm apart) of one knee in one frame of reference. Each is super-resolved along its slice
@@ -23,16 +24,18 @@ from benchmarks.common import publish
 from mrisr.data.samples import sample_dir
 from mrisr.evaluation.crossplane import validate_against
 from mrisr.inference import selfsr
+from mrisr.overrides import add_set_option
+from mrisr.training.recipes import RECIPES, recipe
 from mrisr.io import load_volume
 from mrisr.physics.consistency import enforce
 
 SERIES = {"sagittal": "SAG_DP_FS", "coronal": "CORO_DP_FS"}
 
 
-def run_direction(scan, other, preset, device, log=print) -> pd.DataFrame:
+def run_direction(scan, other, network, device, log=print) -> pd.DataFrame:
     geometry = selfsr.slice_geometry(scan)
     start = time.perf_counter()
-    sr = selfsr.super_resolve(scan, preset=preset, device=device, progress=False)
+    sr = selfsr.super_resolve(scan, size=network, device=device, progress=False)
     seconds = time.perf_counter() - start
     dc = enforce(sr, scan, selfsr.forward_model(geometry), method="back_projection", device=device)
     log(f"{scan.meta['series_description']}: {scan.shape} -> {sr.shape} in {seconds:.0f} s")
@@ -57,7 +60,8 @@ def markdown(tables: dict[str, pd.DataFrame]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=list(selfsr.SETTINGS), default="full" if torch.cuda.is_available()
+    add_set_option(parser, "a field of that recipe")
+    parser.add_argument("--size", choices=list(RECIPES["selfsr"]), default="full" if torch.cuda.is_available()
                         else "fast")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--exam", help="folder holding the two series (default: the sample knee_clinical_2d)")
@@ -66,10 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     folder = sample_dir() / "knee_clinical_2d" if args.exam is None else args.exam
     scans = {name: load_volume(f"{folder}/{series}") for name, series in SERIES.items()}
     start = time.perf_counter()
-    tables = {"sagittal -> coronal": run_direction(scans["sagittal"], scans["coronal"], args.preset, args.device),
-              "coronal -> sagittal": run_direction(scans["coronal"], scans["sagittal"], args.preset, args.device)}
-    publish(f"Self-supervised SR against a real second acquisition (clinical knee), preset {args.preset}",
-            args.device, time.perf_counter() - start, "python -m benchmarks.selfsr_crossplane", argv,
+    network = recipe("selfsr", args.size, **dict(args.set))
+    tables = {"sagittal -> coronal": run_direction(scans["sagittal"], scans["coronal"], network, args.device),
+              "coronal -> sagittal": run_direction(scans["coronal"], scans["sagittal"], network, args.device)}
+    publish(f"Self-supervised SR against a real second acquisition (clinical knee), size {args.size}",
+            args.device, time.perf_counter() - start, "python -m experiments.selfsr_crossplane", argv,
             "Each series super-resolved from itself, scored against the other series' acquired images on their "
             "foreground (mrisr.evaluation.crossplane); gains per acquired slice, circular block bootstrap intervals.",
             markdown(tables), args.markdown)

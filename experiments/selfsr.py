@@ -1,7 +1,7 @@
 """Self-supervised super-resolution (`mrisr.inference.selfsr`, SMORE) on the real DESS knee, against interpolation.
 
-    .venv/bin/python -m benchmarks.selfsr --preset fast|thorough|full [--factors 3 4] [--crop S R C] [--device cuda]
-                                          [--markdown docs/benchmarks.md]
+    .venv/bin/python -m experiments.selfsr --size fast|thorough|full [--set KEY=VALUE] [--factors 3 4]
+                                          [--crop S R C] [--device cuda] [--markdown docs/benchmarks.md]
 
 The DESS knee (1.5 mm slices, 0.3125 mm in-plane) is made thick: ``factor`` slices averaged into one
 (`SliceThickness`: 4.5 mm at x3, 6 mm at x4). The thick scan alone is super-resolved back onto the 1.5 mm grid
@@ -35,8 +35,9 @@ from mrisr.data.cases import sub_volume
 from mrisr.data.samples import sample_dir
 from mrisr.evaluation.thick_slices import REFERENCE, thick_slice_study
 from mrisr.imaging.noise import with_noise_sigma
-from mrisr.inference import selfsr
 from mrisr.io import load_volume
+from mrisr.overrides import add_set_option
+from mrisr.training.recipes import RECIPES, recipe
 
 
 def centred_crop(volume, size):
@@ -82,8 +83,8 @@ def load_reference(scan: str, crop=None, dess=None):
 
 
 def eclare_peers(env: str, log=print) -> dict:
-    """ECLARE at the self-supervised method's time and at 4x it (`benchmarks.eclare_peer`), the true rect profile."""
-    from benchmarks.eclare_peer import ensure_environment, patches_for, run_eclare
+    """ECLARE at the self-supervised method's time and at 4x it (`experiments.eclare_peer`), the true rect profile."""
+    from experiments.eclare_peer import ensure_environment, patches_for, run_eclare
 
     python = ensure_environment(env)
     budget = {}
@@ -99,8 +100,9 @@ def eclare_peers(env: str, log=print) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=list(selfsr.SETTINGS), default="full" if torch.cuda.is_available()
-                        else "fast")
+    parser.add_argument("--size", choices=list(RECIPES["selfsr"]), default="full" if torch.cuda.is_available()
+                        else "fast", help="selfsr's recipe (mrisr.training.recipes)")
+    add_set_option(parser, "a field of that recipe")
     parser.add_argument("--factors", type=int, nargs="+", default=[3, 4])
     parser.add_argument("--crop", type=int, nargs=3, metavar=("S", "R", "C"), help="a centred block (voxels)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -109,19 +111,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="the DESS knee (its own noise) or the isotropic brain (noise at SNR 30)")
     parser.add_argument("--dess", help="the DESS DICOM folder (default: the sample, mrisr.data.samples.sample_dir)")
     parser.add_argument("--eclare", metavar="ENV", help="add ECLARE rows at matched and 4x time, from (or making) "
-                        "its own environment in ENV (benchmarks/eclare_peer.py)")
+                        "its own environment in ENV (experiments/eclare_peer.py)")
     parser.add_argument("--markdown", help="append the table to this Markdown file (e.g. docs/benchmarks.md)")
     args = parser.parse_args(argv)
     hr, snr = load_reference(args.scan, args.crop, args.dess)
     what = "the isotropic brain" if args.scan == "brain" else "DESS"
     peers = eclare_peers(args.eclare) if args.eclare else None
     start = time.perf_counter()
-    tables = [thick_slice_study(hr, factor, args.preset, args.device, fusion_ablation=True, oracle=args.oracle,
+    network = recipe("selfsr", args.size, **dict(args.set))
+    tables = [thick_slice_study(hr, factor, network, args.device, fusion_ablation=True, oracle=args.oracle,
                                 snr=snr, peers=peers).table for factor in args.factors]
     noise = (f"the scan's own noise (sigma {hr.meta['noise_sigma']:.0f})" if snr is None else
              f"noise at SNR {snr:g} (its air is blanked)")
-    publish(f"Self-supervised super-resolution of thick-slice {what}, preset {args.preset}", args.device,
-            time.perf_counter() - start, "python -m benchmarks.selfsr", argv,
+    publish(f"Self-supervised super-resolution of thick-slice {what}, size {args.size}"
+            + (f" with {dict(args.set)}" if args.set else ""), args.device,
+            time.perf_counter() - start, "python -m experiments.selfsr", argv,
             f"Reference: {what} {hr.shape} at {hr.spacing[0]:.3g} mm slices; thick slices with a new realisation of "
             f"{noise}; classical baselines fitted on the FAIR knee (another subject, noise at SNR 30), never on the "
             "reference; scores on the foreground; gains per (slice, column) plane, intervals by a circular block "

@@ -1,6 +1,6 @@
 """The real-data benchmark: does the network beat the strongest classical method on the same noisy input?
 
-    .venv/bin/python -m benchmarks.real_knee --preset cpu|gpu [--degradations NAME ...] [--seeds N]
+    .venv/bin/python -m experiments.real_knee --size cpu|gpu [--degradations NAME ...] [--seeds N]
                                              [--set KEY=VALUE ...] [--device cuda] [--markdown docs/benchmarks.md]
                                              [--out runs/real_knee]
 
@@ -13,7 +13,7 @@ noise level, a new realisation):
 1. the classical baselines are fitted on the validation slab only (`mrisr.evaluation.baselines.fit_baselines`:
    interpolation or the input, + data consistency, TV-POCS, Wiener where the degradation is a blur), and the best of
    them on validation is the one a network must beat;
-2. an EDSR3D (the `ExperimentConfig` recipe, frozen) is trained with each of ``--seeds`` seeds;
+2. an EDSR3D (``RECIPES["real_knee"]``, `mrisr.training.recipes`) is trained with each of ``--seeds`` seeds;
 3. each test case is degraded once and super-resolved by every seed's network, alone and made consistent with the
    input (`mrisr.physics.consistency.enforce`, aware of the recorded noise).
 
@@ -21,14 +21,13 @@ Prints one table, on the foreground: degradation | case | method | PSNR | SSIM |
 over the best classical baseline and its 95 % interval over the seeds and the correlated slices (moving-block
 bootstrap, `mrisr.evaluation.tables.bootstrap_interval`) | verdict (`mrisr.evaluation.tables.verdict`). Model rows are
 means over the seeds. ``--markdown`` appends it, with the device, the time and the command. ``--set`` overrides config
-fields for ablations, which are to be scored on the validation slab only (`benchmarks/lr_study.py`), never on these
+fields for ablations, which are to be scored on the validation slab only (`experiments/lr_study.py`), never on these
 cases.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -46,31 +45,13 @@ from mrisr.data.samples import FAIR_SNR, KNEE_SPLIT, fair_knee, knee_slabs
 from mrisr.evaluation.baselines import SAME_GRID, fit_baselines
 from mrisr.evaluation.tables import CONSISTENCY, LR_LABEL, SEED, compare, gains_over, seed_runs
 from mrisr.io import load_volume
+from mrisr.overrides import add_set_option
 from mrisr.physics.degrade import preset
-from mrisr.training.config import ExperimentConfig
+from mrisr.training.recipes import recipe
 from mrisr.training.train import fit, sr_learner
 
 DEGRADATIONS = ["knee_fast_acquisition", "knee_fast_acquisition_blur", "knee_thick_slices"]
-SETTINGS = {  # columns of the DESS knee kept; network and schedule
-    "cpu": dict(columns=192, n_feats=16, n_blocks=2, patch_size=24, patches_per_subject=160,
-                valid_patches_per_subject=32, batch_size=8, epochs=8, lr_max=1e-3),  # small nets want more lr
-    "gpu": dict(columns=512, n_feats=64, n_blocks=9, patch_size=32, patches_per_subject=2048,
-                valid_patches_per_subject=256, batch_size=64, epochs=24),
-}
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``KEY=VALUE`` strings as config values (VALUE read as JSON where it parses, else as a string)."""
-    values = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set takes KEY=VALUE, got {item!r}")
-        try:
-            values[key] = json.loads(text)
-        except json.JSONDecodeError:
-            values[key] = text
-    return values
+COLUMNS = {"cpu": 192, "gpu": 512}  # per size of RECIPES["real_knee"]: the columns of the DESS knee kept
 
 
 MODEL = "EDSR3D"
@@ -106,7 +87,7 @@ def evaluate_case(name: str, hr, models: dict, degradation, settings: dict, devi
     return out
 
 
-def train_models(name: str, slabs: list[Path], settings: dict, overrides: dict, seeds: int, out_dir: Path,
+def train_models(name: str, slabs: list[Path], size: str, overrides: dict, seeds: int, out_dir: Path,
                  device, resume: bool = False) -> tuple[dict, float]:
     """One EDSR3D per seed for degradation ``name`` on the training slabs (validated on the validation slab):
     ``({"EDSR3D (seed k)": model}, peak lr)``. ``resume``: carry on the runs already in ``out_dir`` (a finished one
@@ -114,10 +95,9 @@ def train_models(name: str, slabs: list[Path], settings: dict, overrides: dict, 
     `mrisr.training.train.resume_state`)."""
     models, lr = {}, None
     for seed in range(seeds):
-        config = ExperimentConfig(name=f"real_knee_{name}", cases=[str(p) for p in slabs],
-                                  valid_cases=[case_name(slabs[2])], test_cases=[case_name(slabs[3])],
-                                  degradation=name, run_dir=str(out_dir / name / f"seed{seed}"), seed=seed, **settings)
-        config = ExperimentConfig.from_dict({**config.to_dict(), **overrides})
+        config = recipe("real_knee", size, name=f"real_knee_{name}", train_paths=[str(p) for p in slabs[:2]],
+                        valid_paths=[str(slabs[2])], test_paths=[str(slabs[3])], degradation=name,
+                        run_dir=str(out_dir / name / f"seed{seed}"), seed=seed, **overrides)
         learn = sr_learner(config, device=device, progress=False, resume=resume)
         lr = fit(learn, config)
         models[MODEL + SEED.format(seed)] = learn.model.eval()
@@ -133,10 +113,9 @@ def ablation_case(name: str, hr, models: dict, degradation, device) -> list[dict
             for method, row in gains.iterrows()]
 
 
-def run(preset_name: str, degradations: list[str], overrides: dict, device: str, out_dir: Path, seeds: int = 3,
+def run(size: str, degradations: list[str], overrides: dict, device: str, out_dir: Path, seeds: int = 3,
         ablation: bool = False, resume: bool = False, log=print) -> pd.DataFrame:
-    settings = dict(SETTINGS[preset_name])
-    columns = settings.pop("columns")
+    columns = COLUMNS[size]
     slabs = knee_slabs(out_dir / f"slabs_{columns}", n=4, columns=columns, held_out=KNEE_SPLIT["test"])
     valid, test = slabs[2], slabs[3]  # held out last: slabs 1, 2 (train), 4, 3
     rows = []
@@ -145,7 +124,7 @@ def run(preset_name: str, degradations: list[str], overrides: dict, device: str,
         multiple = [slab_multiple(degradation, axis) for axis in range(3)]
         start = time.perf_counter()
         if ablation:
-            models, _ = train_models(name, slabs, settings, overrides, seeds, out_dir, device, resume)
+            models, _ = train_models(name, slabs, size, overrides, seeds, out_dir, device, resume)
             rows += ablation_case(f"DESS slab {KNEE_SPLIT['valid']} (validation)",
                                   crop_to_multiple(load_volume(valid), multiple), models, degradation, device)
             log(f"{name}: {seeds} seeds trained and scored on validation in {time.perf_counter() - start:.0f} s")
@@ -153,7 +132,7 @@ def run(preset_name: str, degradations: list[str], overrides: dict, device: str,
         fitted = fit_baselines({case_name(valid): crop_to_multiple(load_volume(valid), multiple)}, degradation,
                                log=lambda line: log(f"  [{name}] {line}"))
         fitting = time.perf_counter() - start
-        models, lr = train_models(name, slabs, settings, overrides, seeds, out_dir, device, resume)
+        models, lr = train_models(name, slabs, size, overrides, seeds, out_dir, device, resume)
         trained = time.perf_counter() - start - fitting
         tests = {f"DESS slab {KNEE_SPLIT['test']}": (load_volume(test), degradation),
                  "FAIR knee": (fair_knee(), degradation.at_snr(FAIR_SNR))}
@@ -188,13 +167,14 @@ def ablation_markdown(table: pd.DataFrame, overrides: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=list(SETTINGS), default="gpu" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size", choices=list(COLUMNS), default="gpu" if torch.cuda.is_available() else "cpu",
+                        help='RECIPES["real_knee"] (mrisr.training.recipes)')
     parser.add_argument("--degradations", nargs="+", default=DEGRADATIONS, choices=DEGRADATIONS)
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per degradation (the interval covers "
                         "them)")
     parser.add_argument("--ablation", action="store_true", help="score on the validation slab only (recipe "
                         "choices): the networks' gain over their input, no test case")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="ExperimentConfig overrides")
+    add_set_option(parser, "an ExperimentConfig field of every run (ablations)")
     parser.add_argument("--resume", action="store_true", help="carry on (or reuse, when finished) the training runs "
                         "already in --out, e.g. an ablation's, instead of training them again")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -203,15 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", help="append the table to this Markdown file (e.g. docs/benchmarks.md)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    overrides = parse_overrides(args.set)
+    overrides = dict(args.set)
     out_dir = Path(args.out)
     start = time.perf_counter()
-    table = run(args.preset, args.degradations, overrides, args.device, out_dir, args.seeds, args.ablation,
+    table = run(args.size, args.degradations, overrides, args.device, out_dir, args.seeds, args.ablation,
                 args.resume)
     seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "real_knee.csv", index=False)
-    publish(f"Real-data benchmark, preset {args.preset}", args.device, seconds, "python -m benchmarks.real_knee", argv,
+    publish(f"Real-data benchmark, size {args.size}", args.device, seconds, "python -m experiments.real_knee", argv,
             f"Config overrides: {overrides or 'none'}. Scores on the foreground; gains per slice along axis 0, over "
             f"{args.seeds} training seeds. "
             + (f"Ablation: scored on validation slab {KNEE_SPLIT['valid']} only, over the input." if args.ablation else

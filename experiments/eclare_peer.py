@@ -83,5 +83,5 @@ def patches_for(python: Path, thick: Volume, reference: Volume, seconds: float, 
     return max(calibration, int((seconds - fixed) / per_patch))
 
 
-if __name__ == "__main__":  # make the environment: python -m benchmarks.eclare_peer FOLDER
+if __name__ == "__main__":  # make the environment: python -m experiments.eclare_peer FOLDER
     print(ensure_environment(sys.argv[1] if len(sys.argv) > 1 else "runs/eclare-env"))

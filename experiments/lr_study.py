@@ -1,8 +1,8 @@
 """Which peak learning rate does each network size want, and does `lr_find` know it?
 
-    .venv/bin/python benchmarks/lr_study.py [--sizes 16x2 32x4] [--lrs 3e-4 1e-3 3e-3] [--epochs 4] [--device cpu]
+    .venv/bin/python experiments/lr_study.py [--sizes 16x2 32x4] [--lrs 3e-4 1e-3 3e-3] [--epochs 4] [--device cpu]
 
-On the DESS slabs of `benchmarks/real_knee.py` (slabs 1-2 train, slab 3 validates; `knee_fast_acquisition`), for
+On the DESS slabs of `experiments/real_knee.py` (slabs 1-2 train, slab 3 validates; `knee_fast_acquisition`), for
 each network size ``FEATURESxBLOCKS`` of EDSR3D: `lr_find`'s four suggestions (valley, slide, minimum, steep), then a
 short one-cycle fit at each peak lr, with the last epoch's validation `gain_db` (dB over the degraded input on the
 validation patches). Prints one Markdown table.
@@ -20,6 +20,7 @@ import torch
 from fastai.callback.schedule import minimum, slide, steep, valley
 
 from mrisr.data.samples import knee_slabs
+from mrisr.overrides import add_set_option
 from mrisr.training.config import ExperimentConfig
 from mrisr.training.train import fit, sr_learner
 
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--patches", type=int, default=160, help="training patches per subject per epoch")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / f"mrisr-lr-study-{os.getuid()}"))
+    add_set_option(parser, "an ExperimentConfig field of every run")
     args = parser.parse_args()
     slabs = knee_slabs(Path(args.out) / "slabs", n=4, columns=192)
     print("| EDSR3D | lr_find valley | slide | minimum | steep | " + " | ".join(f"gain_db at {lr:g}" for lr in args.lrs)
@@ -40,10 +42,11 @@ def main() -> None:
         n_feats, n_blocks = map(int, size.split("x"))
 
         def config(lr):
-            return ExperimentConfig(name="lr", cases=[str(p) for p in slabs[:3]], valid_cases=["knee_slab_3"],
-                                    n_feats=n_feats, n_blocks=n_blocks, patch_size=24, patches_per_subject=args.patches,
-                                    valid_patches_per_subject=32, batch_size=8, epochs=args.epochs, lr_max=lr,
-                                    run_dir=str(Path(args.out) / size))
+            return ExperimentConfig(name="lr", train_paths=[str(p) for p in slabs[:2]], valid_paths=[str(slabs[2])],
+                                    n_feats=n_feats, n_blocks=n_blocks, patch_size=24,
+                                    patches_per_epoch=2 * args.patches, valid_patches_per_subject=32, batch_size=8,
+                                    epochs=args.epochs, lr_max=lr,
+                                    run_dir=str(Path(args.out) / size)).updated(dict(args.set))
 
         start = time.perf_counter()
         torch.manual_seed(0)
