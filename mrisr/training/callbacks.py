@@ -5,11 +5,13 @@ deterministic kernels (`DeterministicAlgorithms`). `mrisr.training.train.sr_lear
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from fastai.callback.core import Callback, TrainEvalCallback
+from fastai.callback.tracker import TrackerCallback
 from fastai.learner import AvgSmoothLoss, Learner, Recorder
 from fastai.metrics import Metric
 from fastcore.foundation import L
@@ -48,11 +50,10 @@ class FastPath(Callback):
         if self.device_smooth_loss and recorder is not None and not isinstance(recorder.smooth_loss,
                                                                                 DeviceSmoothLoss):
             recorder.smooth_loss = DeviceSmoothLoss(recorder.smooth_loss.beta)
-        self.autotuning = cudnn_autotuning(self.cudnn_benchmark or torch.backends.cudnn.benchmark)
-        self.autotuning.__enter__()
-        self.padding = padded_input_channels(self.learn.model,
-                                             enabled=self.channels_last and self.learn.model.ndim == 3)
-        self.padding.__enter__()
+        self.restore = ExitStack()  # the global settings of this fit, undone in after_fit
+        self.restore.enter_context(cudnn_autotuning(self.cudnn_benchmark or torch.backends.cudnn.benchmark))
+        self.restore.enter_context(padded_input_channels(self.learn.model,
+                                                         enabled=self.channels_last and self.learn.model.ndim == 3))
         if self.channels_last:
             self.learn.model.to(memory_format=channels_last_format(self.learn.model.ndim))
 
@@ -61,8 +62,7 @@ class FastPath(Callback):
             self.learn.xb = tuple(x.contiguous(memory_format=channels_last_format(x.ndim - 2)) for x in self.learn.xb)
 
     def after_fit(self):
-        self.autotuning.__exit__(None, None, None)
-        self.padding.__exit__(None, None, None)
+        self.restore.close()
         recorder = getattr(self.learn, "recorder", None)
         if recorder is not None:  # the smoothed losses, on the CPU for plotting and lr_find's suggestions
             recorder.losses = [v.cpu() if torch.is_tensor(v) else v for v in recorder.losses]
@@ -125,23 +125,21 @@ class WeightEMA(Callback):
     def before_fit(self):
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        self.skip = hasattr(self.learn, "lr_finder")
-        if not self.skip:
+        self.run = not hasattr(self.learn, "lr_finder")  # fastai skips the other events, and sets it back after fit
+        if self.run:
             self.average = AveragedModel(self.learn.model, multi_avg_fn=get_ema_multi_avg_fn(self.decay),
                                          use_buffers=True)
             self.raw = None
 
     def after_step(self):
-        if not self.skip:
-            self.average.update_parameters(unwrap(self.learn.model))
+        self.average.update_parameters(unwrap(self.learn.model))
 
     def before_validate(self):
-        if not self.skip:
-            self.raw = {k: v.detach().clone() for k, v in unwrap(self.learn.model).state_dict().items()}
-            unwrap(self.learn.model).load_state_dict(self.average.module.state_dict())
+        self.raw = {k: v.detach().clone() for k, v in unwrap(self.learn.model).state_dict().items()}
+        unwrap(self.learn.model).load_state_dict(self.average.module.state_dict())
 
     def before_train(self):
-        if not self.skip and self.raw is not None:
+        if self.raw is not None:
             unwrap(self.learn.model).load_state_dict(self.raw)
             self.raw = None
 
@@ -154,20 +152,21 @@ class WeightEMA(Callback):
         self.raw = state["raw"]
 
 
-class Checkpoint(Callback):
+class Checkpoint(TrackerCallback):
     """After every epoch: ``<run_dir>/best.pth`` when the validation loss is the lowest so far, then
     ``<run_dir>/last.pth`` with everything `ResumeFrom` needs to continue the run exactly (optimiser, loss scaler,
     random streams, the states of callbacks that have a ``state_dict``, the peak lr). At the end of ``fit`` the best
     model is loaded back. Both files are written atomically, best first, so a run killed at any point leaves a
-    ``last.pth`` that resumes to the same weights. Skipped during ``lr_find``."""
+    ``last.pth`` that resumes to the same weights. fastai's `TrackerCallback` keeps the best score (kept across fits)
+    and skips ``lr_find`` and ``get_preds``."""
 
     order = Recorder.order + 1  # after the epoch's losses are recorded
-    monitor = "valid_loss"
 
     def __init__(self, run_dir: Path, config: ExperimentConfig):
+        super().__init__(monitor="valid_loss", reset_on_fit=False)
         self.best_path, self.last_path = Path(run_dir) / "best.pth", Path(run_dir) / LAST_CHECKPOINT
         self.config = config
-        self.best, self.peak_lr = float("inf"), None
+        self.peak_lr = None
 
     def state_dict(self) -> dict:
         return {"best": self.best}
@@ -176,21 +175,20 @@ class Checkpoint(Callback):
         self.best = state["best"]
 
     def before_fit(self):
-        self.skip, self.trained = hasattr(self.learn, "lr_finder"), 0
-        # validate() and get_preds() also send before_fit ... after_fit around one validation: nothing to save there
+        super().before_fit()
+        self.trained = 0  # validate() also sends before_fit ... after_fit around one validation: nothing to save there
 
     def before_train(self):
         self.trained += 1
 
     def after_epoch(self):
-        if self.skip or not self.trained:
+        if not self.trained:
             return
-        value = float(self.recorder.values[-1][list(self.recorder.metric_names[1:]).index(self.monitor)])
-        improved = value < self.best  # the same on every process (`mrisr.training.distributed.ReduceMetrics`)
-        self.best = min(value, self.best)
+        super().after_epoch()  # self.best, self.new_best: the same on every process (`ReduceMetrics`)
+        value = float(self.recorder.values[-1][self.idx])
         if not is_writer():
             return
-        if improved:
+        if self.new_best:
             save_checkpoint(unwrap(self.learn.model), self.config, self.best_path, epoch=self.epoch,
                             monitor=self.monitor, value=value)
         # the callbacks that keep state; asked of the class, since a callback's attributes fall back to the learner's
@@ -204,11 +202,11 @@ class Checkpoint(Callback):
                         monitor=self.monitor, value=value)
 
     def after_fit(self):
-        if self.skip or not self.trained:
-            return
-        barrier()  # process 0 has written it
-        if self.best_path.exists():
-            unwrap(self.learn.model).load_state_dict(read_checkpoint(self.best_path)["model"])
+        if self.trained:
+            barrier()  # process 0 has written it
+            if self.best_path.exists():
+                unwrap(self.learn.model).load_state_dict(read_checkpoint(self.best_path)["model"])
+        super().after_fit()
 
 
 class ResumeFrom(Callback):
@@ -226,11 +224,9 @@ class ResumeFrom(Callback):
         self.done, self.peak_lr = saved["training"]["epochs_done"], saved["training"]["peak_lr"]
 
     def before_fit(self):
-        self.skip, self.restored = hasattr(self.learn, "lr_finder"), False
+        self.run, self.restored = not hasattr(self.learn, "lr_finder"), False
 
     def before_epoch(self):
-        if self.skip:
-            return
         self.learn.epoch += self.done  # the loop counts the epochs left; the schedule and patches need the true one
         self.learn.n_epoch = self.epochs
         if not self.restored:
@@ -247,8 +243,7 @@ class ResumeFrom(Callback):
             self.restored = True
 
     def after_fit(self):
-        if not self.skip:
-            self.learn.remove_cb(self)  # spent: a later fit starts from its own epoch 0
+        self.learn.remove_cb(self)  # spent: a later fit starts from its own epoch 0
 
 
 class DeterministicAlgorithms(Callback):
