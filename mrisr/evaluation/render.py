@@ -147,7 +147,8 @@ def detail_box(errors: np.ndarray, axis: int, spacing, side_mm: float,
 
     rows_mm, cols_mm = [s for k, s in enumerate(spacing) if k != axis]
     total = errors.sum(axis=axis)
-    size = (min(total.shape[0], max(2, round(side_mm / rows_mm))), min(total.shape[1], max(2, round(side_mm / cols_mm))))
+    size = (min(total.shape[0], max(2, round(side_mm / rows_mm))),
+            min(total.shape[1], max(2, round(side_mm / cols_mm))))
     score = ndimage.uniform_filter(total, size, mode="constant")
     allowed = np.zeros_like(score, bool)
     allowed[size[0]:total.shape[0] - size[0], size[1]:total.shape[1] - size[1]] = True
@@ -272,23 +273,8 @@ def animate(volumes: dict[str, Volume | np.ndarray], path: str | Path, axis: int
     Returns:
         ``path``.
     """
-    import imageio.v3 as iio
-
     path = Path(path)
-    check_number("fps", fps, "a number of frames per second > 0", above=0)
-    check_number("step", step, "a number of slices, an integer >= 1", minimum=1, integer=True)
-    if axis is not None:
-        check_number("axis", axis, "a volume axis: 0, 1 or 2", minimum=0, below=3, integer=True)
-    check_number("panel_size", panel_size, "pixels, an integer >= 8", minimum=8, integer=True)
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise ValueError(f"{path}: animations are written as .gif or .mp4")
-    if suffix == ".mp4":
-        try:
-            import imageio_ffmpeg  # noqa: F401
-        except ImportError:
-            raise ValueError(f"{path}: MP4 needs an ffmpeg backend (pip install imageio-ffmpeg); or write a .gif") \
-                from None
+    _check_animation(path, fps, step, axis, panel_size)
     arrays, spacing, reference = on_common_grid(volumes, reference, frame)
     wants_mask = isinstance(crop, str) or isinstance(slices, str) or isinstance(detail, str)
     mask = foreground_mask(Volume.from_spacing(arrays[reference], spacing)) if wants_mask else None
@@ -323,6 +309,32 @@ def animate(volumes: dict[str, Volume | np.ndarray], path: str | Path, axis: int
                       None if diffs is None else {k: _plane(d, axis, i) for k, d in diffs.items()}, gain, detail,
                       f"{names[axis]} {i + 1}/{ref.shape[axis]}{note}")
               for i in indices]
+    return _write_animation(path, frames, fps, gray_levels, max_bytes)
+
+
+def _check_animation(path: Path, fps, step, axis, panel_size) -> None:
+    """`animate`'s numbers and output format, each refused with an error that names it."""
+    check_number("fps", fps, "a number of frames per second > 0", above=0)
+    check_number("step", step, "a number of slices, an integer >= 1", minimum=1, integer=True)
+    if axis is not None:
+        check_number("axis", axis, "a volume axis: 0, 1 or 2", minimum=0, below=3, integer=True)
+    check_number("panel_size", panel_size, "pixels, an integer >= 8", minimum=8, integer=True)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"{path}: animations are written as .gif or .mp4")
+    if suffix == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise ValueError(f"{path}: MP4 needs an ffmpeg backend (pip install imageio-ffmpeg); or write a .gif") \
+                from None
+
+
+def _write_animation(path: Path, frames: list[np.ndarray], fps: float, gray_levels: int, max_bytes: int | None) -> Path:
+    """``frames`` (uint8 ``(H, W)``) written atomically to ``path``, a GIF within ``max_bytes`` or an H.264 MP4."""
+    import imageio.v3 as iio
+
+    suffix = path.suffix.lower()
     with atomic_path(path, suffix) as tmp:
         if suffix == ".gif":
             tmp.write_bytes(_gif_within(frames, fps, gray_levels, max_bytes))

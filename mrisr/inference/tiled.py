@@ -213,7 +213,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, tile_size: int
         batch_size: tiles per forward pass; ``None`` fills the memory budget.
         device: where the network runs (default: CUDA when available). The model is moved there.
         dtype: ``"bf16"`` or ``"fp16"`` to run under autocast (CUDA only; ignored on the CPU), ``"fp32"`` for full
-            precision; ``None``: `mrisr.training.device.FAST_PATH`'s choice on CUDA (measured with ``mrisr bench``),
+            precision; ``None``: `mrisr.training.device.FAST_PATH`'s choice on CUDA (``python -m benchmarks.speed``),
             fp32 elsewhere.
         blend: ``"gaussian"`` or ``"constant"`` weighting of overlapping cores.
         halo: context voxels cut off each side of a tile's output; default: the network's receptive-field radius,
@@ -252,14 +252,65 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, tile_size: int
         halo = int(math.ceil(radius))
     if overlap is None:
         overlap = 0.0 if halo >= radius else 0.25
-    check_number("overlap", overlap, "a fraction of the tile in [0, 1)", minimum=0, below=1)
-    if dtype not in (None, "fp32", *AUTOCAST_DTYPES):
-        raise ValueError(f"dtype must be 'bf16', 'fp16', 'fp32' or None (the fast path), got {dtype!r}")
+    data = volume.data if isinstance(volume, Volume) else np.asarray(volume, np.float32)
+    _check_arguments(data, volume.meta.get("source_path") if isinstance(volume, Volume) else None, ndim, tile_size,
+                     batch_size, halo, overlap, memory_gb, dtype)
     dtype, channels_last, cudnn_benchmark = speed_settings("predict", device, dtype=dtype, channels_last=channels_last,
                                                            cudnn_benchmark=cudnn_benchmark).values()
     autocast = AUTOCAST_DTYPES.get(dtype) if device.type == "cuda" else None
-    data = volume.data if isinstance(volume, Volume) else np.asarray(volume, np.float32)
-    source = volume.meta.get("source_path") if isinstance(volume, Volume) else None
+    shape = data.shape[-ndim:]
+    images = torch.from_numpy(np.ascontiguousarray(data.reshape(-1, *shape), np.float32))
+    store = torch.device("cpu")
+    if device.type == "cuda":  # input, padded input, output and weights on the GPU if they take a quarter at most
+        needed = 4 * images.numel() * (2 + 2 * scale**ndim) + 4 * len(images) * math.prod(n + 2 * halo for n in shape)
+        store = device if needed <= 0.25 * torch.cuda.mem_get_info(device)[0] else store
+    images = images.to(store)
+    if intensity_scale is None:  # numpy's on the CPU, as in training; a sort where it lies on the GPU
+        scale_value = mrisr.volume.intensity_scale(images if images.is_cuda else data)  # the argument shadows it
+    else:
+        scale_value = float(intensity_scale)
+    images = images / scale_value  # a new tensor: on the CPU, images shares memory with the caller's array
+
+    memory_format = channels_last_format(ndim) if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format).eval()
+    budget = int(memory_gb * 2**30) if memory_gb else memory_budget(device)
+    per_voxel = bytes_per_voxel(model, 2 if autocast is not None else 4)
+    tiling = choose_tiling(shape, halo, budget, per_voxel, len(images), overlap=overlap)
+    if tile_size is not None:
+        tile = tuple(int(p) for p in np.broadcast_to(tile_size, ndim))
+        if min(tile) <= 2 * halo:
+            raise ValueError(f"tile_size {tile} leaves nothing inside the {halo}-voxel halo; use tiles larger than "
+                             f"{2 * halo} voxels or a smaller halo")
+        tiling = Tiling(tile, max(1, int(budget / per_voxel // math.prod(tile))))
+    if batch_size is not None:
+        tiling = Tiling(tiling.tile, int(batch_size))
+
+    def run(tiling: Tiling) -> torch.Tensor:
+        with cudnn_autotuning(cudnn_benchmark), padded_input_channels(model, enabled=channels_last and ndim == 3):
+            return _run(model, images, halo, scale, tiling, overlap, blend, device, autocast, memory_format, progress)
+
+    out, tiling = _with_smaller_tiles_on_oom(run, tiling, halo, device)
+    out = (out * scale_value).cpu().numpy().reshape(*data.shape[:-ndim], *out.shape[1:])
+    if not np.isfinite(out).all():
+        raise FloatingPointError(f"the network's output has {int((~np.isfinite(out)).sum())} non-finite voxel(s) "
+                                 f"(overflow in {dtype}?); try dtype='fp32' or check the checkpoint")
+    if not isinstance(volume, Volume):
+        return out
+    # output index j sits at input index (j + 0.5) / scale - 0.5
+    affine = volume.resampled_affine({axis: (1 / scale, 0.5 / scale - 0.5) for axis in range(3 - ndim, 3)})
+    result = Volume(out, affine, {**volume.meta, "super_resolution": {"model": type(model).__name__, "scale": scale,
+                                                                      "tile": list(tiling.tile), "halo": halo}})
+    if consistency is None:
+        return result
+    return enforce(result, volume, consistency, device=device if device.type == "cuda" else None)
+
+
+def _check_arguments(data: np.ndarray, source, ndim: int, tile_size, batch_size, halo: int, overlap: float,
+                     memory_gb, dtype) -> None:
+    """`predict_volume`'s numbers, each refused with an error that names it and what it must be."""
+    check_number("overlap", overlap, "a fraction of the tile in [0, 1)", minimum=0, below=1)
+    if dtype not in (None, "fp32", *AUTOCAST_DTYPES):
+        raise ValueError(f"dtype must be 'bf16', 'fp16', 'fp32' or None (the fast path), got {dtype!r}")
     if data.ndim < ndim:
         raise ValueError(f"a {ndim}D network needs at least {ndim} axes, got an array of shape {data.shape}")
     if batch_size is not None:
@@ -276,39 +327,14 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, tile_size: int
     if not np.isfinite(data).all():  # one non-finite voxel spreads through every convolution that sees it
         bad = int((~np.isfinite(data)).sum())
         raise InputError(source, f"{bad} voxel(s) are NaN or infinite; replace them first (loaders take nan=VALUE)")
-    shape = data.shape[-ndim:]
-    images = torch.from_numpy(np.ascontiguousarray(data.reshape(-1, *shape), np.float32))
-    store = torch.device("cpu")
-    if device.type == "cuda":  # input, padded input, output and weights on the GPU if they take a quarter at most
-        needed = 4 * images.numel() * (2 + 2 * scale**ndim) + 4 * len(images) * math.prod(n + 2 * halo for n in shape)
-        store = device if needed <= 0.25 * torch.cuda.mem_get_info(device)[0] else store
-    images = images.to(store)
-    if intensity_scale is None:  # numpy's on the CPU, as in training; a sort where it lies on the GPU
-        scale_value = mrisr.volume.intensity_scale(images if images.is_cuda else data)  # the argument shadows it
-    else:
-        scale_value = float(intensity_scale)
-    images = images / scale_value  # a new tensor: on the CPU, images shares memory with the caller's array
 
-    memory_format = channels_last_format(ndim) if channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=memory_format).eval()
-    element = 2 if autocast is not None else 4
-    budget = int(memory_gb * 2**30) if memory_gb else memory_budget(device)
-    per_voxel = bytes_per_voxel(model, element)
-    tiling = choose_tiling(shape, halo, budget, per_voxel, len(images), overlap=overlap)
-    if tile_size is not None:
-        tile = tuple(int(p) for p in np.broadcast_to(tile_size, ndim))
-        if min(tile) <= 2 * halo:
-            raise ValueError(f"tile_size {tile} leaves nothing inside the {halo}-voxel halo; use tiles larger than "
-                             f"{2 * halo} voxels or a smaller halo")
-        tiling = Tiling(tile, max(1, int(budget / per_voxel // math.prod(tile))))
-    if batch_size is not None:
-        tiling = Tiling(tiling.tile, int(batch_size))
+
+def _with_smaller_tiles_on_oom(run, tiling: Tiling, halo: int, device: torch.device) -> tuple[torch.Tensor, Tiling]:
+    """``(run(tiling), tiling)``, retried with half the batch, then smaller tiles (`_smaller`), while the device runs
+    out of memory; each retry warns."""
     while True:
         try:
-            with cudnn_autotuning(cudnn_benchmark), padded_input_channels(model, enabled=channels_last and ndim == 3):
-                out = _run(model, images, halo, scale, tiling, overlap, blend, device, autocast, memory_format,
-                           progress)
-            break
+            return run(tiling), tiling
         except Exception as err:  # noqa: BLE001 (out-of-memory errors come in several types)
             if not is_out_of_memory(err):
                 raise
@@ -319,20 +345,5 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, tile_size: int
                 raise MemoryError(f"out of memory even with {tiling.tile} tiles one at a time; pass a smaller halo "
                                   "or run on a device with more memory") from err
             warnings.warn(f"out of memory with {tiling.batch_size} tile(s) of {tiling.tile}; retrying with "
-                          f"{smaller.batch_size} of {smaller.tile}", RuntimeWarning, stacklevel=2)
+                          f"{smaller.batch_size} of {smaller.tile}", RuntimeWarning, stacklevel=3)
             tiling = smaller
-    out = (out * scale_value).cpu().numpy().reshape(*data.shape[:-ndim], *out.shape[1:])
-    if not np.isfinite(out).all():
-        raise FloatingPointError(f"the network's output has {int((~np.isfinite(out)).sum())} non-finite voxel(s) "
-                                 f"(overflow in {dtype}?); try dtype='fp32' or check the checkpoint")
-    if not isinstance(volume, Volume):
-        return out
-    affine = volume.affine.copy()
-    for axis in range(3 - ndim, 3):  # output index j sits at input index (j + 0.5) / scale - 0.5
-        affine[:3, 3] += (0.5 / scale - 0.5) * volume.affine[:3, axis]
-        affine[:3, axis] = volume.affine[:3, axis] / scale
-    result = Volume(out, affine, {**volume.meta, "super_resolution": {"model": type(model).__name__, "scale": scale,
-                                                                      "tile": list(tiling.tile), "halo": halo}})
-    if consistency is None:
-        return result
-    return enforce(result, volume, consistency, device=device if device.type == "cuda" else None)

@@ -207,11 +207,7 @@ class Degradation:
             raise InputError(err.path, f"{self.name} degradation: {err.problem}") from None
         except ValueError as err:
             raise InputError(volume.meta.get("source_path"), f"{self.name} degradation: {err}") from None
-        affine = volume.affine.copy()
-        for axis, (a, b) in enumerate(maps):
-            column = volume.affine[:3, first + axis]
-            affine[:3, 3] += b * column
-            affine[:3, first + axis] = a * column
+        affine = volume.resampled_affine({first + axis: ab for axis, ab in enumerate(maps)})
         data = data.abs() if data.is_complex() else data
         meta = {**volume.meta, "degradation": self.to_json(), **record}
         if record or self.forward_model().steps:  # the scan's own noise level no longer describes the output
