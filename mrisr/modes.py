@@ -36,7 +36,8 @@ MODES = ("smoke", "samples", "full")
 
 # Per experiment and mode, what the mode runs: ``recipe``, the size in `mrisr.training.recipes.RECIPES` (the network
 # and schedule); the data and split; ``quick_baselines``: one setting per classical baseline instead of fitting them
-# (`fit_baselines`' quick; smoke). "samples-cpu" is what samples mode runs on a CPU.
+# (`fit_baselines`' quick; smoke). "samples-cpu" is what samples mode runs on a CPU; "gpu" the samples set within
+# 8 minutes of one H200 (``--set size=gpu``; `tools/gpu_run.sh`).
 # knee3d (02, 03): ``slabs``, `mrisr.data.samples.knee_slabs` options (None: the downloaded knees); ``n_test``,
 # ``n_valid``: the split (None: `mrisr.data.cases.split_cases`' default, a quarter of the knees test and one
 # validates: 5 and 1 of the 20).
@@ -44,6 +45,7 @@ _SLABS = dict(columns=None, held_out=KNEE_SPLIT["test"])
 KNEE3D = {
     "full": dict(recipe="full", slabs=None, n_test=None, n_valid=None, quick_baselines=False),
     "samples": dict(recipe="samples", slabs=_SLABS, n_test=1, n_valid=1, quick_baselines=False),
+    "gpu": dict(recipe="gpu", slabs=_SLABS, n_test=1, n_valid=1, quick_baselines=False),
     "samples-cpu": dict(recipe="samples-cpu", slabs=_SLABS, n_test=1, n_valid=1, quick_baselines=False),
     "smoke": dict(recipe="smoke", slabs=dict(columns=192, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1,
                   quick_baselines=True),
@@ -53,6 +55,7 @@ KNEE3D = {
 CARDIAC2D = {
     "full": dict(recipe="full", seeds=3, quick_baselines=False),
     "samples": dict(recipe="samples", seeds=3, quick_baselines=False),
+    "gpu": dict(recipe="gpu", seeds=3, quick_baselines=False),
     "samples-cpu": dict(recipe="samples-cpu", seeds=3, quick_baselines=False),
     "smoke": dict(recipe="smoke", seeds=1, quick_baselines=True),
 }
@@ -62,6 +65,7 @@ CARDIAC2D = {
 SELFSR = {
     "full": dict(recipe="full", block=None, quick_baselines=False),
     "samples": dict(recipe="full", block=None, quick_baselines=False),
+    "gpu": dict(recipe="gpu", block=None, quick_baselines=False),
     "samples-cpu": dict(recipe="fast", block=[(8, 64), (96, 320), (96, 320)], quick_baselines=False),
     "smoke": dict(recipe="smoke", block=[(20, 36), (200, 96), (200, 96)], quick_baselines=True),
 }
@@ -70,6 +74,7 @@ SELFSR = {
 QUICKSTART = {
     "full": dict(recipe=None, dess=False),
     "samples": dict(recipe=None, dess=True),
+    "gpu": dict(recipe="cuda", dess=True),
     "samples-cpu": dict(recipe="cpu", dess=True),
     "smoke": dict(recipe="fast", dess=False),
 }
@@ -125,7 +130,7 @@ class Run:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
         size = ", at a REDUCED size (a CPU: smaller network, shorter training than the seed's)" if self.reduced else ""
         if self.size is not None:
-            size = f", at the {self.size} size (its network and schedule on this mode's data: a rehearsal)"
+            size = f", at the {self.size} size (its network and schedule on this mode's data)"
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.started))
         return f"This run: mode {self.mode}{size}; device {name}; data: {self.data}; started {when}"
 

@@ -36,7 +36,7 @@ def test_every_recipe_is_a_checked_config_and_sizes_name_them():
     for experiment_name, sizes in RECIPES.items():
         for size, config in sizes.items():
             assert isinstance(config, ExperimentConfig) and recipe(experiment_name, size) == config
-    with pytest.raises(ValueError, match="size must be one of full, samples, samples-cpu, smoke for knee3d"):
+    with pytest.raises(ValueError, match="size must be one of full, samples, gpu, samples-cpu, smoke for knee3d"):
         recipe("knee3d", "huge")
     with pytest.raises(ValueError, match="unknown config keys"):
         recipe("knee3d", "smoke", epoch=3)
@@ -116,3 +116,14 @@ def test_gains_over_a_time_series_count_every_frame():
                         HR_LABEL: Volume.from_spacing(target)}}
     row = gains_over(volumes, baseline="cubic").loc[("cine", "closer")]
     assert row.slices == 12 and row.psnr_gain_db == pytest.approx(20 * np.log10(2), abs=1e-3)  # offsets: exact
+
+
+def test_the_gpu_size_cuts_epochs_not_the_network():
+    """The samples set at the ``gpu`` size (tools/gpu_run.sh): the seed's networks, fewer epochs, the samples' data."""
+    for name, seed_size in [("knee3d", "samples"), ("cardiac2d", "samples"), ("selfsr", "full")]:
+        gpu, seed = RECIPES[name]["gpu"], RECIPES[name][seed_size]
+        assert (gpu.model, gpu.n_feats, gpu.n_blocks, gpu.patch_size) == (seed.model, seed.n_feats, seed.n_blocks,
+                                                                         seed.patch_size)
+        assert gpu.epochs < seed.epochs
+        run = experiment(name, "samples", "cpu", size="gpu")
+        assert run.recipe == gpu and str(run).startswith("This run: mode samples, at the gpu size")

@@ -6,7 +6,8 @@ folder with `recipe`. Sizes are named for where they fit:
 
 * ``"smoke"``: a tiny network for one epoch, every code path in a minute (the tests);
 * ``"samples-cpu"``, ``"cpu"``, ``"fast"``, ``"thorough"``: a 2-core CPU;
-* ``"samples"``, ``"gpu"``, ``"cuda"``, ``"full"``: one GPU at the seed's network size.
+* ``"samples"``, ``"gpu"``, ``"cuda"``, ``"full"``: one GPU at the seed's network size; ``"gpu"`` is the samples
+  set cut in epochs (not in network size) to fit 8 minutes of one H200 (docs/benchmarks.md has the estimate).
 
 The notebooks pick a size per mode (`mrisr.modes`); the demo, selfsr and the benchmarks take it as ``size``.
 ``patches_per_epoch`` is over all training subjects. The selfsr recipes count ``patch_size`` in the thick scan's
@@ -30,6 +31,8 @@ RECIPES: dict[str, dict[str, ExperimentConfig]] = {
                                  valid_patches_per_subject=32, epochs=30, lr_max=2e-4),
         "samples": ExperimentConfig(**_KNEE, n_feats=64, n_blocks=9, patch_size=32, batch_size=32,
                                     patches_per_epoch=2048, valid_patches_per_subject=128, epochs=16, lr_max=2e-4),
+        "gpu": ExperimentConfig(**_KNEE, n_feats=64, n_blocks=9, patch_size=32, batch_size=64, patches_per_epoch=2048,
+                                valid_patches_per_subject=128, epochs=6, lr_max=2e-4),
         "samples-cpu": ExperimentConfig(**_KNEE, n_feats=16, n_blocks=2, patch_size=24, batch_size=8,
                                         patches_per_epoch=320, valid_patches_per_subject=32, epochs=6, lr_max=1e-3),
         "smoke": ExperimentConfig(**_KNEE, n_feats=8, n_blocks=1, patch_size=16, batch_size=4, patches_per_epoch=16,
@@ -42,6 +45,8 @@ RECIPES: dict[str, dict[str, ExperimentConfig]] = {
                                  valid_patches_per_subject=64, epochs=40, lr_max=1e-3),
         "samples": ExperimentConfig(**_HEART, n_feats=64, patch_size=96, batch_size=16, patches_per_epoch=2048,
                                     valid_patches_per_subject=64, epochs=20, lr_max=1e-3),
+        "gpu": ExperimentConfig(**_HEART, n_feats=64, patch_size=96, batch_size=16, patches_per_epoch=2048,
+                                valid_patches_per_subject=64, epochs=3, lr_max=1e-3),
         "samples-cpu": ExperimentConfig(**_HEART, n_feats=32, patch_size=64, batch_size=8, patches_per_epoch=192,
                                         valid_patches_per_subject=32, epochs=4, lr_max=1e-3),
         "smoke": ExperimentConfig(**_HEART, n_feats=8, patch_size=32, batch_size=4, patches_per_epoch=16,
@@ -55,6 +60,8 @@ RECIPES: dict[str, dict[str, ExperimentConfig]] = {
     "selfsr": {
         "full": ExperimentConfig(**_SELFSR, n_feats=64, n_blocks=16, patch_size=[12, 96], batch_size=32,
                                  patches_per_epoch=2048, valid_patches_per_subject=64, epochs=40, lr_max=5e-4),
+        "gpu": ExperimentConfig(**_SELFSR, n_feats=64, n_blocks=16, patch_size=[12, 96], batch_size=32,
+                                patches_per_epoch=2048, valid_patches_per_subject=64, epochs=10, lr_max=5e-4),
         "thorough": ExperimentConfig(**_SELFSR, n_feats=32, n_blocks=4, patch_size=[8, 48], batch_size=16,
                                      patches_per_epoch=384, valid_patches_per_subject=32, epochs=120, lr_max=1e-3),
         "fast": ExperimentConfig(**_SELFSR, n_feats=32, n_blocks=4, patch_size=[8, 48], batch_size=16,
