@@ -40,15 +40,16 @@ MODES = ("smoke", "samples", "full")
 # 8 minutes of one H200 (``--set size=gpu``; `tools/gpu_run.sh`).
 # knee3d (02, 03): ``slabs``, `mrisr.data.samples.knee_slabs` options (None: the downloaded knees); ``n_test``,
 # ``n_valid``: the split (None: `mrisr.data.cases.split_cases`' default, a quarter of the knees test and one
-# validates: 5 and 1 of the 20).
+# validates: 5 and 1 of the 20); ``feature_step``: 03's VGG feature distance over every n-th slice (smoke: 8).
 _SLABS = dict(columns=None, held_out=KNEE_SPLIT["test"])
 KNEE3D = {
-    "full": dict(recipe="full", slabs=None, n_test=None, n_valid=None, quick_baselines=False),
-    "samples": dict(recipe="samples", slabs=_SLABS, n_test=1, n_valid=1, quick_baselines=False),
-    "gpu": dict(recipe="gpu", slabs=_SLABS, n_test=1, n_valid=1, quick_baselines=False),
-    "samples-cpu": dict(recipe="samples-cpu", slabs=_SLABS, n_test=1, n_valid=1, quick_baselines=False),
+    "full": dict(recipe="full", slabs=None, n_test=None, n_valid=None, quick_baselines=False, feature_step=1),
+    "samples": dict(recipe="samples", slabs=_SLABS, n_test=1, n_valid=1, quick_baselines=False, feature_step=1),
+    "gpu": dict(recipe="gpu", slabs=_SLABS, n_test=1, n_valid=1, quick_baselines=False, feature_step=1),
+    "samples-cpu": dict(recipe="samples-cpu", slabs=_SLABS, n_test=1, n_valid=1, quick_baselines=False,
+                        feature_step=1),
     "smoke": dict(recipe="smoke", slabs=dict(columns=192, held_out=KNEE_SPLIT["test"]), n_test=1, n_valid=1,
-                  quick_baselines=True),
+                  quick_baselines=True, feature_step=8),
 }
 
 # cardiac2d (04): each of the four networks trained with ``seeds`` seeds (the gains' intervals cover the spread).

@@ -137,6 +137,11 @@ def test_feature_distances_share_the_targets_features_and_equal_the_perceptual_l
     with torch.no_grad():
         expected = np.mean([float(perceptual(as_slices(p, axis), as_slices(t, axis))) for axis in (2, 3, 4)])
     assert distances["LR"] == pytest.approx(expected, rel=1e-4)
+    with torch.no_grad():
+        every_third = np.mean([float(perceptual(as_slices(p, axis)[::3], as_slices(t, axis)[::3]))
+                               for axis in (2, 3, 4)])
+    stepped = feature_distances({"LR": lr}, block, perceptual, chunk=5, step=3)["LR"]
+    assert stepped == pytest.approx(every_third, rel=1e-4) and stepped != pytest.approx(expected, rel=1e-6)
 
 
 def test_the_verdict_gives_all_three_outcomes_by_the_interval():

@@ -413,9 +413,9 @@ def feature_distance(pred: Volume, target: Volume, perceptual, ndim: int = 3, de
 
 
 def feature_distances(preds: dict[str, Volume], target: Volume, perceptual, ndim: int = 3, device="cpu",
-                      chunk: int = 16) -> dict[str, float]:
+                      chunk: int = 16, step: int = 1) -> dict[str, float]:
     """`feature_distance` of each of ``preds`` (label -> `Volume`) from one ``target``, whose VGG features are
-    computed once for all of them."""
+    computed once for all of them; over every ``step``-th slice along each axis (1: all)."""
     import torch
 
     scale = intensity_scale(target.data)
@@ -429,8 +429,8 @@ def feature_distances(preds: dict[str, Volume], target: Volume, perceptual, ndim
     per_axis = {label: [] for label in preds}
     with torch.no_grad():
         for axis in (2, 3, 4) if ndim == 3 else (2,):
-            target_slices = as_slices(t, axis)  # (frames x slices along axis, 1, a, b)
-            pred_slices = {label: as_slices(p, axis) for label, p in ps.items()}
+            target_slices = as_slices(t, axis)[::step]  # (frames x slices along axis, 1, a, b)
+            pred_slices = {label: as_slices(p, axis)[::step] for label, p in ps.items()}
             totals = dict.fromkeys(preds, 0.0)
             for start in range(0, len(target_slices), chunk):
                 target_features = perceptual.vgg(target_slices[start:start + chunk].to(device))
