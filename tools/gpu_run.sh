@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The seed-size results on one GPU, in one command: on the GPU machine (the `device` tool), in the tree that
 # tools/gpu_pack.sh prepared, install the carried wheels, run the samples set at the `gpu` size (the seed's networks,
-# fewer epochs: mrisr.training.recipes), and pack what the notebooks wrote into $OUT/results.tar.gz after each one,
-# so that a run cut short still brings back the notebooks it finished.
+# fewer epochs: mrisr.training.recipes), and pack what each notebook wrote into $OUT/NAME.tar.gz as soon as it ends
+# (the device returns at most 8 files of 16 MiB), so that a run cut short still brings back the notebooks it finished.
 #
 #   bash tools/gpu_run.sh [SIZE [NOTEBOOK ...]]
 #
@@ -33,6 +33,8 @@ log=runs/gpu_run.log
 failed=0
 for name in "${notebooks[@]}"; do
   start=$(date +%s)
+  touch runs/.started  # what this notebook writes is newer
+  sleep 1
   if "$python" -m mrisr.notebook run samples "$name" --set size="$size" >> "$log" 2>&1; then
     echo "$name: done in $(( $(date +%s) - start )) s" | tee -a "$log"
   else
@@ -41,7 +43,12 @@ for name in "${notebooks[@]}"; do
       | tee -a "$log"
     tail -5 "$log"
   fi
-  tar czf "$out/results.tar.gz.part" notebooks docs/results volume_animations "$log" \
-    && mv "$out/results.tar.gz.part" "$out/results.tar.gz"  # never a half-written archive
+  written=$(find docs/results volume_animations -type f -newer runs/.started)
+  # shellcheck disable=SC2086
+  tar czf "$out/$name.tar.gz.part" "notebooks/$name.ipynb" $written \
+    && mv "$out/$name.tar.gz.part" "$out/$name.tar.gz"  # never a half-written archive
+  [ "$(stat -c %s "$out/$name.tar.gz")" -lt $((16 * 1024 * 1024)) ] \
+    || echo "$name.tar.gz: over the 16 MiB the device returns per file" | tee -a "$log"
+  cp "$log" "$out/gpu_run.log"
 done
 exit $failed
