@@ -125,7 +125,6 @@ def test_evaluate_shares_the_subjects_and_writes_one_table(tmp_path, dess_block)
     pd.testing.assert_frame_equal(two, one, rtol=1e-6)
 
 
-
 def _kill_all(marker: str) -> None:
     """SIGKILL every process whose command line holds ``marker`` (torchrun starts its workers in their own
     sessions, so killing the launcher's group would leave them running)."""

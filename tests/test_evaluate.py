@@ -74,7 +74,6 @@ def test_compare_with_consistency_adds_a_dc_row_that_puts_the_measurement_back(d
     assert ("blur+DC", f"vs {best}") in summary.index and CONSISTENCY in summary.columns
 
 
-
 def _synthetic(diffs: list[float]) -> pd.DataFrame:
     rows = []
     for k, d in enumerate(diffs):

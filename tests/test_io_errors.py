@@ -123,7 +123,6 @@ def test_unknown_format(tmp_path):
     assert "unknown format" in _error(path)
 
 
-
 def test_failed_write_leaves_nothing(tmp_path):
     from mrisr.io.atomic import atomic_path
 

@@ -187,7 +187,8 @@ def test_deterministic_algorithms_hold_for_the_fit_only(dess_block, tmp_path):
 def test_a_config_written_with_case_names_loads_as_paths():
     """Checkpoints from before the split held paths (``cases`` paths, ``valid_cases`` / ``test_cases`` names)."""
     old = {"name": "old", "cases": ["k/a.nii.gz", "k/b.nii.gz", "k/c.nii.gz", "k/d.nii.gz"], "valid_cases": ["c"],
-           "test_cases": ["d"]}
+           "test_cases": ["d"], "patches_per_subject": 16}
+    assert ExperimentConfig.from_dict(old).patches_per_epoch == 32  # 16 for each of the two training knees
     split = ExperimentConfig.from_dict(old).split
     assert split.train == (Path("k/a.nii.gz"), Path("k/b.nii.gz"))
     assert split.valid == (Path("k/c.nii.gz"),) and split.test == (Path("k/d.nii.gz"),)

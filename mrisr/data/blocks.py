@@ -96,5 +96,3 @@ def _show_batch(x: LRVolume, y: HRVolume, samples, ctxs=None, max_n=4, figsize=N
 @show_results.dispatch
 def _show_results(x: LRVolume, y: HRVolume, samples, outs, ctxs=None, max_n=4, figsize=None, **kwargs):
     return _show_pairs(samples, outs, max_n=max_n, figsize=figsize)
-
-

@@ -24,6 +24,7 @@ from mrisr.io import load_volume, save_volume
 from mrisr.physics.degrade import Degradation
 from mrisr.volume import Volume
 
+
 @dataclass(frozen=True)
 class Split:
     """A split of scan paths by subject: ``train`` and ``valid`` are loaded for training and model selection, ``test``

@@ -37,6 +37,7 @@ from mrisr.volume import Volume, intensity_scale
 
 # -- subjects -----------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Subject:
     """One subject in memory, normalised: ``normalised = raw / intensity_scale``.

@@ -65,6 +65,7 @@ ISOTROPIC_TOLERANCE = 1.1  # a slice spacing within 10 % of the in-plane spacing
 ORIENTATIONS = {"slice x row": 2, "slice x column": 1}  # image name -> the volume axis that numbers the images
 FBA_POWER = 8.0
 
+
 @dataclass(frozen=True)
 class SliceGeometry:
     """How a scan's slices sample its slice axis (volume axis 0), and the output grid.
@@ -316,23 +317,24 @@ def super_resolve(volume: Volume, target_spacing: float | None = None, size: str
         ``meta["slice_thickness_mm"]`` is the output spacing.
     """
     geometry = slice_geometry(volume, target_spacing, slice_thickness, profile)
+    network, size_name = _recipe(size), size if isinstance(size, str) else "custom"
     device = default_device(device)
     say = print if progress else (lambda *args, **kwargs: None)
     resampled = "" if geometry.target_spacing == geometry.grid_spacing else \
         f", resampled from {geometry.grid_spacing:.4g} mm"
     say(f"selfsr: {volume.shape} at {' x '.join(f'{v:.4g}' for v in volume.spacing)} mm, slices "
         f"{geometry.slice_thickness:.4g} mm thick ({geometry.profile}); output slices {geometry.target_spacing:.4g} "
-        f"mm apart (x{geometry.factor}{resampled}), {size if isinstance(size, str) else 'custom'} size on "
+        f"mm apart (x{geometry.factor}{resampled}), {size_name} size on "
         f"{device}", flush=True)
     start = time.perf_counter()
-    model = train_network(volume, geometry, size, device, progress, seed, run_dir)
+    model = train_network(volume, geometry, network, device, progress, seed, run_dir)
     trained = time.perf_counter()
     grid, estimates = through_plane_estimates(model, volume, geometry, progress)
     fused = fourier_burst_accumulation(estimates).cpu().numpy()
     info = {"slice_spacing_mm": geometry.slice_spacing, "slice_thickness_mm": geometry.slice_thickness,
             "profile": geometry.profile, "grid_spacing_mm": geometry.grid_spacing,
             "target_spacing_mm": geometry.target_spacing, "factor": geometry.factor,
-            "size": size if isinstance(size, str) else "custom", "recipe": _recipe(size).to_dict(), "seed": seed,
+            "size": size_name, "recipe": network.to_dict(), "seed": seed,
             "orientations": list(ORIENTATIONS), "fusion": f"fourier burst accumulation, p = {FBA_POWER:g}",
             "train_s": round(trained - start, 1), "apply_s": round(time.perf_counter() - trained, 1)}
     out = Volume(fused, grid.affine, {**volume.meta, "selfsr": info, "slice_thickness_mm": geometry.target_spacing})

@@ -29,13 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import mrisr.volume
 from mrisr.errors import InputError, check_number
 from mrisr.physics.consistency import enforce
 from mrisr.physics.degrade import load_degradation
 from mrisr.training.device import (channels_last_format, cudnn_autotuning, default_device, is_out_of_memory,
                                    padded_input_channels, speed_settings)
 from mrisr.volume import Volume
-import mrisr.volume
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

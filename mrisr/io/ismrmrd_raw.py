@@ -185,4 +185,3 @@ def _affine(enc, directions, positions: dict[int, np.ndarray], n_slices: int, is
     affine[:3, :3] = steps
     affine[:3, 3] = first - steps @ centre_index
     return LPS_TO_RAS @ affine
-

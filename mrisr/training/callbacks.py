@@ -26,6 +26,7 @@ from mrisr.training.distributed import barrier, is_writer, unwrap
 if TYPE_CHECKING:
     from mrisr.training.config import ExperimentConfig
 
+
 class DeviceSmoothLoss(AvgSmoothLoss):
     """fastai's smoothed training loss, kept on the loss's device: fastai's own copies it to the CPU after every
     step, which makes the host wait for the GPU and stops it preparing the next batch meanwhile."""

@@ -173,16 +173,15 @@ def _from_older_fields(values: dict) -> dict:
     before patches were counted per epoch (``patches_per_subject``), in today's fields, so that older checkpoints
     still load."""
     values = dict(values)
+    if "cases" in values:
+        paths, valid, test = values.pop("cases"), values.pop("valid_cases", []), values.pop("test_cases", [])
+        names = {p: case_name(p) for p in paths}
+        values |= {"train_paths": [p for p in paths if names[p] not in valid + test],
+                   "valid_paths": [p for p in paths if names[p] in valid],
+                   "test_paths": [p for p in paths if names[p] in test]}
     if "patches_per_subject" in values:
-        n_train = len(values.get("cases", [])) - len(values.get("valid_cases", [])) - len(values.get("test_cases", []))
-        values["patches_per_epoch"] = values.pop("patches_per_subject") * max(1, n_train)
-    if "cases" not in values:
-        return values
-    paths, valid, test = values.pop("cases"), values.pop("valid_cases", []), values.pop("test_cases", [])
-    names = {p: case_name(p) for p in paths}
-    return {**values, "train_paths": [p for p in paths if names[p] not in valid + test],
-            "valid_paths": [p for p in paths if names[p] in valid],
-            "test_paths": [p for p in paths if names[p] in test]}
+        values["patches_per_epoch"] = values.pop("patches_per_subject") * max(1, len(values.get("train_paths", [])))
+    return values
 
 
 MODELS = {"edsr3d": EDSR3D, "srresnet2d": SRResNet2D, "edsr2d": EDSR2D}

@@ -35,6 +35,7 @@ from mrisr.training.device import default_device, speed_settings
 from mrisr.training.distributed import (DataParallel, ReduceMetrics, is_writer, join, process_device, shared_subjects,
                                         world_size)
 
+
 def fit(learn: Learner, config: ExperimentConfig) -> float:
     """Train ``learn`` with the one-cycle schedule (``config.epochs``, peak ``config.lr_max`` reached after
     ``config.warmup`` of the steps); with ``lr_max=None`` the peak is `lr_find`'s valley. A learner made with
